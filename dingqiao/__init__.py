@@ -1,0 +1,60 @@
+"""顶俏 Dingqiao: the application factory."""
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from . import config as settings
+from .db import configure_sqlite
+from .extensions import csrf, db, htmx, login_manager, migrate
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    app.config.from_mapping(settings.DEFAULTS)
+    app.config.from_mapping(settings.from_environment(app.instance_path))
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config.setdefault("UPLOAD_FOLDER", os.path.join(app.instance_path, "uploads"))
+    if not app.config.get("SECRET_KEY") and app.config["DINGQIAO_DEMO"]:
+        app.config["SECRET_KEY"] = _demo_secret_key(app.instance_path)
+    settings.validate(app.config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+    from . import models  # noqa: F401  (registers every table)
+    from .blueprints import register_blueprints
+    from .cli import register_cli
+    from .templating import register_templating
+
+    register_blueprints(app)
+    register_templating(app)
+    register_cli(app)
+    return app
+
+
+def _demo_secret_key(instance_path: str) -> str:
+    """Demo mode needs no configuration, but every gunicorn worker must share one key: keep it on disk."""
+    path = Path(instance_path) / "demo_secret_key"
+    if not path.exists():
+        # Written aside and linked into place: two workers starting at once agree on one key.
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

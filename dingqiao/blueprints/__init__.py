@@ -1,0 +1,78 @@
+"""Blueprint registration, the login loader, error pages and the security headers every response carries."""
+from flask import Flask, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from ..extensions import db, login_manager
+from ..models import AdminUser, User
+from ..services import DomainError
+from ..web import error_response, wants_json
+
+HTTP_MESSAGES = {
+    400: "请求有误，请返回重试。",
+    401: "请先登录。",
+    403: "没有权限访问此页面。",
+    404: "页面不存在，或您无权查看。",
+    405: "不支持的操作。",
+    413: "上传的内容太大。",
+    429: "操作太频繁，请稍后再试。",
+    500: "系统繁忙，请稍后再试。",
+}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: https://thirdwx.qlogo.cn https://wx.qlogo.cn; "
+    "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import admin, auth, health, me, media, orders, shop
+
+    for module in (auth, admin, health, me, media, orders, shop):
+        app.register_blueprint(module.bp)
+
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(_load_principal)
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        return error_response(exc.message, exc.status)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_exc):
+        return error_response("页面已过期，请刷新后重试。", 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        if wants_json() or request.path.startswith("/healthz"):
+            return {"error": HTTP_MESSAGES.get(status, exc.name)}, status
+        return error_response(HTTP_MESSAGES.get(status, exc.name), status)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return error_response(HTTP_MESSAGES[500], 500)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+
+def _load_principal(principal_id: str):
+    """Session ids are "user:<id>" for members and "admin:<id>" for admins: two kinds, one login manager."""
+    kind, _, raw_id = principal_id.partition(":")
+    model = {"user": User, "admin": AdminUser}.get(kind)
+    if model is None or not raw_id.isdigit():
+        return None
+    principal = db.session.get(model, int(raw_id))
+    return principal if principal is not None and principal.is_active else None

@@ -1,0 +1,62 @@
+"""Command-line entry points: ``flask --app wsgi <command>``."""
+import sys
+
+import click
+from flask import Flask, current_app
+
+from .extensions import db
+from .models import AdminRole
+from .services import DomainError
+from .services.accounts import create_admin
+from .services.audit import verify_audit_chain
+from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(audit_verify_command)
+
+
+@click.command("seed-demo")
+def seed_demo_command():
+    """Fill an empty database with the demo data set (does nothing when users exist)."""
+    summary = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], current_app.config["CJK_FONT_PATH"] or None)
+    if not summary.created:
+        click.echo("The database already has users; demo data not added.")
+        return
+    click.echo(
+        f"Demo data: {summary.users} users, {summary.products} products, {summary.outlets} outlets. "
+        f"Admin login: {DEMO_ADMIN_USERNAME} / {DEMO_ADMIN_PASSWORD}"
+    )
+    if not summary.images_with_text:
+        click.echo("No CJK font found: product pictures were drawn without their names (see README).", err=True)
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in AdminRole]), default=AdminRole.SUPERADMIN.value,
+              show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def create_admin_command(username: str, role: str, password_stdin: bool):
+    """Create an admin account with a hashed password."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        admin = create_admin(db.session, username, password, role)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Admin {admin.username} ({admin.role}) created.")
+
+
+@click.command("audit-verify")
+def audit_verify_command():
+    """Verify the audit log's hash chain; name the first broken row."""
+    broken = verify_audit_chain(db.session)
+    if broken is None:
+        click.echo("Audit chain intact.")
+        return
+    click.echo(f"Audit chain broken at row {broken.row_id}: {broken.reason}", err=True)
+    sys.exit(1)

@@ -1,0 +1,83 @@
+"""Settings read from the environment.
+
+Every setting has one source: an environment variable of the same name (or a test mapping passed to
+``create_app``). ``validate`` refuses combinations that would be unsafe in production.
+"""
+import os
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or incomplete; the app refuses to start."""
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL forms hosting providers hand out and point them at psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def from_environment(instance_path: str) -> dict:
+    demo = _flag("DINGQIAO_DEMO")
+    default_db = "sqlite:///" + str(Path(instance_path) / "dingqiao.sqlite3")
+    return {
+        "SECRET_KEY": os.environ.get("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(os.environ.get("DATABASE_URL") or default_db),
+        "DINGQIAO_DEMO": demo,
+        # Public origin of the H5, used for OAuth redirect URIs and links in messages.
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        "WECHAT_APP_ID": os.environ.get("WECHAT_APP_ID", ""),
+        "WECHAT_APP_SECRET": os.environ.get("WECHAT_APP_SECRET", ""),
+        "WECHAT_TOKEN": os.environ.get("WECHAT_TOKEN", ""),
+        "WECHAT_MCH_ID": os.environ.get("WECHAT_MCH_ID", ""),
+        "WECHAT_MCH_KEY": os.environ.get("WECHAT_MCH_KEY", ""),
+        # Points wechatpy at another host (the fake WeChat server in tests). Empty: WeChat's real hosts.
+        "WECHAT_BASE_URL": os.environ.get("WECHAT_BASE_URL", "").rstrip("/"),
+        "WECHAT_OAUTH_SCOPE": os.environ.get("WECHAT_OAUTH_SCOPE", "snsapi_userinfo"),
+        # Cookies are Secure unless explicitly turned off (plain-HTTP demo on a laptop).
+        "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", default=not demo),
+        "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
+        "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),
+    }
+
+
+DEFAULTS = {
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "dq_session",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "PERMANENT_SESSION_LIFETIME": 30 * 24 * 3600,
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session; WeChat tabs stay open for days
+    "WTF_CSRF_SSL_STRICT": False,  # the Referer is often stripped inside WeChat's webview
+    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "TESTING": False,
+}
+
+
+def validate(config) -> None:
+    """Refuse to start with settings that would be unsafe for real shops and real money."""
+    testing = config.get("TESTING", False)
+    demo = config.get("DINGQIAO_DEMO", False)
+    if not config.get("SECRET_KEY"):
+        if not (demo or testing):
+            raise ConfigError("SECRET_KEY must be set outside demo mode and tests.")
+    if demo and (config.get("WECHAT_APP_SECRET") or config.get("WECHAT_MCH_KEY")):
+        raise ConfigError(
+            "DINGQIAO_DEMO=1 together with real WeChat credentials (WECHAT_APP_SECRET / WECHAT_MCH_KEY) "
+            "would let anyone log in as any user of a real account. Turn one of them off."
+        )
+    if not demo and not testing:
+        missing = [k for k in ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "PUBLIC_BASE_URL") if not config.get(k)]
+        if missing:
+            raise ConfigError("Outside demo mode these settings are required: " + ", ".join(missing))

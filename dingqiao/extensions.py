@@ -1,0 +1,33 @@
+"""Flask extensions, created unbound and bound to the app in ``create_app``."""
+from flask_htmx import HTMX
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import BigInteger, Integer, MetaData
+from sqlalchemy.orm import DeclarativeBase, registry
+
+# Deterministic constraint names so Alembic can alter them on SQLite (batch mode) and Postgres alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    # Every integer is 64-bit: ids, quantities and money in fen alike. On SQLite it must be spelled INTEGER,
+    # the only type whose primary key aliases the rowid and autoincrements.
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={int: BigInteger().with_variant(Integer(), "sqlite")},
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = HTMX()

@@ -1,0 +1,31 @@
+"""All models, imported here so that SQLAlchemy's registry and Alembic see every table."""
+from .audit import AuditChainHead, AuditLog
+from .catalog import CartItem, Category, Product, ProductImage
+from .messages import DeliveryStatus, OutboxMessage
+from .money import (
+    CommissionKind,
+    CommissionLine,
+    CommissionRuleVersion,
+    CommissionStatus,
+    LedgerEntry,
+    LedgerKind,
+    Wallet,
+    Withdrawal,
+    WithdrawalStatus,
+)
+from .network import FactoryStore, LocationKind, Outlet, OutletStaff, Region, SiteStatus, StockLocation
+from .orders import (
+    Order,
+    OrderItem,
+    OrderStatus,
+    Payment,
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from .stock import RestockItem, RestockOrder, RestockStatus, StockLevel, StockMovement, StockReason
+from .users import AdminRole, AdminUser, BindingAttempt, BindingSource, Identity, ReferralBinding, TeamPath, User
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,78 @@
+"""Jinja filters and the values every template may use (the tab bar among them)."""
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from flask import Flask, current_app, request
+
+from .models import Identity
+
+CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+def yuan(fen: int | None) -> str:
+    """12345 → "¥123.45". Integer arithmetic only: money never meets a float."""
+    if fen is None:
+        return ""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime(fmt)
+
+
+@dataclass(frozen=True)
+class Tab:
+    endpoint: str
+    label: str
+    icon: str  # a key of the icon set in templates/_icons.html
+
+
+# The bottom tab bar per identity. A tab whose page is not built yet is left out rather than shown broken;
+# later areas appear as their blueprints register.
+TABS: dict[Identity, tuple[Tab, ...]] = {
+    Identity.MEMBER: (
+        Tab("shop.home", "首页", "home"),
+        Tab("shop.cart", "购物车", "cart"),
+        Tab("orders.index", "订单", "orders"),
+        Tab("me.index", "我的", "me"),
+    ),
+    Identity.OUTLET: (
+        Tab("shop.home", "首页", "home"),
+        Tab("outlet.redeem", "核销", "scan"),
+        Tab("outlet.stock", "库存", "stock"),
+        Tab("me.index", "我的", "me"),
+    ),
+    Identity.FACTORY: (
+        Tab("shop.home", "首页", "home"),
+        Tab("factory.dashboard", "区域", "chart"),
+        Tab("factory.restock", "进货", "stock"),
+        Tab("me.index", "我的", "me"),
+    ),
+}
+
+
+def tabs_for(identity: Identity) -> list[Tab]:
+    return [tab for tab in TABS[identity] if tab.endpoint in current_app.view_functions]
+
+
+def register_templating(app: Flask) -> None:
+    app.jinja_env.filters["yuan"] = yuan
+    app.jinja_env.filters["local_time"] = local_time
+
+    @app.context_processor
+    def navigation():
+        from .blueprints.access import current_member
+
+        member = current_member()
+        identity = member.identity_enum if member else Identity.MEMBER
+        return {
+            "demo_mode": app.config["DINGQIAO_DEMO"],
+            "tabs": tabs_for(identity),
+            "active_endpoint": request.endpoint,
+            "member": member,
+            "viewer_identity": identity,
+        }

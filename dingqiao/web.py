@@ -1,0 +1,42 @@
+"""The one place that decides page vs fragment, and the one error convention for views.
+
+A request gets only a fragment when htmx asked for it, except for a history restore (htmx 2 sends
+HX-Request on those too) and a boosted navigation, which both need the whole page.
+"""
+from flask import Response, make_response, render_template, request
+from jinja2_fragments.flask import render_block
+
+from .extensions import htmx
+
+
+def wants_fragment() -> bool:
+    return bool(htmx) and not htmx.history_restore_request and not htmx.boosted
+
+
+def render_page(template: str, block: str | None = None, *, status: int = 200, **context) -> Response:
+    """Render ``template`` whole, or only ``block`` of it for an htmx request; one template serves both."""
+    if block and wants_fragment():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    response = make_response(body, status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def error_response(message: str, status: int) -> Response:
+    """A human message in Chinese: a small fragment for htmx, a whole page otherwise."""
+    if wants_fragment():
+        response = make_response(render_template("_error.html", message=message), status)
+        # Errors land in the page's one message area, whatever the request targeted.
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+    else:
+        response = make_response(render_template("error.html", message=message, status=status), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

@@ -1,0 +1,37 @@
+"""The only package that talks to WeChat (and the only one that imports wechatpy).
+
+Callers get plain values and ``WeChatError`` subclasses carrying a Chinese message fit for the page.
+``WeChatSettings.base_url`` points every wechatpy client at another host: the fake WeChat server in tests.
+"""
+from dataclasses import dataclass
+
+
+class WeChatError(Exception):
+    """WeChat refused or could not be reached. ``message`` is safe to show to the user."""
+
+    def __init__(self, message: str, *, errcode: int | None = None, detail: str = ""):
+        super().__init__(detail or message)
+        self.message = message
+        self.errcode = errcode
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    app_id: str
+    app_secret: str
+    token: str = ""
+    mch_id: str = ""
+    mch_key: str = ""
+    base_url: str = ""  # empty: WeChat's real hosts
+    timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_config(cls, config) -> "WeChatSettings":
+        return cls(
+            app_id=config["WECHAT_APP_ID"],
+            app_secret=config["WECHAT_APP_SECRET"],
+            token=config["WECHAT_TOKEN"],
+            mch_id=config["WECHAT_MCH_ID"],
+            mch_key=config["WECHAT_MCH_KEY"],
+            base_url=config["WECHAT_BASE_URL"],
+        )

@@ -1,0 +1,48 @@
+"""Screenshots of the demo at phone size, as a person would see it, with Debian's Chromium.
+
+    python scripts/screenshot.py [BASE_URL] [OUT_DIR]
+
+BASE_URL defaults to http://127.0.0.1:5000 (the demo started by scripts/demo). Logs in as a demo member
+through the demo login page, then shoots the home page, a product page and "我的" at 390×844.
+"""
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WECHAT_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN"
+)
+
+
+def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, user_agent=WECHAT_UA,
+                                is_mobile=True, has_touch=True)
+        page.goto(f"{base_url}/auth/login")
+        page.locator("form", has_text=member_name).get_by_role("button").click()
+        page.wait_for_url(f"{base_url}/")
+        for name, path in (("home", "/"), ("product", "/products/1"), ("me", "/me/")):
+            page.goto(base_url + path)
+            page.wait_for_load_state("networkidle")
+            target = out_dir / f"{name}.png"
+            page.screenshot(path=str(target))
+            shots.append(target)
+        browser.close()
+    return shots
+
+
+if __name__ == "__main__":
+    base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:5000"
+    out = Path(sys.argv[2] if len(sys.argv) > 2 else "screenshots")
+    for shot in shoot(base.rstrip("/"), out):
+        print(shot)

@@ -1,0 +1,142 @@
+"""Fixtures: a fresh app and database per test, on a real SQLite file by default, or on Postgres when
+TEST_DATABASE_URL points there (the same suite runs on both; see scripts/test)."""
+import os
+import re
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from dingqiao import create_app
+from dingqiao.config import normalise_database_url
+from dingqiao.extensions import db
+from tests.fake_wechat import start_fake_wechat
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def postgres_reachable(url: str = POSTGRES_URL) -> bool:
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _libpq(url: str) -> str:
+    return make_url(normalise_database_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_postgres_database(admin_url: str) -> str:
+    """A brand-new database next to the one ``admin_url`` names; returns its SQLAlchemy URL."""
+    name = f"dingqiao_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(normalise_database_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+    assert re.fullmatch(r"dingqiao_test_[0-9a-f]{12}", name)
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def on_postgres() -> bool:
+    return TEST_DATABASE_URL.startswith(("postgres", "postgresql"))
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """One scratch Postgres database for the whole run, dropped at the end."""
+    if not postgres_reachable(TEST_DATABASE_URL):
+        pytest.fail(f"TEST_DATABASE_URL={TEST_DATABASE_URL} is set but Postgres does not answer")
+    url = create_postgres_database(TEST_DATABASE_URL)
+    yield url
+    drop_postgres_database(TEST_DATABASE_URL, url)
+
+
+@pytest.fixture
+def database_url(request, tmp_path):
+    if on_postgres():
+        return request.getfixturevalue("postgres_database")
+    return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def fake_wechat_server():
+    fake, stop = start_fake_wechat()
+    yield fake
+    stop()
+
+
+@pytest.fixture
+def fake_wechat(fake_wechat_server):
+    fake_wechat_server.current_user = None
+    fake_wechat_server.outage_status = None
+    fake_wechat_server.requests.clear()
+    return fake_wechat_server
+
+
+def make_config(database_url: str, tmp_path, fake_wechat=None, **overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "DINGQIAO_DEMO": False,
+        "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+        "PUBLIC_BASE_URL": "http://localhost",
+        "SESSION_COOKIE_SECURE": False,
+        "WECHAT_APP_ID": fake_wechat.app_id if fake_wechat else "wxtestappid",
+        "WECHAT_APP_SECRET": fake_wechat.app_secret if fake_wechat else "test-app-secret",
+        "WECHAT_MCH_ID": "",
+        "WECHAT_MCH_KEY": "",
+        "WECHAT_TOKEN": "test-token",
+        "WECHAT_BASE_URL": fake_wechat.base_url if fake_wechat else "http://127.0.0.1:9",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config(database_url, tmp_path, fake_wechat):
+    """Settings for this test's app; a test may change them before ``app`` is first used."""
+    return make_config(database_url, tmp_path, fake_wechat)
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        if on_postgres():
+            tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app):
+    """The app's database session, inside an app context, for service-level tests."""
+    with app.app_context():
+        yield db.session
+
+
+def csrf_token(client) -> str:
+    """The CSRF token of the client's session, as a page hands it to forms and htmx."""
+    page = client.get("/").get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    assert match, "the layout carries the CSRF token"
+    return match.group(1)

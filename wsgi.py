@@ -1,0 +1,3 @@
+from dingqiao import create_app
+
+app = create_app()
