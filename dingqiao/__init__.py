@@ -10,8 +10,8 @@ from .db import configure_sqlite
 from .extensions import csrf, db, htmx, login_manager, migrate
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     app.config.from_mapping(settings.DEFAULTS)

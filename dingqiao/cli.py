@@ -3,6 +3,7 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from .extensions import db
 from .models import AdminRole
@@ -19,6 +20,7 @@ def register_cli(app: Flask) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command():
     """Fill an empty database with the demo data set (does nothing when users exist)."""
     summary = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], current_app.config["CJK_FONT_PATH"] or None)
@@ -34,6 +36,7 @@ def seed_demo_command():
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("username")
 @click.option("--role", type=click.Choice([r.value for r in AdminRole]), default=AdminRole.SUPERADMIN.value,
               show_default=True)
@@ -52,6 +55,7 @@ def create_admin_command(username: str, role: str, password_stdin: bool):
 
 
 @click.command("audit-verify")
+@with_appcontext
 def audit_verify_command():
     """Verify the audit log's hash chain; name the first broken row."""
     broken = verify_audit_chain(db.session)

@@ -1,0 +1,64 @@
+"""The app refuses unsafe settings at start-up and reads the environment as documented."""
+import pytest
+
+from dingqiao import create_app
+from dingqiao.config import ConfigError, normalise_database_url
+from tests.conftest import make_config
+
+
+def test_demo_mode_with_real_wechat_credentials_refuses_to_start(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, DINGQIAO_DEMO=True, TESTING=False,
+                         WECHAT_APP_SECRET="a-real-secret")
+    with pytest.raises(ConfigError, match="DINGQIAO_DEMO"):
+        create_app(config)
+    config.update(WECHAT_APP_SECRET="", WECHAT_MCH_KEY="a-real-merchant-key")
+    with pytest.raises(ConfigError, match="WECHAT_MCH_KEY"):
+        create_app(config)
+
+
+def test_production_without_secret_key_refuses_to_start(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, SECRET_KEY=None)
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app(config)
+
+
+def test_production_without_wechat_app_refuses_to_start(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, WECHAT_APP_ID="")
+    with pytest.raises(ConfigError, match="WECHAT_APP_ID"):
+        create_app(config)
+
+
+def test_environment_is_read_and_demo_gets_a_stable_secret(monkeypatch, tmp_path):
+    monkeypatch.setenv("DINGQIAO_DEMO", "1")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    for name in ("SECRET_KEY", "WECHAT_APP_SECRET", "WECHAT_MCH_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    first = create_app(instance_path=str(tmp_path / "instance"))
+    second = create_app(instance_path=str(tmp_path / "instance"))
+    assert first.config["DINGQIAO_DEMO"] is True
+    assert first.config["SQLALCHEMY_DATABASE_URI"].endswith("env.db")
+    assert first.config["SESSION_COOKIE_SECURE"] is False  # plain-HTTP demo
+    assert first.config["UPLOAD_FOLDER"] == str(tmp_path / "instance" / "uploads")
+    assert (tmp_path / "instance" / "demo_secret_key").stat().st_mode & 0o077 == 0  # not readable by others
+    assert len(first.config["SECRET_KEY"]) == 64 and first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+
+
+def test_production_cookies_are_secure_by_default(monkeypatch):
+    monkeypatch.delenv("DINGQIAO_DEMO", raising=False)
+    monkeypatch.delenv("SESSION_COOKIE_SECURE", raising=False)
+    from dingqiao.config import from_environment
+
+    assert from_environment("/tmp")["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/shop", "postgresql+psycopg://u:p@db:5432/shop"),
+        ("postgresql://u@db/shop", "postgresql+psycopg://u@db/shop"),
+        ("postgresql+psycopg://u@db/shop", "postgresql+psycopg://u@db/shop"),
+        ("sqlite:////srv/dq.sqlite3", "sqlite:////srv/dq.sqlite3"),
+    ],
+)
+def test_database_urls_are_normalised_to_psycopg3(given, expected):
+    assert normalise_database_url(given) == expected
