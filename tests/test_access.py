@@ -152,3 +152,22 @@ def test_an_admin_session_is_not_a_member_session(app, client):
     client.post("/admin/login", data={"username": "ops2", "password": "another-long-password",
                                       "csrf_token": csrf_token(client)})
     assert client.get("/me/").status_code == 302
+
+
+def test_admin_role_rule_lets_only_the_named_roles_and_superadmin_through(app):
+    from flask_login import login_user
+    from werkzeug.exceptions import Forbidden
+
+    from dingqiao.blueprints.access import require_admin
+
+    finance_only = require_admin(AdminRole.FINANCE)
+    with app.app_context():
+        admins = {role: create_admin(db.session, f"role-{role.value}", "long-enough-pw", role) for role in AdminRole}
+        for role, admin in admins.items():
+            with app.test_request_context("/admin/withdrawals"):
+                login_user(admin)
+                if role == AdminRole.OPERATOR:
+                    with pytest.raises(Forbidden):
+                        finance_only()
+                else:
+                    assert finance_only() is None

@@ -5,6 +5,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..db import write_transaction
 from ..models import AdminRole, AdminUser, User
@@ -103,10 +104,17 @@ def create_admin(session: Session, username: str, password: str, role: str = Adm
     return admin
 
 
+# Checked when the username is unknown, so that a wrong name costs as long as a wrong password.
+_UNKNOWN_ADMIN_HASH = generate_password_hash("no such admin")
+
+
 def authenticate_admin(session: Session, username: str, password: str) -> AdminUser:
     with write_transaction(session):
         admin = session.execute(select(AdminUser).where(AdminUser.username == username.strip())).scalar_one_or_none()
-        if admin is None or not admin.is_active or not admin.check_password(password):
+        if admin is None:
+            check_password_hash(_UNKNOWN_ADMIN_HASH, password)
+            raise InvalidCredentials("用户名或密码错误。")
+        if not admin.is_active or not admin.check_password(password):
             raise InvalidCredentials("用户名或密码错误。")
         admin.last_login_at = utcnow()
         record_audit(
