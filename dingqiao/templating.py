@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, request
 
 from .models import Identity
+from .web import current_path
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 
@@ -62,6 +63,7 @@ def tabs_for(identity: Identity) -> list[Tab]:
 def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = yuan
     app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.globals["current_path"] = current_path
 
     @app.context_processor
     def navigation():

@@ -37,6 +37,12 @@ def error_response(message: str, status: int) -> Response:
     return response
 
 
+def current_path() -> str:
+    """This request's path with its query string, for ?next=; no dangling "?" when there is no query."""
+    query = request.query_string.decode("utf-8", "replace")
+    return f"{request.path}?{query}" if query else request.path
+
+
 def wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

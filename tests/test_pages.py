@@ -2,7 +2,6 @@
 import re
 
 import pytest
-from sqlalchemy import text
 
 from dingqiao.extensions import db
 from dingqiao.models import Identity
@@ -39,7 +38,9 @@ def test_category_switch_by_htmx_gets_only_the_product_list(client, seeded):
     kitchen = re.search(r'href="/\?category=(\d+)"[^>]*>厨房清洁<', html).group(1)
     fragment = client.get(f"/?category={kitchen}", headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)
-    assert "<html" not in body and body.lstrip().startswith('<section id="product-list"')
+    assert "<html" not in body and body.lstrip().startswith('<div id="catalog">')
+    # The chip of the chosen category is the highlighted one, in the same swap.
+    assert re.search(r'class="dq-chip dq-chip--on" href="/\?category=' + kitchen + '"', body)
     assert body.count('class="dq-card"') == 4 and "洗洁精" in body and "洗衣液" not in body
     # A history restore or a boosted navigation needs the whole page even though HX-Request is set.
     restore = client.get(f"/?category={kitchen}", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
@@ -118,18 +119,36 @@ def test_session_cookie_flags(app, client):
     assert cookie.http_only and cookie.secure and cookie.same_site == "Lax"
 
 
-def test_unexpected_errors_show_a_chinese_page_without_internals(app, client):
+def test_unexpected_errors_show_a_chinese_page_without_internals(app, client, monkeypatch):
+    import dingqiao.blueprints.me as me_views
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("connection to internal-db.secret:5432 lost")
+
+    monkeypatch.setattr(me_views, "render_page", broken)
     with app.app_context():
         user_id = make_user("会员").id
-        db.session.execute(text("DROP TABLE wallets"))
-        db.session.commit()
     log_in(client, user_id)
     response = client.get("/me/")
     body = response.get_data(as_text=True)
     assert response.status_code == 500
-    assert "系统繁忙" in body and "wallets" not in body and "Traceback" not in body
+    assert "系统繁忙" in body and "internal-db" not in body and "Traceback" not in body
+
+
+def test_private_pages_keep_out_of_the_htmx_history_cache(app, client):
     with app.app_context():
-        db.create_all()
+        user_id = make_user("会员").id
+    log_in(client, user_id)
+    # Inside <main>, so it also arrives with a boosted navigation (which swaps the body's children only).
+    me = client.get("/me/", headers={"HX-Request": "true", "HX-Boosted": "true"}).get_data(as_text=True)
+    main = me[me.index("<main"):]
+    assert '<div hx-history="false" hidden></div>' in main
+    assert 'hx-history="false"' not in client.get("/").get_data(as_text=True)
+
+
+def test_login_links_carry_a_clean_next(client):
+    assert client.get("/me/").headers["Location"] == "/auth/login?next=/me/"
+    assert client.get("/orders/?status=paid").headers["Location"] == "/auth/login?next=/orders/?status%3Dpaid"
 
 
 def test_logout_needs_a_post_with_token(app, client):

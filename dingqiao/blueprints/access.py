@@ -4,6 +4,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db, htmx
+from ..web import current_path
 from ..models import AdminRole, AdminUser, User
 
 
@@ -18,7 +19,7 @@ def current_admin() -> AdminUser | None:
 
 
 def _to_login(endpoint: str):
-    target = url_for(endpoint, next=request.full_path if request.method == "GET" else None)
+    target = url_for(endpoint, next=current_path() if request.method == "GET" else None)
     if htmx:
         # An htmx request cannot follow a redirect to a whole page usefully; ask htmx to navigate.
         return "", 401, {"HX-Redirect": target}

@@ -33,7 +33,7 @@ def home():
     products = db.session.execute(query).scalars().all()
     return render_page(
         "shop/home.html",
-        block="product_list",
+        block="catalog",
         categories=categories,
         category_id=category_id,
         products=products,

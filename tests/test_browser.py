@@ -1,0 +1,240 @@
+"""The H5 in a real headless Chromium at phone size, against the real app on a real HTTP server.
+
+Each test gets its own seeded demo database (a SQLite file in tmp_path, or the suite's Postgres database
+when TEST_DATABASE_URL is set) and its own server; the browser is started once for the module.
+"""
+import importlib.util
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import text
+
+from dingqiao import create_app
+from dingqiao.extensions import db
+from dingqiao.services.demo_data import CATEGORIES, PRODUCTS, seed_demo
+from dingqiao.templating import yuan
+from tests.conftest import make_config, on_postgres
+from tests.live_server import live_server
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the `test` extra)")
+expect = sync_api.expect
+
+
+def _load_screenshot_script():
+    """scripts/screenshot.py is not a package: load it by path for its Chromium settings."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "screenshot.py"
+    spec = importlib.util.spec_from_file_location("dingqiao_screenshot_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_screenshot = _load_screenshot_script()
+CHROMIUM, CHROMIUM_ARGS, WECHAT_UA = _screenshot.CHROMIUM, _screenshot.CHROMIUM_ARGS, _screenshot.WECHAT_UA
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 390, "height": 844}
+MEMBER = "王丽"
+OUTLET = "文三路·黄姐"
+PRICE = re.compile(r"^¥\d{1,3}(,\d{3})*\.\d{2}$")
+
+
+def seeded_products(category: str | None = None) -> list[tuple[str, int]]:
+    """(name, member price in fen) of the seed's products, in shop order, optionally of one category."""
+    return [(name, price) for index, name, _sub, price, _colour in PRODUCTS
+            if category is None or CATEGORIES[index] == category]
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def base_url(database_url, tmp_path):
+    """The seeded demo app on a live server; yields its base URL and leaves the database empty."""
+    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    app = create_app(config)
+    try:
+        with app.app_context():
+            db.create_all()
+            summary = seed_demo(db.session, config["UPLOAD_FOLDER"], None)
+            assert summary.created, "the test database must start empty"
+            db.session.remove()
+        with live_server(app) as url:
+            yield url
+    finally:
+        with app.app_context():
+            db.session.remove()
+            if on_postgres():
+                tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+                with db.engine.begin() as conn:
+                    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    """A fresh WeChat-like phone browser (own cookies and storage) per test, closed before the server stops."""
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, user_agent=WECHAT_UA,
+                                  is_mobile=True, has_touch=True, locale="zh-CN")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def demo_login(page, base_url: str, name: str) -> None:
+    """Pick ``name`` on the demo login page and land on the home page, as a person would."""
+    page.goto(f"{base_url}/auth/login")
+    expect(page.get_by_role("heading", name="演示登录")).to_be_visible()
+    page.locator("form", has_text=name).get_by_role("button", name="以此身份登录").click()
+    page.wait_for_url(f"{base_url}/")
+    expect(page.locator("#product-list")).to_be_visible()
+
+
+def wait_for_htmx(page) -> None:
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+
+
+def card_prices(page) -> list[str]:
+    return [p.strip() for p in page.locator("#product-list .dq-card .dq-price__now").all_inner_texts()]
+
+
+def card_names(page) -> list[str]:
+    return [n.strip() for n in page.locator("#product-list .dq-card .dq-card__name").all_inner_texts()]
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+def test_member_logs_in_and_sees_shop_with_tabbar_prices_and_chinese_text(page, base_url, tmp_path):
+    demo_login(page, base_url, MEMBER)
+    assert page.url == f"{base_url}/"
+    # Logged in: the hero offers no login link any more.
+    expect(page.locator("a.dq-hero__login")).to_have_count(0)
+
+    tabbar = page.locator("nav.dq-tabbar")
+    expect(tabbar).to_be_visible()
+    labels = [label.strip() for label in tabbar.locator(".dq-tabbar__label").all_inner_texts()]
+    for wanted in ("首页", "订单", "我的"):
+        assert wanted in labels, labels
+    expect(tabbar.locator(".dq-tabbar__item--on")).to_have_text("首页")
+    # Fixed to the bottom edge of the phone screen, not somewhere down the long product page.
+    box = tabbar.bounding_box()
+    assert box is not None and abs(box["y"] + box["height"] - VIEWPORT["height"]) <= 1, box
+
+    cards = page.locator("#product-list .dq-card")
+    assert cards.count() >= 20
+    assert card_names(page) == [name for name, _ in seeded_products()]
+    prices = card_prices(page)
+    assert len(prices) == cards.count() and all(PRICE.match(p) for p in prices), prices
+    assert prices == [yuan(price) for _, price in seeded_products()]
+    tags = [t.strip() for t in cards.locator(".dq-price__tag").all_inner_texts()]
+    assert tags == ["会员价"] * cards.count()
+
+    # Chinese really renders. document.fonts.check() cannot tell: it answers true for any font that is not
+    # a web font, installed or not. Instead ask Chromium itself (DevTools CSS.getPlatformFontsForNode) which
+    # platform fonts drew the glyphs of a product name: without a CJK font every Chinese character would be
+    # a tofu box drawn by a Latin font. Every CJK character of the name must come from a CJK-capable font.
+    name = card_names(page)[0]
+    cjk_chars = len(re.findall(r"[\u4e00-\u9fff]", name))
+    assert cjk_chars >= 4
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#product-list .dq-card__name"})["nodeId"]
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    cdp.detach()
+    cjk_glyphs = sum(f["glyphCount"] for f in fonts
+                     if re.search(r"CJK|Han|WenQuanYi|Droid Sans Fallback|AR PL|Hei|Song|Ming", f["familyName"]))
+    assert cjk_glyphs >= cjk_chars, f"no CJK font drew {name!r}: {fonts}"
+
+    shot = tmp_path / "home.png"
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(shot))
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # A blank or error page compresses to a few KB; the home page with pictures and text is far larger.
+    assert len(data) > 20_000, len(data)
+
+
+def test_category_chip_swaps_only_the_product_list_with_htmx_and_pushes_the_url(page, base_url):
+    demo_login(page, base_url, MEMBER)
+    wait_for_htmx(page)
+    # A full page load would wipe this; an htmx swap of #product-list keeps it.
+    page.evaluate("() => { window.__marker = 1; }")
+    chip = page.locator("nav.dq-chips a.dq-chip", has_text="厨房清洁")
+    category_id = parse_qs(urlsplit(chip.get_attribute("href")).query)["category"][0]
+
+    with page.expect_response(lambda r: "category=" in r.url) as response_info:
+        chip.click()
+    response = response_info.value
+    assert response.status == 200
+    assert response.request.headers.get("hx-request") == "true"
+    body = response.text()
+    assert "<html" not in body and 'id="product-list"' in body, "the server answers with the fragment only"
+
+    page.wait_for_url(f"{base_url}/?category={category_id}")
+    expected = seeded_products("厨房清洁")
+    assert len(expected) == 4
+    expect(page.locator("#product-list .dq-card")).to_have_count(4)
+    assert card_names(page) == [name for name, _ in expected]
+    assert card_prices(page) == [yuan(price) for _, price in expected]
+    assert page.evaluate("() => window.__marker") == 1, "the chip caused a full page load"
+    # The highlighted chip follows the list (they are swapped together).
+    expect(page.locator("nav.dq-chips a.dq-chip--on")).to_have_text("厨房清洁")
+    # The fragment replaced the list in place: one list, one tab bar, no page nested inside the page.
+    expect(page.locator("#product-list")).to_have_count(1)
+    expect(page.locator("nav.dq-tabbar")).to_have_count(1)
+
+
+def test_outlet_sees_outlet_prices(page, base_url):
+    demo_login(page, base_url, OUTLET)
+    cards = page.locator("#product-list .dq-card")
+    expected = seeded_products()
+    expect(cards).to_have_count(len(expected))
+    tags = [t.strip() for t in cards.locator(".dq-price__tag").all_inner_texts()]
+    assert tags == ["核销网点价"] * len(expected)
+    # Outlets buy at 80% of the member price, floored to the fen.
+    assert card_names(page)[0] == "顶俏浓缩洗衣液 2kg"
+    assert card_prices(page)[0] == "¥31.92"
+    assert card_prices(page) == [yuan(price * 80 // 100) for _, price in expected]
+
+
+def test_logout_from_me_ends_the_session(page, base_url):
+    demo_login(page, base_url, MEMBER)
+    page.locator("nav.dq-tabbar a", has_text="我的").click()
+    page.wait_for_url(f"{base_url}/me/")
+    expect(page.locator(".dq-profile__name")).to_have_text(MEMBER)
+
+    page.get_by_role("button", name="退出登录").click()
+    page.wait_for_url(f"{base_url}/")
+    # Back must not bring the profile out of htmx's history cache on a shared phone.
+    page.go_back()
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".dq-profile__name").count() == 0, "我的 came back from the history cache after logout"
+    page.goto(f"{base_url}/")
+    # Back on the shop as a visitor: the login link is offered and the member's name is nowhere.
+    expect(page.locator("a.dq-hero__login")).to_be_visible()
+    expect(page.locator(".dq-price__tag").first).to_have_text("会员价")
+
+    page.goto(f"{base_url}/me/")
+    assert urlsplit(page.url).path == "/auth/login"
+    # ... and would bring the person back to 我的 after logging in again.
+    next_urls = parse_qs(urlsplit(page.url).query).get("next")
+    assert next_urls and urlsplit(next_urls[0]).path == "/me/", page.url
+    expect(page.get_by_role("heading", name="演示登录")).to_be_visible()
+    # The long-lived "remember me" cookie went with the session, so closing WeChat cannot bring it back.
+    assert "remember_token" not in {cookie["name"] for cookie in page.context.cookies()}
