@@ -37,7 +37,7 @@ class Tab:
 TABS: dict[Identity, tuple[Tab, ...]] = {
     Identity.MEMBER: (
         Tab("shop.home", "首页", "home"),
-        Tab("shop.cart", "购物车", "cart"),
+        Tab("cart.index", "购物车", "cart"),
         Tab("orders.index", "订单", "orders"),
         Tab("me.index", "我的", "me"),
     ),

@@ -75,9 +75,7 @@ def fake_wechat_server():
 
 @pytest.fixture
 def fake_wechat(fake_wechat_server):
-    fake_wechat_server.current_user = None
-    fake_wechat_server.outage_status = None
-    fake_wechat_server.requests.clear()
+    fake_wechat_server.reset()
     return fake_wechat_server
 
 
@@ -92,8 +90,8 @@ def make_config(database_url: str, tmp_path, fake_wechat=None, **overrides) -> d
         "SESSION_COOKIE_SECURE": False,
         "WECHAT_APP_ID": fake_wechat.app_id if fake_wechat else "wxtestappid",
         "WECHAT_APP_SECRET": fake_wechat.app_secret if fake_wechat else "test-app-secret",
-        "WECHAT_MCH_ID": "",
-        "WECHAT_MCH_KEY": "",
+        "WECHAT_MCH_ID": fake_wechat.mch_id if fake_wechat else "",
+        "WECHAT_MCH_KEY": fake_wechat.mch_key if fake_wechat else "",
         "WECHAT_TOKEN": "test-token",
         "WECHAT_BASE_URL": fake_wechat.base_url if fake_wechat else "http://127.0.0.1:9",
     }

@@ -3,13 +3,64 @@
 It plays both halves of OAuth2 web login: the browser-facing authorize page (which "asks the user" — the
 test decides who — and redirects back with a single-use code) and the server-to-server API (code →
 access token → user info), with WeChat's error codes for bad input.
+
+It also answers the JS-SDK calls (client_credential access token → jsapi ticket) and WeChat Pay API v2
+(统一下单, 查询订单, 关闭订单, 申请退款) in XML. The fake stands for WeChat, so it parses and signs XML with its
+own small implementation of the documented algorithm and does not trust our adapter: every pay request's
+MD5 signature is checked with the merchant key, and every answer is signed as WeChat signs it.
 """
+import hashlib
 import json
 import secrets
 import threading
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
+
+
+def pay_sign(fields: dict, key: str) -> str:
+    """WeChat Pay v2 MD5 signature: non-empty fields but ``sign``, sorted, ``k=v&…&key=KEY``, upper-case hex."""
+    pairs = [f"{k}={fields[k]}" for k in sorted(fields) if k != "sign" and fields[k] not in (None, "")]
+    return hashlib.md5("&".join([*pairs, f"key={key}"]).encode()).hexdigest().upper()
+
+
+def to_xml(fields: dict) -> bytes:
+    """WeChat's flat ``<xml>`` document; numbers bare, text in CDATA."""
+    parts = []
+    for k, v in fields.items():
+        text = str(v)
+        parts.append(f"<{k}>{text}</{k}>" if isinstance(v, int) else f"<{k}><![CDATA[{text}]]></{k}>")
+    return ("<xml>" + "".join(parts) + "</xml>").encode()
+
+
+def from_xml(body: bytes) -> dict:
+    """The children of a flat ``<xml>`` document; ValueError for anything else."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(str(exc)) from exc
+    if root.tag != "xml":
+        raise ValueError("root is not <xml>")
+    return {child.tag: child.text or "" for child in root}
+
+
+def signed_xml(fields: dict, key: str) -> bytes:
+    fields = {k: v for k, v in fields.items() if v not in (None, "")}
+    fields["nonce_str"] = secrets.token_hex(16)
+    fields["sign"] = pay_sign(fields, key)
+    return to_xml(fields)
+
+
+def china_now() -> datetime:
+    return datetime.now(CHINA_TIME)
+
+
+def new_transaction_id() -> str:
+    return "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
 
 
 @dataclass
@@ -22,21 +73,56 @@ class FakeWeChatUser:
 
 
 @dataclass
+class FakeOrder:
+    """An order as WeChat Pay keeps it after 统一下单."""
+    out_trade_no: str
+    total_fee: int
+    openid: str
+    notify_url: str
+    body: str
+    prepay_id: str
+    trade_state: str = "NOTPAY"  # NOTPAY → SUCCESS → REFUND, or NOTPAY → CLOSED
+    transaction_id: str = ""
+    time_end: str = ""
+    refunds: dict[str, tuple[str, int]] = field(default_factory=dict)  # out_refund_no → (refund_id, refund_fee)
+
+
+@dataclass
 class FakeWeChat:
     app_id: str
     app_secret: str
     base_url: str = ""
+    mch_id: str = ""
+    mch_key: str = ""
     # Who is "using WeChat" when the browser reaches the authorize page.
     current_user: FakeWeChatUser | None = None
     # When set, every API call answers this HTTP status (an outage).
     outage_status: int | None = None
     requests: list[tuple[str, dict]] = field(default_factory=list)
+    # The next jsapi ticket requests answer these errcodes, one each ([40001]: the token expired once).
+    ticket_errcodes: list[int] = field(default_factory=list)
+    issued_tickets: list[str] = field(default_factory=list)
+    orders: dict[str, FakeOrder] = field(default_factory=dict)
+    # When set, pay answers are signed with this key, not the merchant's: an impostor between us and WeChat.
+    answer_key: str | None = None
+    _access_tokens: set[str] = field(default_factory=set)
     _codes: dict[str, tuple[FakeWeChatUser, str]] = field(default_factory=dict)
     _tokens: dict[str, tuple[FakeWeChatUser, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def calls(self, path: str) -> list[dict]:
         return [params for p, params in self.requests if p == path]
+
+    def reset(self) -> None:
+        """Forget what one test did, so the next one starts from a quiet WeChat."""
+        with self._lock:
+            self.current_user = None
+            self.outage_status = None
+            self.ticket_errcodes.clear()
+            self.requests.clear()
+            self.issued_tickets.clear()
+            self.orders.clear()
+            self.answer_key = None
 
     # --- browser side -------------------------------------------------------------------------------
     def authorize(self, params: dict) -> tuple[int, dict, bytes]:
@@ -92,11 +178,189 @@ class FakeWeChat:
             body["unionid"] = user.unionid
         return body
 
+    # --- JS-SDK: client_credential access token and jsapi ticket ------------------------------------
+    def client_token(self, params: dict) -> dict:
+        if params.get("grant_type") != "client_credential":
+            return {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if params.get("appid") != self.app_id:
+            return {"errcode": 40013, "errmsg": "invalid appid"}
+        if params.get("secret") != self.app_secret:
+            return {"errcode": 40125, "errmsg": "invalid appsecret"}
+        token = secrets.token_hex(24)
+        with self._lock:
+            self._access_tokens.add(token)
+        return {"access_token": token, "expires_in": 7200}
 
-def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-app-secret"):
+    def jsapi_ticket(self, params: dict) -> dict:
+        with self._lock:
+            forced = self.ticket_errcodes.pop(0) if self.ticket_errcodes else None
+        if forced is not None:
+            return {"errcode": forced, "errmsg": "invalid credential, access_token is invalid or not latest"}
+        if params.get("access_token") not in self._access_tokens:
+            return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+        if params.get("type") != "jsapi":
+            return {"errcode": 40097, "errmsg": "invalid args"}
+        ticket = secrets.token_urlsafe(64)
+        with self._lock:
+            self.issued_tickets.append(ticket)
+        return {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": 7200}
+
+    # --- WeChat Pay v2 ------------------------------------------------------------------------------
+    def pay_endpoint(self, path: str, body: bytes) -> bytes:
+        """Check the envelope as WeChat does (XML, signature, appid/mch_id), then run the endpoint."""
+        try:
+            params = from_xml(body)
+        except ValueError:
+            self.requests.append((path, {}))
+            return to_xml({"return_code": "FAIL", "return_msg": "XML格式错误"})
+        self.requests.append((path, params))
+        if params.get("sign") != pay_sign(params, self.mch_key):
+            return to_xml({"return_code": "FAIL", "return_msg": "签名错误"})
+        if params.get("mch_id") != self.mch_id or params.get("appid") != self.app_id:
+            return self._result(err_code="APPID_MCHID_NOT_MATCH", err_code_des="appid和mch_id不匹配")
+        handler = {
+            "/mch/pay/unifiedorder": self._unified_order,
+            "/mch/pay/orderquery": self._order_query,
+            "/mch/pay/closeorder": self._close_order,
+            "/mch/secapi/pay/refund": self._refund,
+        }[path]
+        with self._lock:
+            return handler(params)
+
+    def _result(self, fields: dict | None = None, *, err_code: str = "", err_code_des: str = "") -> bytes:
+        answer = {"return_code": "SUCCESS", "return_msg": "OK", "appid": self.app_id, "mch_id": self.mch_id}
+        if err_code:
+            answer |= {"result_code": "FAIL", "err_code": err_code, "err_code_des": err_code_des}
+        else:
+            answer |= {"result_code": "SUCCESS", **(fields or {})}
+        return signed_xml(answer, self.answer_key or self.mch_key)
+
+    def _unified_order(self, params: dict) -> bytes:
+        for name in ("body", "out_trade_no", "total_fee", "spbill_create_ip", "notify_url", "trade_type", "openid"):
+            if not params.get(name):
+                return to_xml({"return_code": "FAIL", "return_msg": f"缺少参数{name}"})
+        if params["trade_type"] != "JSAPI" or not params["total_fee"].isdigit() or int(params["total_fee"]) < 1:
+            return self._result(err_code="PARAM_ERROR", err_code_des="参数错误")
+        if len(params["body"].encode()) > 128:
+            return self._result(err_code="PARAM_ERROR", err_code_des="body参数长度有误")
+        if params.get("time_expire"):
+            try:
+                expires = datetime.strptime(params["time_expire"], "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TIME)
+            except ValueError:
+                return self._result(err_code="PARAM_ERROR", err_code_des="time_expire格式错误")
+            if expires < china_now() + timedelta(minutes=1):
+                return self._result(err_code="PARAM_ERROR", err_code_des="time_expire时间过短，刷卡至少1分钟，其他5分钟")
+        total_fee = int(params["total_fee"])
+        order = self.orders.get(params["out_trade_no"])
+        if order is not None:
+            if order.trade_state in ("SUCCESS", "REFUND"):
+                return self._result(err_code="ORDERPAID", err_code_des="该订单已支付")
+            if order.trade_state == "CLOSED":
+                return self._result(err_code="ORDERCLOSED", err_code_des="该订单已关闭")
+            if order.total_fee != total_fee:
+                return self._result(err_code="INVALID_REQUEST", err_code_des="201 商户订单号重复")
+        else:
+            order = FakeOrder(
+                out_trade_no=params["out_trade_no"], total_fee=total_fee, openid=params["openid"],
+                notify_url=params["notify_url"], body=params["body"],
+                prepay_id="wx" + china_now().strftime("%d%H%M%S") + secrets.token_hex(12),
+            )
+            self.orders[order.out_trade_no] = order
+        return self._result({"trade_type": "JSAPI", "prepay_id": order.prepay_id})
+
+    def _order_query(self, params: dict) -> bytes:
+        order = self.orders.get(params.get("out_trade_no", ""))
+        if order is None:
+            return self._result(err_code="ORDERNOTEXIST", err_code_des="订单不存在")
+        fields = {"out_trade_no": order.out_trade_no, "trade_state": order.trade_state,
+                  "trade_state_desc": {"NOTPAY": "订单未支付", "CLOSED": "订单已关闭", "SUCCESS": "支付成功",
+                                       "REFUND": "订单发生过退款"}[order.trade_state]}
+        if order.transaction_id:  # WeChat tells the payment details only once there was a payment
+            fields |= {"openid": order.openid, "transaction_id": order.transaction_id, "total_fee": order.total_fee,
+                       "cash_fee": order.total_fee, "fee_type": "CNY", "trade_type": "JSAPI",
+                       "bank_type": "OTHERS", "is_subscribe": "N", "time_end": order.time_end}
+        return self._result(fields)
+
+    def _close_order(self, params: dict) -> bytes:
+        order = self.orders.get(params.get("out_trade_no", ""))
+        if order is None:
+            return self._result(err_code="ORDERNOTEXIST", err_code_des="订单不存在")
+        if order.trade_state in ("SUCCESS", "REFUND"):
+            return self._result(err_code="ORDERPAID", err_code_des="订单已支付，不能发起关单")
+        if order.trade_state == "CLOSED":
+            return self._result(err_code="ORDERCLOSED", err_code_des="订单已关闭，无需继续关闭")
+        order.trade_state = "CLOSED"
+        return self._result({"result_msg": "OK"})
+
+    def _refund(self, params: dict) -> bytes:
+        # Real WeChat also wants the merchant's client certificate on this URL; plain HTTP here.
+        order = self.orders.get(params.get("out_trade_no", ""))
+        if order is None:
+            return self._result(err_code="ORDERNOTEXIST", err_code_des="订单不存在")
+        if order.trade_state not in ("SUCCESS", "REFUND"):
+            return self._result(err_code="TRADE_STATE_ERROR", err_code_des="订单状态错误")
+        if not (params.get("out_refund_no") and params.get("total_fee", "").isdigit()
+                and params.get("refund_fee", "").isdigit()):
+            return self._result(err_code="PARAM_ERROR", err_code_des="参数错误")
+        total_fee, refund_fee = int(params["total_fee"]), int(params["refund_fee"])
+        if total_fee != order.total_fee:
+            return self._result(err_code="INVALID_REQUEST", err_code_des="订单金额或退款金额与之前请求不一致，请核实后再试")
+        earlier = order.refunds.get(params["out_refund_no"])
+        if earlier is not None:  # the same out_refund_no refunds once
+            if earlier[1] != refund_fee:
+                return self._result(err_code="INVALID_REQUEST",
+                                    err_code_des="订单金额或退款金额与之前请求不一致，请核实后再试")
+            refund_id = earlier[0]
+        else:
+            refunded = sum(fee for _, fee in order.refunds.values())
+            if refund_fee < 1 or refunded + refund_fee > order.total_fee:
+                return self._result(err_code="INVALID_REQUEST", err_code_des="退款金额大于支付金额")
+            refund_id = "50" + secrets.token_hex(13)
+            order.refunds[params["out_refund_no"]] = (refund_id, refund_fee)
+            order.trade_state = "REFUND"
+        return self._result({
+            "transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no,
+            "out_refund_no": params["out_refund_no"], "refund_id": refund_id, "refund_fee": refund_fee,
+            "total_fee": order.total_fee, "cash_fee": order.total_fee,
+        })
+
+    # --- test helpers: the user pays, WeChat notifies -----------------------------------------------
+    def pay(self, out_trade_no: str) -> bytes:
+        """The user pays in WeChat: the order becomes SUCCESS and this is the notify WeChat POSTs to its
+        notify_url (the test posts it to the app). Paying again gives the same notify, as WeChat's resends."""
+        with self._lock:
+            order = self.orders[out_trade_no]
+            if order.trade_state == "CLOSED":
+                raise ValueError(f"order {out_trade_no} is closed; WeChat would not let the user pay it")
+            if order.trade_state == "NOTPAY":
+                order.trade_state = "SUCCESS"
+                order.transaction_id = new_transaction_id()
+                order.time_end = china_now().strftime("%Y%m%d%H%M%S")
+        return self.notification_for(out_trade_no)
+
+    def notification_for(self, out_trade_no: str, *, total_fee: int | None = None, key: str | None = None,
+                         transaction_id: str | None = None) -> bytes:
+        """A pay notify for an order, optionally tampered with: another amount, another signing key, …"""
+        order = self.orders[out_trade_no]
+        fee = order.total_fee if total_fee is None else total_fee
+        return signed_xml({
+            "appid": self.app_id, "mch_id": self.mch_id, "openid": order.openid, "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id or order.transaction_id or new_transaction_id(),
+            "total_fee": fee, "cash_fee": fee, "fee_type": "CNY", "bank_type": "OTHERS", "is_subscribe": "N",
+            "trade_type": "JSAPI", "time_end": order.time_end or china_now().strftime("%Y%m%d%H%M%S"),
+            "result_code": "SUCCESS", "return_code": "SUCCESS",
+        }, self.mch_key if key is None else key)
+
+
+def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-app-secret",
+                      mch_id: str = "1900000109", mch_key: str = "8934e7d15453e97507ef794cf7b0519d"):
     """Start the server on a free port; returns (fake, stop)."""
-    fake = FakeWeChat(app_id=app_id, app_secret=app_secret)
-    json_routes = {"/sns/oauth2/access_token": fake.access_token, "/sns/userinfo": fake.userinfo}
+    fake = FakeWeChat(app_id=app_id, app_secret=app_secret, mch_id=mch_id, mch_key=mch_key)
+    json_routes = {
+        "/sns/oauth2/access_token": fake.access_token, "/sns/userinfo": fake.userinfo,
+        "/cgi-bin/token": fake.client_token, "/cgi-bin/ticket/getticket": fake.jsapi_ticket,
+    }
+    pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund"}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -111,6 +375,17 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
             elif parts.path in json_routes:
                 body = json.dumps(json_routes[parts.path](params), ensure_ascii=False).encode()
                 self._answer(200, {}, body, "application/json; charset=utf-8")
+            else:
+                self._answer(404, {}, b"not found", "text/plain")
+
+        def do_POST(self):
+            path = urlsplit(self.path).path
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if fake.outage_status is not None:
+                fake.requests.append((path, {}))
+                self._answer(fake.outage_status, {}, b"upstream unavailable", "text/plain")
+            elif path in pay_routes:
+                self._answer(200, {}, fake.pay_endpoint(path, body), "text/xml; charset=utf-8")
             else:
                 self._answer(404, {}, b"not found", "text/plain")
 

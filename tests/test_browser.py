@@ -108,6 +108,19 @@ def wait_for_htmx(page) -> None:
     page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
 
 
+def load_all_cards(page, total: int) -> None:
+    """Scroll the "load more" sentinel into view until ``total`` cards are there (infinite scroll)."""
+    cards = page.locator("#product-list .dq-card")
+    for _ in range(10):
+        if cards.count() >= total:
+            return
+        more = page.locator("#product-list .dq-more")
+        if more.count():
+            more.scroll_into_view_if_needed()
+        page.wait_for_timeout(150)
+    expect(cards).to_have_count(total)
+
+
 def card_prices(page) -> list[str]:
     return [p.strip() for p in page.locator("#product-list .dq-card .dq-price__now").all_inner_texts()]
 
@@ -135,7 +148,9 @@ def test_member_logs_in_and_sees_shop_with_tabbar_prices_and_chinese_text(page, 
     assert box is not None and abs(box["y"] + box["height"] - VIEWPORT["height"]) <= 1, box
 
     cards = page.locator("#product-list .dq-card")
-    assert cards.count() >= 20
+    expect(cards).to_have_count(10)  # the first page
+    load_all_cards(page, 20)  # the rest by infinite scroll
+    expect(page.locator("#product-list .dq-more")).to_have_count(0)
     assert card_names(page) == [name for name, _ in seeded_products()]
     prices = card_prices(page)
     assert len(prices) == cards.count() and all(PRICE.match(p) for p in prices), prices
@@ -204,7 +219,7 @@ def test_outlet_sees_outlet_prices(page, base_url):
     demo_login(page, base_url, OUTLET)
     cards = page.locator("#product-list .dq-card")
     expected = seeded_products()
-    expect(cards).to_have_count(len(expected))
+    load_all_cards(page, len(expected))
     tags = [t.strip() for t in cards.locator(".dq-price__tag").all_inner_texts()]
     assert tags == ["核销网点价"] * len(expected)
     # Outlets buy at 80% of the member price, floored to the fen.

@@ -18,6 +18,10 @@ def seeded(app):
         seed_demo(db.session, app.config["UPLOAD_FOLDER"])
 
 
+def card_count(html: str) -> int:
+    return len(re.findall(r'<a class="dq-card[ "]', html))
+
+
 def tab_labels(html: str) -> list[str]:
     return re.findall(r'<span class="dq-tabbar__label">([^<]+)</span>', html)
 
@@ -26,8 +30,9 @@ def test_home_is_a_whole_page_with_the_member_tab_bar(client, seeded):
     response = client.get("/")
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and html.startswith("<!doctype html>")
-    assert tab_labels(html) == ["首页", "订单", "我的"]
-    assert html.count('class="dq-card"') == 20
+    assert tab_labels(html) == ["首页", "购物车", "订单", "我的"]
+    assert card_count(html) == 10  # the first page; the rest come by infinite scroll
+    assert 'hx-trigger="revealed"' in html and "page=2" in html
     assert "¥39.90" in html and "会员价" in html  # a visitor sees the member price
     assert 'hx-headers=\'{"X-CSRFToken": "' in html
     assert response.headers["Vary"] == "HX-Request, Cookie" or "HX-Request" in response.headers["Vary"]
@@ -41,7 +46,7 @@ def test_category_switch_by_htmx_gets_only_the_product_list(client, seeded):
     assert "<html" not in body and body.lstrip().startswith('<div id="catalog">')
     # The chip of the chosen category is the highlighted one, in the same swap.
     assert re.search(r'class="dq-chip dq-chip--on" href="/\?category=' + kitchen + '"', body)
-    assert body.count('class="dq-card"') == 4 and "洗洁精" in body and "洗衣液" not in body
+    assert card_count(body) == 4 and "洗洁精" in body and "洗衣液" not in body
     # A history restore or a boosted navigation needs the whole page even though HX-Request is set.
     restore = client.get(f"/?category={kitchen}", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
     assert "<html" in restore.get_data(as_text=True)
@@ -52,7 +57,7 @@ def test_category_switch_by_htmx_gets_only_the_product_list(client, seeded):
 @pytest.mark.parametrize(
     ("identity", "price", "label", "tabs"),
     [
-        (Identity.MEMBER, "¥39.90", "会员价", ["首页", "订单", "我的"]),
+        (Identity.MEMBER, "¥39.90", "会员价", ["首页", "购物车", "订单", "我的"]),
         (Identity.OUTLET, "¥31.92", "核销网点价", ["首页", "我的"]),
         (Identity.FACTORY, "¥25.93", "工厂店价", ["首页", "我的"]),
     ],
@@ -62,7 +67,7 @@ def test_each_identity_sees_its_price_and_its_menu(app, client, seeded, identity
         user_id = make_user("身份测试", identity=identity).id
     log_in(client, user_id)
     html = client.get("/").get_data(as_text=True)
-    first_card = html[html.index('class="dq-card"'):]
+    first_card = html[html.index('<a class="dq-card'):]
     assert price in first_card[:800] and label in first_card[:800]
     assert tab_labels(html) == tabs
     product = client.get("/products/1").get_data(as_text=True)
@@ -73,7 +78,7 @@ def test_product_page_and_missing_product(client, seeded):
     page = client.get("/products/1")
     assert page.status_code == 200 and "顶俏浓缩洗衣液 2kg" in page.get_data(as_text=True)
     missing = client.get("/products/99999")
-    assert missing.status_code == 404 and "页面不存在" in missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "商品不存在或已下架" in missing.get_data(as_text=True)
 
 
 def test_product_images_are_served_as_images_only(app, client, seeded):

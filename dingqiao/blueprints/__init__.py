@@ -28,9 +28,9 @@ CONTENT_SECURITY_POLICY = (
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, health, me, media, orders, shop
+    from . import admin, auth, cart, health, me, media, orders, shop, wechat
 
-    for module in (auth, admin, health, me, media, orders, shop):
+    for module in (auth, admin, cart, health, me, media, orders, shop, wechat):
         app.register_blueprint(module.bp)
 
     login_manager.login_view = "auth.login"

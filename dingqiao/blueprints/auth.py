@@ -13,6 +13,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import User
 from ..services.accounts import clean_referral_code, login_wechat_user, record_member_login
+from ..services.cart import merge_guest_cart
 from ..wechat import WeChatError, WeChatSettings
 from ..wechat import oauth as wechat_oauth
 from .access import current_member
@@ -106,7 +107,9 @@ def logout():
 
 def _start_session(user: User) -> None:
     ref = session.get(REF_SESSION_KEY)
-    session.clear()  # nothing from before the login carries over, but the share code
+    guest_cart = {int(pid): int(qty) for pid, qty in session.get("cart", {}).items()}
+    merge_guest_cart(db.session, user.id, guest_cart)  # the visitor's cart survives the login
+    session.clear()  # nothing else from before the login carries over, but the share code
     if ref:
         session[REF_SESSION_KEY] = ref
     login_user(user, remember=True)

@@ -1,11 +1,19 @@
-"""A member's own orders. Another person's order number answers 404, exactly like a missing one."""
-from flask import Blueprint, request
-from sqlalchemy import select
+"""A member's own orders: list, detail with the pickup code, pay, cancel, refund request.
+Another person's order number answers 404, exactly like a missing one."""
+import io
 
-from ..extensions import db
+import qrcode
+import qrcode.image.svg
+from flask import Blueprint, abort, current_app, make_response, redirect, request, url_for
+
+from ..extensions import db, htmx
 from ..models import Order, OrderStatus
+from ..services import orders as order_service
+from ..services.payments import check_payment, handle_pay_notification, start_payment
+from ..services.refunds import request_refund
+from ..wechat import WeChatError, pay_gateway
 from ..web import render_page
-from .access import current_member, owned_or_404, require_member
+from .access import current_member, require_member
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 bp.before_request(require_member)
@@ -13,18 +21,108 @@ bp.before_request(require_member)
 PAGE_SIZE = 20
 
 
+def pickup_url(code: str) -> str:
+    """What the pickup QR holds: the outlet's confirm page for this code (scanned by outlet staff)."""
+    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
+    return f"{base}/outlet/redeem/{code}"
+
+
 @bp.get("/")
 def index():
+    from sqlalchemy import select
+
     member = current_member()
     status = request.args.get("status", "")
     query = select(Order).where(Order.user_id == member.id).order_by(Order.created_at.desc()).limit(PAGE_SIZE)
     if status in set(OrderStatus):
         query = query.where(Order.status == status)
-    orders = db.session.execute(query).scalars().all()
-    return render_page("orders/index.html", block="order_list", orders=orders, status=status, statuses=list(OrderStatus))
+    orders = db.session.scalars(query).all()
+    for order in orders:
+        order_service.cancel_if_expired(db.session, order)
+    return render_page("orders/index.html", block="order_list", orders=orders, status=status,
+                       statuses=list(OrderStatus))
 
 
 @bp.get("/<order_no>")
 def detail(order_no: str):
-    order = owned_or_404(Order, Order.user_id, current_member().id, order_no=order_no)
-    return render_page("orders/detail.html", order=order)
+    order = order_service.get_member_order(db.session, current_member().id, order_no)
+    return render_page("orders/detail.html", order=order, pickup_url=pickup_url(order.pickup_code) if order.pickup_code else None)
+
+
+@bp.get("/<order_no>/pickup-qr.svg")
+def pickup_qr(order_no: str):
+    order = order_service.get_member_order(db.session, current_member().id, order_no)
+    if order.status != OrderStatus.PAID or not order.pickup_code:
+        abort(404)
+    image = qrcode.make(pickup_url(order.pickup_code), image_factory=qrcode.image.svg.SvgPathImage, box_size=10,
+                        border=2)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    response = make_response(buffer.getvalue())
+    response.mimetype = "image/svg+xml"
+    # The code is the key to the goods: never kept by a shared cache or the browser's disk cache.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/<order_no>/pay")
+def pay(order_no: str):
+    """Start WeChat Pay: the fragment carries the JS-bridge parameters that app.js hands to WeChat."""
+    member = current_member()
+    try:
+        params = start_payment(
+            db.session, pay_gateway(current_app.config), member, order_no,
+            notify_url=_notify_url(), client_ip=request.remote_addr or "127.0.0.1",
+        )
+    except WeChatError as exc:
+        current_app.logger.warning("unified order failed for %s: %s", order_no, exc)
+        return render_page("_error.html", message=exc.message, status_code=502)
+    return render_page("orders/_wechat_pay.html", params=params,
+                       return_url=url_for("orders.detail", order_no=order_no, check=1))
+
+
+@bp.post("/<order_no>/demo-pay")
+def demo_pay(order_no: str):
+    """Demo mode's "模拟支付": a notify signed with the demo merchant key, through the real notify handler."""
+    if not current_app.config["DINGQIAO_DEMO"]:
+        abort(404)
+    member = current_member()
+    order = order_service.get_member_order(db.session, member.id, order_no)
+    gateway = pay_gateway(current_app.config)
+    body = gateway.signed_notification(out_trade_no=order.order_no, transaction_id=f"DEMO{order.order_no[2:]}",
+                                       total_fee=order.total_fen, openid=member.openid)
+    handle_pay_notification(db.session, gateway, body)
+    return _back_to(order_no)
+
+
+@bp.post("/<order_no>/check-payment")
+def check(order_no: str):
+    try:
+        check_payment(db.session, pay_gateway(current_app.config), current_member().id, order_no)
+    except WeChatError as exc:
+        return render_page("_error.html", message=exc.message, status_code=502)
+    return _back_to(order_no)
+
+
+@bp.post("/<order_no>/cancel")
+def cancel(order_no: str):
+    order_service.cancel_order(db.session, current_member().id, order_no)
+    return _back_to(order_no)
+
+
+@bp.post("/<order_no>/refund")
+def refund(order_no: str):
+    request_refund(db.session, current_member().id, order_no, request.form.get("reason", ""))
+    return _back_to(order_no)
+
+
+def _notify_url() -> str:
+    base = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for("wechat.pay_notify") if base else url_for("wechat.pay_notify", _external=True)
+
+
+def _back_to(order_no: str):
+    target = url_for("orders.detail", order_no=order_no)
+    if htmx:
+        return make_response("", 204, {"HX-Redirect": target})
+    return redirect(target, 303)

@@ -1,10 +1,9 @@
 """The shop front: open to visitors (who see the member price) and to every identity (who see theirs)."""
-from flask import Blueprint, abort, request
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from flask import Blueprint, request
 
 from ..extensions import db
-from ..models import Category, Identity, Product
+from ..models import Identity
+from ..services import catalog
 from ..web import render_page
 from .access import current_member
 
@@ -18,34 +17,25 @@ def viewer_identity() -> Identity:
 
 @bp.get("/")
 def home():
-    categories = db.session.execute(
-        select(Category).where(Category.is_active.is_(True)).order_by(Category.sort_order, Category.id)
-    ).scalars().all()
     category_id = request.args.get("category", type=int)
-    query = (
-        select(Product)
-        .where(Product.is_on_sale.is_(True))
-        .options(selectinload(Product.images))
-        .order_by(Product.sort_order, Product.id)
-    )
-    if category_id:
-        query = query.where(Product.category_id == category_id)
-    products = db.session.execute(query).scalars().all()
+    keyword = catalog.clean_keyword(request.args.get("q"))
+    page = catalog.list_products(db.session, category_id=category_id, keyword=keyword,
+                                 page=request.args.get("page", 1, type=int))
+    # Page 2+ is the "load more" fragment; a category or keyword change swaps the whole catalog block.
+    block = "product_page" if page.page > 1 else "catalog"
     return render_page(
         "shop/home.html",
-        block="catalog",
-        categories=categories,
+        block=block,
+        categories=catalog.active_categories(db.session),
         category_id=category_id,
-        products=products,
+        keyword=keyword,
+        page=page,
         identity=viewer_identity(),
     )
 
 
 @bp.get("/products/<int:product_id>")
 def product(product_id: int):
-    item = db.session.execute(
-        select(Product).where(Product.id == product_id).options(selectinload(Product.images))
-    ).scalar_one_or_none()
-    if item is None or not item.is_on_sale:
-        abort(404)
-    return render_page("shop/product.html", product=item, identity=viewer_identity())
+    item = catalog.get_product(db.session, product_id)
+    available = catalog.available_units(db.session, [item.id])[item.id]
+    return render_page("shop/product.html", product=item, available=available, identity=viewer_identity())

@@ -61,6 +61,8 @@ class Order(db.Model):
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str] = mapped_column(String(64), default="")
     refunded_at: Mapped[datetime | None]
+    # An open refund or after-sales request: redemption waits until it is decided.
+    after_sales_open: Mapped[bool] = mapped_column(default=False)
 
     items: Mapped[list["OrderItem"]] = relationship(order_by="OrderItem.id")
     outlet: Mapped["Outlet"] = relationship()  # noqa: F821 - resolved by the registry
@@ -121,6 +123,7 @@ class PaymentEventKind(StrEnum):
     MISMATCH = "mismatch"  # amount, merchant or app id differ from the order
     UNKNOWN_ORDER = "unknown_order"
     AFTER_CANCEL = "after_cancel"  # money arrived for a cancelled order: needs a refund
+    DOUBLE_PAYMENT = "double_payment"  # a second, different transaction for an order already paid
     MALFORMED = "malformed"
 
 

@@ -35,3 +35,11 @@ class WeChatSettings:
             mch_key=config["WECHAT_MCH_KEY"],
             base_url=config["WECHAT_BASE_URL"],
         )
+
+
+def pay_gateway(config):
+    """The WeChat Pay gateway for this app: the real merchant, or in demo mode a local demo merchant whose
+    key signs the "模拟支付" notify — so demo and production share the one notify code path."""
+    from .pay import DEMO_SETTINGS, PayGateway
+
+    return PayGateway(DEMO_SETTINGS if config["DINGQIAO_DEMO"] else WeChatSettings.from_config(config))

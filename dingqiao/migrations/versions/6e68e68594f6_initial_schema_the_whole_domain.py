@@ -1,8 +1,8 @@
 """initial schema: the whole domain
 
-Revision ID: 9096ae35adfa
+Revision ID: 6e68e68594f6
 Revises: 
-Create Date: 2026-11-25 19:07:49.636479
+Create Date: 2026-11-25 19:28:45.309929
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '9096ae35adfa'
+revision = '6e68e68594f6'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -73,7 +73,7 @@ def upgrade():
     sa.Column('needs_attention', sa.Boolean(), nullable=False),
     sa.Column('resolved_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.CheckConstraint("kind IN ('accepted', 'duplicate', 'bad_signature', 'mismatch', 'unknown_order', 'after_cancel', 'malformed')", name=op.f('ck_payment_events_kind')),
+    sa.CheckConstraint("kind IN ('accepted', 'duplicate', 'bad_signature', 'mismatch', 'unknown_order', 'after_cancel', 'double_payment', 'malformed')", name=op.f('ck_payment_events_kind')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_events'))
     )
     with op.batch_alter_table('payment_events', schema=None) as batch_op:
@@ -347,6 +347,7 @@ def upgrade():
     sa.Column('cancelled_at', sa.DateTime(), nullable=True),
     sa.Column('cancel_reason', sa.String(length=64), nullable=False),
     sa.Column('refunded_at', sa.DateTime(), nullable=True),
+    sa.Column('after_sales_open', sa.Boolean(), nullable=False),
     sa.CheckConstraint("price_identity IN ('member', 'outlet', 'factory')", name=op.f('ck_orders_price_identity')),
     sa.CheckConstraint("status IN ('pending_payment', 'paid', 'completed', 'cancelled', 'refunded')", name=op.f('ck_orders_status')),
     sa.CheckConstraint('total_fen >= 0', name=op.f('ck_orders_total_not_negative')),

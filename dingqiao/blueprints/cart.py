@@ -1,0 +1,110 @@
+"""Cart and checkout. Visitors may fill a cart (kept in the session); checkout needs a member."""
+from flask import Blueprint, current_app, make_response, redirect, request, session, url_for
+
+from ..extensions import db, htmx
+from ..services import cart as carts
+from ..services.orders import place_order
+from ..services.outlets import parse_position, pickup_options
+from ..web import render_page
+from .access import current_member, require_member
+from .shop import viewer_identity
+
+bp = Blueprint("cart", __name__)
+
+GUEST_CART_KEY = "cart"
+
+
+def guest_cart() -> dict[int, int]:
+    return {int(pid): int(qty) for pid, qty in session.get(GUEST_CART_KEY, {}).items()}
+
+
+def cart_quantities() -> dict[int, int]:
+    member = current_member()
+    return carts.member_cart(db.session, member.id) if member else guest_cart()
+
+
+def _product_id() -> int:
+    raw = request.form.get("product_id", "")
+    if not raw.isdigit():
+        raise carts.CartError("请选择商品。")
+    return int(raw)
+
+
+@bp.get("/cart/")
+def index():
+    view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
+    return render_page("cart/index.html", block="cart_body", cart=view)
+
+
+@bp.post("/cart/items")
+def add():
+    product_id, quantity = _product_id(), carts.parse_quantity(request.form.get("quantity", "1"))
+    member = current_member()
+    if member:
+        carts.add_to_member_cart(db.session, member.id, product_id, quantity)
+    else:
+        updated = carts.add_to_guest_cart(db.session, guest_cart(), product_id, quantity)
+        session[GUEST_CART_KEY] = {str(pid): qty for pid, qty in updated.items()}
+    if request.form.get("then") == "checkout":
+        target = url_for("cart.checkout")
+        return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target)
+    if htmx:
+        count = sum(cart_quantities().values())
+        return render_page("cart/_added.html", count=count)
+    return redirect(url_for("cart.index"))
+
+
+@bp.post("/cart/items/<int:product_id>")
+def update(product_id: int):
+    quantity = carts.parse_quantity(request.form.get("quantity", "0"))
+    member = current_member()
+    if member:
+        carts.set_member_cart_quantity(db.session, member.id, product_id, quantity)
+    else:
+        updated = carts.set_guest_cart_quantity(db.session, guest_cart(), product_id, quantity)
+        session[GUEST_CART_KEY] = {str(pid): qty for pid, qty in updated.items()}
+    view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
+    if htmx:
+        return render_page("cart/index.html", block="cart_body", cart=view)
+    return redirect(url_for("cart.index"))
+
+
+@bp.get("/checkout/")
+def checkout():
+    if (guard := require_member()) is not None:
+        return guard
+    view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
+    if not view.lines:
+        return redirect(url_for("cart.index"))
+    return render_page("cart/checkout.html", cart=view, options=_options(view), located=False)
+
+
+@bp.get("/checkout/outlets")
+def outlets():
+    """The outlet list, nearest first once the page knows where the member is (browser or WeChat)."""
+    if (guard := require_member()) is not None:
+        return guard
+    view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
+    position = parse_position(request.args.get("lat"), request.args.get("lng"))
+    return render_page("cart/checkout.html", block="outlet_list", cart=view, options=_options(view, position),
+                       located=position is not None)
+
+
+@bp.post("/checkout/")
+def place():
+    if (guard := require_member()) is not None:
+        return guard
+    outlet_id = request.form.get("outlet_id", "")
+    if not outlet_id.isdigit():
+        raise carts.CartError("请选择自提门店。")
+    order = place_order(db.session, current_member(), int(outlet_id), cart_quantities(),
+                        timeout_minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
+    target = url_for("orders.detail", order_no=order.order_no)
+    if htmx:
+        return make_response("", 204, {"HX-Redirect": target})
+    return redirect(target)
+
+
+def _options(view: carts.CartView, position=None):
+    quantities = {line.product.id: line.quantity for line in view.lines}
+    return pickup_options(db.session, quantities, position)

@@ -1,0 +1,77 @@
+"""Browsing the catalog: listing with category, keyword and paging; what can still be bought."""
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..models import Category, LocationKind, Outlet, Product, SiteStatus, StockLevel, StockLocation
+from . import NotFound
+
+PAGE_SIZE = 10
+MAX_KEYWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    products: list[Product]
+    available: dict[int, int]  # product id → units available at active outlets
+    page: int
+    has_more: bool
+
+
+def active_categories(session: Session) -> list[Category]:
+    return list(
+        session.scalars(select(Category).where(Category.is_active.is_(True)).order_by(Category.sort_order, Category.id))
+    )
+
+
+def clean_keyword(raw: str | None) -> str:
+    return " ".join((raw or "").split())[:MAX_KEYWORD_LENGTH]
+
+
+def _like_pattern(keyword: str) -> str:
+    escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_products(session: Session, *, category_id: int | None = None, keyword: str = "", page: int = 1) -> ProductPage:
+    """One page of products on sale, newest sort order first. Chinese keywords match by substring on the name
+    and subtitle (a LIKE that works the same on SQLite and Postgres; the catalog is small)."""
+    page = max(1, page)
+    query = select(Product).where(Product.is_on_sale.is_(True)).options(selectinload(Product.images))
+    if category_id:
+        query = query.where(Product.category_id == category_id)
+    for word in keyword.split():
+        pattern = _like_pattern(word)
+        query = query.where(or_(Product.name.ilike(pattern, escape="\\"), Product.subtitle.ilike(pattern, escape="\\")))
+    rows = list(
+        session.scalars(query.order_by(Product.sort_order, Product.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1))
+    )
+    products = rows[:PAGE_SIZE]
+    return ProductPage(products, available_units(session, [p.id for p in products]), page, len(rows) > PAGE_SIZE)
+
+
+def get_product(session: Session, product_id: int) -> Product:
+    product = session.scalar(select(Product).where(Product.id == product_id).options(selectinload(Product.images)))
+    if product is None or not product.is_on_sale:
+        raise NotFound("商品不存在或已下架。")
+    return product
+
+
+def available_units(session: Session, product_ids: list[int]) -> dict[int, int]:
+    """Units that members can still order, summed over active outlets (where pickup happens)."""
+    if not product_ids:
+        return {}
+    rows = session.execute(
+        select(StockLevel.product_id, func.sum(StockLevel.on_hand - StockLevel.reserved))
+        .join(StockLocation, StockLocation.id == StockLevel.location_id)
+        .join(Outlet, Outlet.location_id == StockLocation.id)
+        .where(
+            StockLevel.product_id.in_(product_ids),
+            StockLocation.kind == LocationKind.OUTLET,
+            Outlet.status == SiteStatus.ACTIVE,
+        )
+        .group_by(StockLevel.product_id)
+    )
+    found = {product_id: int(units or 0) for product_id, units in rows}
+    return {product_id: found.get(product_id, 0) for product_id in product_ids}

@@ -1,0 +1,166 @@
+"""Placing, cancelling and expiring orders. Each state change is one conditional UPDATE on the order's
+status inside one write transaction, so a duplicate or concurrent change finds nothing to do."""
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from ..db import write_transaction
+from ..models import (
+    CartItem,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Outlet,
+    Payment,
+    Product,
+    SiteStatus,
+    User,
+)
+from ..models.base import utcnow
+from . import DomainError, NotFound
+from .stock import release_stock, reserve_stock
+
+CHINA_TIME = timezone(timedelta(hours=8))
+MAX_ORDER_LINES = 30
+# WeChat refuses payment after the order's deadline (time_expire), but its notify may arrive a little later.
+# An order that reached WeChat is therefore only cancelled lazily after this grace; the cron job asks WeChat.
+PAYMENT_NOTIFY_GRACE = timedelta(minutes=5)
+
+
+class OrderError(DomainError):
+    status = 409
+
+
+def new_order_no(now: datetime) -> str:
+    """DQ + China-time timestamp + 6 random digits: sortable, readable on the phone, unguessable enough
+    that it is no key to anything (ownership is checked on every access anyway)."""
+    stamp = now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S")
+    return f"DQ{stamp}{secrets.randbelow(10**6):06d}"
+
+
+def transition(session: Session, order_id: int, expected: OrderStatus, new: OrderStatus, **values) -> bool:
+    """Move an order from ``expected`` to ``new`` in one conditional UPDATE; False when it was not in
+    ``expected`` any more (someone else moved it first)."""
+    changed = session.execute(
+        update(Order).where(Order.id == order_id, Order.status == expected).values(status=new, **values)
+    ).rowcount
+    return changed == 1
+
+
+def place_order(session: Session, user: User, outlet_id: int, quantities: dict[int, int], *,
+                timeout_minutes: int, from_cart: bool = True, now: datetime | None = None) -> Order:
+    """Create a PENDING_PAYMENT order at the member's identity price and reserve its stock at the outlet.
+
+    The cart lines it came from are removed in the same transaction; when they are already gone (a second
+    tap of the button), the order is refused instead of being placed twice.
+    """
+    now = now or utcnow()
+    quantities = {int(pid): int(qty) for pid, qty in quantities.items() if int(qty) > 0}
+    if not quantities:
+        raise OrderError("购物车是空的。")
+    if len(quantities) > MAX_ORDER_LINES:
+        raise OrderError(f"一个订单最多 {MAX_ORDER_LINES} 种商品。")
+    with write_transaction(session):
+        outlet = session.get(Outlet, outlet_id)
+        if outlet is None or outlet.status != SiteStatus.ACTIVE:
+            raise OrderError("请选择一个营业中的自提门店。")
+        products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
+        for product_id in quantities:
+            product = products.get(product_id)
+            if product is None or not product.is_on_sale:
+                raise OrderError("有商品已下架，请返回购物车查看。")
+        if from_cart:
+            removed = session.execute(
+                delete(CartItem).where(CartItem.user_id == user.id, CartItem.product_id.in_(quantities))
+            ).rowcount
+            if removed != len(quantities):
+                raise OrderError("购物车已变化（订单可能已提交），请到“我的订单”查看。")
+        identity = user.identity
+        lines = [(products[pid], qty, products[pid].price_for(identity)) for pid, qty in sorted(quantities.items())]
+        order = Order(
+            order_no=new_order_no(now),
+            user_id=user.id,
+            outlet_id=outlet.id,
+            status=OrderStatus.PENDING_PAYMENT,
+            price_identity=identity,
+            total_fen=sum(price * qty for _, qty, price in lines),
+            created_at=now,
+            expires_at=now + timedelta(minutes=timeout_minutes),
+        )
+        session.add(order)
+        session.flush()
+        # Products in id order: concurrent orders lock stock rows in the same order (no deadlock on Postgres).
+        for product, qty, price in lines:
+            session.add(OrderItem(order_id=order.id, product_id=product.id, product_name=product.name,
+                                  unit_price_fen=price, quantity=qty, subtotal_fen=price * qty))
+            reserve_stock(session, location_id=outlet.location_id, product_id=product.id, quantity=qty,
+                          order_id=order.id, product_name=product.name)
+    return order
+
+
+def get_member_order(session: Session, user_id: int, order_no: str) -> Order:
+    """The member's own order (another person's is NotFound, like a missing one), expired if it is due."""
+    order = session.scalar(
+        select(Order).where(Order.order_no == order_no, Order.user_id == user_id).options(selectinload(Order.items))
+    )
+    if order is None:
+        raise NotFound("订单不存在。")
+    if cancel_if_expired(session, order):
+        session.refresh(order)
+    return order
+
+
+def cancel_order(session: Session, user_id: int, order_no: str) -> Order:
+    order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
+    if order is None:
+        raise NotFound("订单不存在。")
+    with write_transaction(session):
+        if not _cancel(session, order, "用户取消"):
+            session.refresh(order)
+            if order.status == OrderStatus.CANCELLED:
+                return order  # already cancelled: the same answer again
+            raise OrderError("订单已支付，不能取消；如需退款请申请退款。")
+    session.refresh(order)
+    return order
+
+
+def cancel_if_expired(session: Session, order: Order, now: datetime | None = None) -> bool:
+    """Lazy expiry: an unpaid order past its deadline is cancelled when anyone looks at it."""
+    now = now or utcnow()
+    if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
+        return False
+    reached_wechat = session.scalar(select(Payment.id).where(Payment.order_id == order.id)) is not None
+    if reached_wechat and order.expires_at + PAYMENT_NOTIFY_GRACE > now:
+        return False
+    with write_transaction(session):
+        return cancel_unpaid(session, order, now)
+
+
+def due_unpaid_orders(session: Session, now: datetime, batch: int) -> list[Order]:
+    return list(session.scalars(
+        select(Order).where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now)
+        .order_by(Order.id).limit(batch)
+    ))
+
+
+def cancel_unpaid(session: Session, order: Order, now: datetime | None = None) -> bool:
+    """Inside a write transaction: PENDING_PAYMENT → CANCELLED (timed out) and release the reservation."""
+    return _cancel(session, order, "超时未支付", now)
+
+
+def release_order_stock(session: Session, order: Order) -> None:
+    location_id = session.scalar(select(Outlet.location_id).where(Outlet.id == order.outlet_id))
+    items = session.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.product_id))
+    for item in items:
+        release_stock(session, location_id=location_id, product_id=item.product_id, quantity=item.quantity,
+                      order_id=order.id)
+
+
+def _cancel(session: Session, order: Order, reason: str, now: datetime | None = None) -> bool:
+    if not transition(session, order.id, OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED,
+                      cancelled_at=now or utcnow(), cancel_reason=reason):
+        return False
+    release_order_stock(session, order)
+    return True

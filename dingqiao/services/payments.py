@@ -1,0 +1,166 @@
+"""WeChat Pay: starting a payment, and the one transition to PAID that the notify, the "I have paid"
+check and demo pay all go through."""
+import json
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import write_transaction
+from ..models import Order, OrderStatus, Payment, PaymentEvent, PaymentEventKind, PaymentStatus, User
+from ..models.base import utcnow
+from ..wechat import WeChatError, WeChatSettings
+from ..wechat.pay import InvalidNotification, PayGateway
+from . import NotFound
+from .orders import OrderError, cancel_unpaid, due_unpaid_orders, get_member_order, transition
+from .settlement import on_order_paid
+
+PICKUP_CODE_DIGITS = 12
+
+
+def new_pickup_code(session: Session) -> str:
+    """12 random digits from `secrets` (10^12 codes), unused by any order."""
+    while True:
+        code = f"{secrets.randbelow(10**PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+        if session.scalar(select(Order.id).where(Order.pickup_code == code)) is None:
+            return code
+
+
+def start_payment(session: Session, gateway: PayGateway, user: User, order_no: str, *, notify_url: str,
+                  client_ip: str) -> dict:
+    """Get a prepay id for the order (once; later taps reuse it) and return the JS-bridge parameters."""
+    order = get_member_order(session, user.id, order_no)
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise OrderError("订单已支付或已取消，无需再次支付。")
+    payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
+    if payment is not None and payment.prepay_id:
+        return gateway.jsapi_params(payment.prepay_id)
+    first_item = order.items[0].product_name if order.items else "商品"
+    title = f"顶俏-{first_item}" + ("等" if len(order.items) > 1 else "")
+    # The network call happens outside any transaction: no lock is held while WeChat thinks.
+    prepay_id = gateway.create_jsapi_order(
+        out_trade_no=order.order_no, body=title[:40], total_fee=order.total_fen, openid=user.openid,
+        notify_url=notify_url, client_ip=client_ip, expires_at=order.expires_at,
+    )
+    with write_transaction(session):
+        payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
+        if payment is None:
+            session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
+                                prepay_id=prepay_id))
+        else:
+            payment.prepay_id = prepay_id
+    return gateway.jsapi_params(prepay_id)
+
+
+def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes) -> bool:
+    """A pay notify from WeChat. True: answer SUCCESS (handled, or nothing more to do); False: answer FAIL
+    (nothing changed; WeChat will retry, and the event is recorded for an admin)."""
+    try:
+        notification = gateway.parse_notification(body)
+    except InvalidNotification as exc:
+        kind = PaymentEventKind.BAD_SIGNATURE if exc.reason == "bad_signature" else PaymentEventKind.MALFORMED
+        _record(session, kind, detail=body[:2000].decode("utf-8", "replace"), needs_attention=True)
+        return False
+    if not notification.result_ok:
+        return True  # WeChat reports a failed payment: the order simply stays unpaid
+    return apply_payment(
+        session, gateway.settings, out_trade_no=notification.out_trade_no,
+        transaction_id=notification.transaction_id, total_fee=notification.total_fee,
+        mch_id=notification.mch_id, appid=notification.appid, raw=notification.raw,
+    )
+
+
+def check_payment(session: Session, gateway: PayGateway, user_id: int, order_no: str) -> Order:
+    """"I have paid": ask WeChat (order query) and apply the same transition as the notify would."""
+    order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
+    if order is None:
+        raise NotFound("订单不存在。")
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        result = gateway.query_order(order.order_no)
+        if result.trade_state == "SUCCESS":
+            apply_payment(session, gateway.settings, out_trade_no=result.out_trade_no,
+                          transaction_id=result.transaction_id, total_fee=result.total_fee or 0,
+                          mch_id=result.mch_id, appid=result.appid, raw={"source": "orderquery"})
+    return get_member_order(session, user_id, order_no)
+
+
+def expire_unpaid_orders(session: Session, gateway: PayGateway | None, now=None, batch: int = 200) -> int:
+    """For cron: cancel every unpaid order past its deadline and release its stock; returns how many.
+
+    An order that reached WeChat is first asked about (order query): paid after all → it is marked PAID
+    instead; otherwise it is closed at WeChat so it can never be paid later, then cancelled.
+    """
+    now = now or utcnow()
+    cancelled = 0
+    seen: set[int] = set()
+    while True:
+        due = [order for order in due_unpaid_orders(session, now, batch) if order.id not in seen]
+        if not due:
+            return cancelled
+        for order in due:
+            seen.add(order.id)
+            reached_wechat = session.scalar(select(Payment.id).where(Payment.order_id == order.id)) is not None
+            if reached_wechat and gateway is not None:
+                try:
+                    result = gateway.query_order(order.order_no)
+                    if result.trade_state == "SUCCESS":
+                        apply_payment(session, gateway.settings, out_trade_no=result.out_trade_no,
+                                      transaction_id=result.transaction_id, total_fee=result.total_fee or 0,
+                                      mch_id=result.mch_id, appid=result.appid, raw={"source": "expiry-query"})
+                        continue
+                    if result.trade_state in ("NOTPAY", "USERPAYING"):
+                        gateway.close_order(order.order_no)
+                except WeChatError:
+                    continue  # WeChat unreachable: decide on the next run rather than guess
+            with write_transaction(session):
+                cancelled += cancel_unpaid(session, order, now)
+
+
+def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: str, transaction_id: str,
+                  total_fee: int, mch_id: str, appid: str, raw: dict) -> bool:
+    """Mark the order PAID if — and only if — the money matches it. Idempotent: a duplicate finds the order
+    paid with the same transaction and changes nothing."""
+    detail = json.dumps(raw, ensure_ascii=False, sort_keys=True)[:4000]
+    with write_transaction(session):
+        order = session.scalar(select(Order).where(Order.order_no == out_trade_no))
+
+        def record(kind: PaymentEventKind, attention: bool) -> None:
+            session.add(PaymentEvent(kind=kind, out_trade_no=out_trade_no, transaction_id=transaction_id,
+                                     amount_fen=total_fee, detail=detail, needs_attention=attention))
+
+        if order is None:
+            record(PaymentEventKind.UNKNOWN_ORDER, True)
+            return False
+        if total_fee != order.total_fen or mch_id != expected.mch_id or appid != expected.app_id:
+            record(PaymentEventKind.MISMATCH, True)
+            return False
+        now = utcnow()
+        if transition(session, order.id, OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, paid_at=now,
+                      pickup_code=new_pickup_code(session)):
+            payment = session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+            if payment is None:
+                payment = Payment(order_id=order.id, out_trade_no=out_trade_no, amount_fen=total_fee)
+                session.add(payment)
+            payment.status = PaymentStatus.PAID
+            payment.transaction_id = transaction_id
+            payment.paid_at = now
+            record(PaymentEventKind.ACCEPTED, False)
+            session.flush()
+            session.refresh(order)
+            on_order_paid(session, order)
+            return True
+        session.refresh(order)
+        paid_with = session.scalar(select(Payment.transaction_id).where(Payment.out_trade_no == out_trade_no))
+        if order.status == OrderStatus.CANCELLED:
+            record(PaymentEventKind.AFTER_CANCEL, True)  # money for a cancelled order: an admin refunds it
+        elif paid_with == transaction_id:
+            record(PaymentEventKind.DUPLICATE, False)
+        else:
+            record(PaymentEventKind.DOUBLE_PAYMENT, True)
+        return True
+
+
+def _record(session: Session, kind: PaymentEventKind, *, detail: str, needs_attention: bool) -> None:
+    with write_transaction(session):
+        session.add(PaymentEvent(kind=kind, detail=detail, needs_attention=needs_attention))
+

@@ -1,0 +1,115 @@
+"""Refunds of paid orders not yet picked up: the member asks, finance decides, WeChat pays back.
+
+Approval claims the refund (REQUESTED/FAILED → APPROVED) before calling WeChat, so two admins clicking at
+once cannot refund twice; the out_refund_no makes a retried call idempotent at WeChat as well.
+"""
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..db import write_transaction
+from ..models import AdminRole, AdminUser, Order, OrderStatus, Refund, RefundStatus
+from ..models.base import utcnow
+from ..wechat import WeChatError
+from ..wechat.pay import PayGateway
+from . import DomainError, Forbidden, NotFound
+from .audit import record_audit
+from .orders import release_order_stock, transition
+from .settlement import on_order_refunded
+
+MAX_REASON_LENGTH = 200
+
+
+class RefundError(DomainError):
+    status = 409
+
+
+def request_refund(session: Session, user_id: int, order_no: str, reason: str) -> Refund:
+    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
+    if not reason:
+        raise RefundError("请填写退款原因。")
+    with write_transaction(session):
+        order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
+        if order is None:
+            raise NotFound("订单不存在。")
+        opened = session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == OrderStatus.PAID, Order.after_sales_open.is_(False))
+            .values(after_sales_open=True)
+        ).rowcount
+        if not opened:
+            session.refresh(order)
+            if order.after_sales_open:
+                raise RefundError("该订单已有退款申请在处理中。")
+            raise RefundError("只有已支付、未自提的订单可以申请退款。")
+        refund = Refund(order_id=order.id, out_refund_no=f"RF{order.order_no[2:]}{secrets.randbelow(100):02d}",
+                        amount_fen=order.total_fen, reason=reason, requested_by_user_id=user_id)
+        session.add(refund)
+        session.flush()
+        record_audit(session, actor_kind="user", actor_id=user_id, action="refund.request", target_type="order",
+                     target_id=order.order_no, detail={"refund_id": refund.id, "amount_fen": refund.amount_fen})
+    return refund
+
+
+def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int) -> Refund:
+    _require_finance(admin)
+    with write_transaction(session):
+        claimed = session.execute(
+            update(Refund)
+            .where(Refund.id == refund_id, Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))
+            .values(status=RefundStatus.APPROVED, reviewed_by_admin_id=admin.id, reviewed_at=utcnow())
+        ).rowcount
+        if not claimed:
+            raise RefundError("该退款已处理。")
+    refund = session.get(Refund, refund_id)
+    order = session.get(Order, refund.order_id)
+    try:
+        gateway.refund(out_trade_no=order.order_no, out_refund_no=refund.out_refund_no,
+                       total_fee=order.total_fen, refund_fee=refund.amount_fen)
+    except WeChatError as exc:
+        with write_transaction(session):
+            session.execute(update(Refund).where(Refund.id == refund_id)
+                            .values(status=RefundStatus.FAILED, reject_reason=exc.message[:200]))
+            record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.failed",
+                         target_type="order", target_id=order.order_no, detail={"refund_id": refund_id})
+        raise RefundError(f"微信退款失败：{exc.message}") from exc
+    with write_transaction(session):
+        if not transition(session, order.id, OrderStatus.PAID, OrderStatus.REFUNDED, refunded_at=utcnow(),
+                          after_sales_open=False):
+            # WeChat has paid the money back but the order moved on: never lose that fact.
+            raise RuntimeError(f"order {order.order_no} left PAID while refund {refund_id} was being paid")
+        release_order_stock(session, order)
+        session.execute(update(Refund).where(Refund.id == refund_id)
+                        .values(status=RefundStatus.SUCCEEDED, completed_at=utcnow()))
+        session.refresh(order)
+        on_order_refunded(session, order)
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.approve", target_type="order",
+                     target_id=order.order_no, detail={"refund_id": refund_id, "amount_fen": refund.amount_fen})
+    session.refresh(refund)
+    return refund
+
+
+def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: str) -> Refund:
+    _require_finance(admin)
+    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
+    if not reason:
+        raise RefundError("请填写拒绝原因。")
+    with write_transaction(session):
+        rejected = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.REQUESTED)
+            .values(status=RefundStatus.REJECTED, reject_reason=reason, reviewed_by_admin_id=admin.id,
+                    reviewed_at=utcnow())
+        ).rowcount
+        if not rejected:
+            raise RefundError("该退款已处理。")
+        refund = session.get(Refund, refund_id)
+        session.execute(update(Order).where(Order.id == refund.order_id).values(after_sales_open=False))
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.reject", target_type="refund",
+                     target_id=refund_id, detail={"reason": reason})
+    return refund
+
+
+def _require_finance(admin: AdminUser) -> None:
+    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
+        raise Forbidden("只有财务可以审核退款。")

@@ -1,0 +1,63 @@
+/* Dingqiao's few behaviours that need the browser: where the member is (checkout), and WeChat Pay's
+   JS bridge. Everything else is htmx attributes in the templates. No inline scripts (CSP script-src 'self'). */
+(function () {
+  "use strict";
+
+  function locate(done) {
+    // Inside WeChat with a signed JS-SDK config: wx.getLocation gives GCJ-02, the coordinates outlets use.
+    if (window.wx && window.dingqiaoWxReady) {
+      window.dingqiaoWxReady.then(function () {
+        window.wx.getLocation({
+          type: "gcj02",
+          success: function (res) { done(res.latitude, res.longitude); },
+          fail: function () { browserLocate(done); }
+        });
+      }, function () { browserLocate(done); });
+      return;
+    }
+    browserLocate(done);
+  }
+
+  function browserLocate(done) {
+    if (!navigator.geolocation) { done(null, null); return; }
+    navigator.geolocation.getCurrentPosition(
+      function (pos) { done(pos.coords.latitude, pos.coords.longitude); },
+      function () { done(null, null); },
+      { timeout: 8000, maximumAge: 600000 }
+    );
+  }
+
+  function initOutletList(root) {
+    var list = root.querySelector ? root.querySelector("[data-locate-url]") : null;
+    if (!list && root.matches && root.matches("[data-locate-url]")) { list = root; }
+    if (!list || list.dataset.located) { return; }
+    list.dataset.located = "1";
+    locate(function (lat, lng) {
+      var note = list.querySelector(".dq-locating");
+      if (lat === null) { if (note) { note.textContent = "未获取到位置，门店按区域排列"; } return; }
+      var url = list.dataset.locateUrl + "?lat=" + encodeURIComponent(lat) + "&lng=" + encodeURIComponent(lng);
+      window.htmx.ajax("GET", url, { target: "#outlet-list", swap: "outerHTML" });
+    });
+  }
+
+  function initWechatPay(root) {
+    var el = root.querySelector ? root.querySelector("[data-wechat-pay]") : null;
+    if (!el) { return; }
+    var params = JSON.parse(el.dataset.wechatPay);
+    var done = function () { window.location.href = el.dataset.returnUrl; };
+    if (typeof window.WeixinJSBridge === "undefined") {
+      el.textContent = "请在微信中打开本页面完成支付";
+      return;
+    }
+    window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function (res) {
+      if (res.err_msg === "get_brand_wcpay_request:ok") { done(); }
+      else if (res.err_msg === "get_brand_wcpay_request:cancel") { el.textContent = "已取消支付"; }
+      else { el.textContent = "支付未完成，请重试"; }
+    });
+  }
+
+  function init(root) { initOutletList(root); initWechatPay(root); }
+
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:load", function (evt) { init(evt.target); });
+})();

@@ -1,0 +1,92 @@
+"""JS-SDK ``wx.config`` signed on the server (scanQRCode, getLocation, sharing) through wechatpy's ``WeChatClient``.
+
+The access token and the jsapi ticket are cached in a wechatpy session storage. WeChat limits how often they may
+be fetched and a new access token retires the previous one, so the cache must outlive a request: by default it
+is one in-memory storage for the whole process; with several workers pass a shared one (e.g.
+``wechatpy.session.redisstorage.RedisStorage``) so they do not keep retiring each other's token.
+"""
+import secrets
+import time
+
+import requests
+from wechatpy.client import WeChatClient
+from wechatpy.constants import WeChatErrorCode
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session.memorystorage import MemoryStorage
+
+from . import WeChatError, WeChatSettings
+
+_PROCESS_STORAGE = MemoryStorage()
+_STALE_TOKEN = {
+    WeChatErrorCode.INVALID_CREDENTIAL.value,
+    WeChatErrorCode.INVALID_ACCESS_TOKEN.value,
+    WeChatErrorCode.EXPIRED_ACCESS_TOKEN.value,
+}
+
+
+class _TimeoutSession(requests.Session):
+    """Upstream fetches the access token with no timeout at all; this session gives every call one."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self._timeout = timeout
+
+    def request(self, method, url, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().request(method, url, **kwargs)
+
+
+class _Client(WeChatClient):
+    """wechatpy's client on our base URL, with timeouts, and without its unbounded retry on a stale token
+    (it recurses for as long as WeChat answers 40001); ``JsSdk`` retries once itself."""
+
+    def __init__(self, settings: WeChatSettings, session_storage):
+        super().__init__(settings.app_id, settings.app_secret, session=session_storage, auto_retry=False)
+        self._http = _TimeoutSession(settings.timeout_seconds)
+        if settings.base_url:
+            self.API_BASE_URL = settings.base_url + "/cgi-bin/"
+
+    def fetch_access_token(self):
+        # Upstream hard-codes https://api.weixin.qq.com/cgi-bin/token and ignores API_BASE_URL.
+        return self._fetch_access_token(
+            url=self.API_BASE_URL + "token",
+            params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
+        )
+
+
+class JsSdk:
+    def __init__(self, settings: WeChatSettings, session_storage=None):
+        self._app_id = settings.app_id
+        self._client = _Client(settings, session_storage or _PROCESS_STORAGE)
+
+    def config_for(self, url: str, api_list: list[str]) -> dict:
+        """The object for ``wx.config`` on the page at ``url`` (the page's own address, as the browser has it)."""
+        page_url = url.split("#", 1)[0]  # WeChat signs the URL without its fragment
+        try:
+            ticket = self._jsapi_ticket()
+        except WeChatClientException as exc:
+            if exc.errcode is None:  # HTTP error
+                raise WeChatError("暂时无法连接微信，请稍后再试。", detail=repr(exc)) from exc
+            raise WeChatError("微信接口调用失败，请稍后再试。", errcode=exc.errcode, detail=repr(exc)) from exc
+        except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
+            raise WeChatError("暂时无法连接微信，请稍后再试。", detail=repr(exc)) from exc
+        nonce = secrets.token_hex(8)
+        timestamp = int(time.time())
+        return {
+            "appId": self._app_id,
+            "timestamp": timestamp,
+            "nonceStr": nonce,
+            "signature": self._client.jsapi.get_jsapi_signature(nonce, ticket, timestamp, page_url),
+            "jsApiList": list(api_list),
+        }
+
+    def _jsapi_ticket(self) -> str:
+        """The cached ticket, or a new one; a token WeChat calls stale is replaced once and the ticket asked again."""
+        try:
+            return self._client.jsapi.get_jsapi_ticket()
+        except WeChatClientException as exc:
+            if exc.errcode not in _STALE_TOKEN:
+                raise
+        self._client.fetch_access_token()
+        return self._client.jsapi.get_jsapi_ticket()
