@@ -11,12 +11,15 @@ from .services import DomainError
 from .services.accounts import create_admin
 from .services.audit import verify_audit_chain
 from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo
+from .services.payments import expire_unpaid_orders
+from .wechat import pay_gateway
 
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(audit_verify_command)
+    app.cli.add_command(cancel_expired_orders_command)
 
 
 @click.command("seed-demo")
@@ -64,3 +67,12 @@ def audit_verify_command():
         return
     click.echo(f"Audit chain broken at row {broken.row_id}: {broken.reason}", err=True)
     sys.exit(1)
+
+
+@click.command("cancel-expired-orders")
+@with_appcontext
+def cancel_expired_orders_command():
+    """Cancel unpaid orders past their deadline and release their stock (run every minute from cron).
+    Orders that reached WeChat are asked about first, and closed there before they are cancelled."""
+    cancelled = expire_unpaid_orders(db.session, pay_gateway(current_app.config))
+    click.echo(f"Cancelled {cancelled} expired order(s).")

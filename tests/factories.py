@@ -13,7 +13,10 @@ from dingqiao.models import (
     Outlet,
     Product,
     Region,
+    StockLevel,
     StockLocation,
+    StockMovement,
+    StockReason,
     User,
 )
 from dingqiao.models.base import utcnow
@@ -88,3 +91,13 @@ def make_order(user: User, outlet: Outlet, product: Product, quantity: int = 1) 
     )
     db.session.commit()
     return order
+
+
+def stock(outlet: Outlet, product: Product, on_hand: int) -> StockLevel:
+    level = StockLevel(location_id=outlet.location_id, product_id=product.id, on_hand=on_hand)
+    db.session.add(level)
+    if on_hand:
+        db.session.add(StockMovement(location_id=outlet.location_id, product_id=product.id, on_hand_delta=on_hand,
+                                     reason=StockReason.INITIAL))
+    db.session.commit()
+    return level
