@@ -42,6 +42,10 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_MCH_KEY": os.environ.get("WECHAT_MCH_KEY", ""),
         # Points wechatpy at another host (the fake WeChat server in tests). Empty: WeChat's real hosts.
         "WECHAT_BASE_URL": os.environ.get("WECHAT_BASE_URL", "").rstrip("/"),
+        # Shared cache for WeChat's access token and jsapi ticket across gunicorn workers (redis://…).
+        "WECHAT_SESSION_REDIS_URL": os.environ.get("WECHAT_SESSION_REDIS_URL", ""),
+        # Where pages load the JS-SDK from; empty: our vendored copy (WeChat's own res.wx.qq.com URL also works).
+        "WECHAT_JSSDK_URL": os.environ.get("WECHAT_JSSDK_URL", ""),
         "WECHAT_OAUTH_SCOPE": os.environ.get("WECHAT_OAUTH_SCOPE", "snsapi_userinfo"),
         # Cookies are Secure unless explicitly turned off (plain-HTTP demo on a laptop).
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", default=not demo),

@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, url_for
 
 from .models import Identity
 from .web import current_path
@@ -60,6 +60,13 @@ def tabs_for(identity: Identity) -> list[Tab]:
     return [tab for tab in TABS[identity] if tab.endpoint in current_app.view_functions]
 
 
+def jssdk_url() -> str:
+    """Where pages load WeChat's JS-SDK from; none in demo mode (nothing to sign with)."""
+    if current_app.config["DINGQIAO_DEMO"]:
+        return ""
+    return current_app.config["WECHAT_JSSDK_URL"] or url_for("static", filename="vendor/jweixin/jweixin-1.6.5.js")
+
+
 def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = yuan
     app.jinja_env.filters["local_time"] = local_time
@@ -73,6 +80,7 @@ def register_templating(app: Flask) -> None:
         identity = member.identity_enum if member else Identity.MEMBER
         return {
             "demo_mode": app.config["DINGQIAO_DEMO"],
+            "wechat_jssdk_url": jssdk_url(),
             "tabs": tabs_for(identity),
             "active_endpoint": request.endpoint,
             "member": member,

@@ -1,4 +1,6 @@
 """Blueprint registration, the login loader, error pages and the security headers every response carries."""
+from urllib.parse import urlsplit
+
 from flask import Flask, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -20,11 +22,18 @@ HTTP_MESSAGES = {
 }
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'{script_origin}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: https://thirdwx.qlogo.cn https://wx.qlogo.cn; "
     "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+
+
+def content_security_policy(config) -> str:
+    """Only our own assets — plus WeChat's JS-SDK host when WECHAT_JSSDK_URL points there."""
+    parts = urlsplit(config.get("WECHAT_JSSDK_URL", ""))
+    origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme == "https" and parts.netloc else ""
+    return CONTENT_SECURITY_POLICY.format(script_origin=origin)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -57,9 +66,11 @@ def register_blueprints(app: Flask) -> None:
         db.session.rollback()
         return error_response(HTTP_MESSAGES[500], 500)
 
+    csp = content_security_policy(app.config)
+
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

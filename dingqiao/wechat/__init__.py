@@ -43,3 +43,22 @@ def pay_gateway(config):
     from .pay import DEMO_SETTINGS, PayGateway
 
     return PayGateway(DEMO_SETTINGS if config["DINGQIAO_DEMO"] else WeChatSettings.from_config(config))
+
+
+def js_sdk(app):
+    """The app's one JS-SDK signer. Its token/ticket cache is in Redis when WECHAT_SESSION_REDIS_URL is set
+    (so gunicorn workers share one token), else in this process's memory."""
+    from .jssdk import JsSdk
+
+    signer = app.extensions.get("dingqiao_jssdk")
+    if signer is None:
+        from wechatpy.session.memorystorage import MemoryStorage
+
+        storage = MemoryStorage()  # one app per worker process: one cache per process
+        if app.config["WECHAT_SESSION_REDIS_URL"]:
+            import redis
+            from wechatpy.session.redisstorage import RedisStorage
+
+            storage = RedisStorage(redis.Redis.from_url(app.config["WECHAT_SESSION_REDIS_URL"]), prefix="dingqiao")
+        signer = app.extensions["dingqiao_jssdk"] = JsSdk(WeChatSettings.from_config(app.config), storage)
+    return signer

@@ -3,6 +3,24 @@
 (function () {
   "use strict";
 
+  // Inside WeChat: sign a JS-SDK config for this page and expose wx.ready as a promise.
+  function initWechatJssdk() {
+    var meta = document.querySelector('meta[name="dq-jssdk-config"]');
+    if (!meta || !window.wx || !/MicroMessenger/i.test(navigator.userAgent) || window.dingqiaoWxReady) { return; }
+    var page = window.location.href.split("#")[0];
+    window.dingqiaoWxReady = fetch(meta.content + "?url=" + encodeURIComponent(page), { credentials: "same-origin" })
+      .then(function (res) { return res.json(); })
+      .then(function (cfg) {
+        if (!cfg.enabled) { throw new Error("jssdk disabled"); }
+        return new Promise(function (resolve, reject) {
+          window.wx.config({ debug: false, appId: cfg.appId, timestamp: cfg.timestamp, nonceStr: cfg.nonceStr,
+                             signature: cfg.signature, jsApiList: cfg.jsApiList });
+          window.wx.ready(resolve);
+          window.wx.error(reject);
+        });
+      });
+  }
+
   function locate(done) {
     // Inside WeChat with a signed JS-SDK config: wx.getLocation gives GCJ-02, the coordinates outlets use.
     if (window.wx && window.dingqiaoWxReady) {
@@ -56,7 +74,7 @@
     });
   }
 
-  function init(root) { initOutletList(root); initWechatPay(root); }
+  function init(root) { initWechatJssdk(); initOutletList(root); initWechatPay(root); }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (evt) { init(evt.target); });
