@@ -3,7 +3,8 @@
     python scripts/screenshot.py [BASE_URL] [OUT_DIR]
 
 BASE_URL defaults to http://127.0.0.1:5000 (the demo started by scripts/demo). Logs in as a demo member
-through the demo login page, then shoots the home page, a product page and "我的" at 390×844.
+through the demo login page and walks the member's path at 390×844: home, a product, the cart, checkout,
+the unpaid order, then "模拟支付" and the paid order with its pickup QR code, and "我的".
 """
 import sys
 from pathlib import Path
@@ -31,12 +32,31 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         page.goto(f"{base_url}/auth/login")
         page.locator("form", has_text=member_name).get_by_role("button").click()
         page.wait_for_url(f"{base_url}/")
-        for name, path in (("home", "/"), ("product", "/products/1"), ("me", "/me/")):
-            page.goto(base_url + path)
+
+        def snap(name: str) -> None:
             page.wait_for_load_state("networkidle")
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target))
             shots.append(target)
+
+        page.goto(base_url + "/")
+        snap("home")
+        page.goto(base_url + "/products/2")
+        snap("product")
+        page.get_by_role("button", name="加入购物车").click()
+        page.locator(".dq-toast--ok").wait_for()
+        page.goto(base_url + "/cart/")
+        snap("cart")
+        page.goto(base_url + "/checkout/")
+        snap("checkout")
+        page.get_by_role("button", name="提交订单").click()
+        page.wait_for_url("**/orders/DQ*")
+        snap("order-unpaid")
+        page.get_by_role("button", name="模拟支付").click()
+        page.locator(".dq-pickup__qr").wait_for()
+        snap("order-paid")
+        page.goto(base_url + "/me/")
+        snap("me")
         browser.close()
     return shots
 
