@@ -513,3 +513,37 @@ def test_refund_of_an_unpaid_order_is_refused(app, shop):
         with pytest.raises(RefundError, match="已支付"):
             request_refund(db.session, shop.member_id, order_no, "理由")
         assert db.session.scalar(select(func.count()).select_from(Refund)) == 0
+
+
+def test_finance_reviews_refunds_on_the_admin_page_and_an_operator_cannot(app, client, fake_wechat, shop):
+    paid = []
+    log_in(client, shop.member_id)
+    for reason in ("买错了", "不需要了"):
+        order_no = place(app, shop)
+        start_wechat_payment(client, order_no)
+        post_notify(client, fake_wechat.pay(order_no))
+        with app.app_context():
+            request_refund(db.session, shop.member_id, order_no, reason)
+        paid.append(order_no)
+    with app.app_context():
+        create_admin(db.session, "ops3", "long-enough-pw", AdminRole.OPERATOR)
+        create_admin(db.session, "fin3", "long-enough-pw", AdminRole.FINANCE)
+        first_id, second_id = db.session.scalars(select(Refund.id).order_by(Refund.id)).all()
+
+    staff = app.test_client()
+    staff.post("/admin/login", data={"username": "ops3", "password": "long-enough-pw", "csrf_token": csrf_token(staff)})
+    listing = staff.get("/admin/refunds").get_data(as_text=True)
+    assert paid[0] in listing and "买错了" in listing
+    refused = staff.post(f"/admin/refunds/{first_id}/approve", data={"csrf_token": csrf_token(staff)})
+    assert refused.status_code == 403 and "财务" in refused.get_data(as_text=True)
+    assert order_state(app, paid[0]).status == OrderStatus.PAID
+
+    staff.post("/admin/logout", data={"csrf_token": csrf_token(staff)})
+    staff.post("/admin/login", data={"username": "fin3", "password": "long-enough-pw", "csrf_token": csrf_token(staff)})
+    assert staff.post(f"/admin/refunds/{first_id}/approve", data={"csrf_token": csrf_token(staff)}).status_code == 302
+    empty_reason = staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": ""})
+    assert empty_reason.status_code == 409 and "拒绝原因" in empty_reason.get_data(as_text=True)
+    staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": "超出售后期"})
+    assert order_state(app, paid[0]).status == OrderStatus.REFUNDED
+    assert order_state(app, paid[1]).status == OrderStatus.PAID
+    assert "没有待处理的退款" in staff.get("/admin/refunds").get_data(as_text=True)

@@ -1,11 +1,13 @@
 """Admin area (desktop): username + password login, and the home page the admin issue builds on."""
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Order, OrderStatus, Product, User, Withdrawal, WithdrawalStatus
+from ..models import Order, OrderStatus, Product, Refund, RefundStatus, User, Withdrawal, WithdrawalStatus
 from ..services.accounts import InvalidCredentials, authenticate_admin
+from ..services.refunds import approve_refund, reject_refund
+from ..wechat import pay_gateway
 from .access import current_admin, require_admin
 from .auth import safe_next
 
@@ -59,3 +61,27 @@ def home():
         ),
     }
     return render_template("admin/home.html", admin=current_admin(), counts=counts)
+
+
+@bp.get("/refunds")
+def refunds():
+    """Refund requests waiting for finance (and failed ones to retry)."""
+    rows = db.session.execute(
+        select(Refund, Order)
+        .join(Order, Order.id == Refund.order_id)
+        .where(Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))
+        .order_by(Refund.created_at)
+    ).all()
+    return render_template("admin/refunds.html", admin=current_admin(), rows=rows)
+
+
+@bp.post("/refunds/<int:refund_id>/approve")
+def approve_refund_view(refund_id: int):
+    approve_refund(db.session, pay_gateway(current_app.config), current_admin(), refund_id)
+    return redirect(url_for("admin.refunds"))
+
+
+@bp.post("/refunds/<int:refund_id>/reject")
+def reject_refund_view(refund_id: int):
+    reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""))
+    return redirect(url_for("admin.refunds"))
