@@ -33,6 +33,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
 
     from . import models  # noqa: F401  (registers every table)
+    from .web import BoundedIntConverter
+
+    app.url_map.converters["int"] = BoundedIntConverter
     from .blueprints import register_blueprints
     from .cli import register_cli
     from .templating import register_templating

@@ -5,18 +5,10 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, request, url_for
 
 from .models import Identity
+from .money import format_yuan
 from .web import current_path
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
-
-
-def yuan(fen: int | None) -> str:
-    """12345 → "¥123.45". Integer arithmetic only: money never meets a float."""
-    if fen is None:
-        return ""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(int(fen)), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -68,7 +60,7 @@ def jssdk_url() -> str:
 
 
 def register_templating(app: Flask) -> None:
-    app.jinja_env.filters["yuan"] = yuan
+    app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.globals["current_path"] = current_path
 

@@ -3,8 +3,11 @@
 A request gets only a fragment when htmx asked for it, except for a history restore (htmx 2 sends
 HX-Request on those too) and a boosted navigation, which both need the whole page.
 """
+import re
+
 from flask import Response, make_response, render_template, request
 from jinja2_fragments.flask import render_block
+from werkzeug.routing import IntegerConverter
 
 from .extensions import htmx
 
@@ -46,3 +49,25 @@ def current_path() -> str:
 def wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+# Ids, quantities and page numbers from the outside: ASCII digits only ("²".isdigit() is True), and small
+# enough for a 64-bit column — a longer number is no id of ours, never a database overflow.
+_ID = re.compile(r"^[0-9]{1,18}$")
+MAX_ID = 10**18 - 1
+
+
+def parse_id(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and _ID.fullmatch(raw.strip()) else None
+
+
+def arg_id(name: str) -> int | None:
+    return parse_id(request.args.get(name))
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:…>`` in every route: a number beyond any 64-bit id is a 404, not a database error."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from dingqiao import create_app
 from dingqiao.extensions import db
 from dingqiao.services.demo_data import CATEGORIES, PRODUCTS, seed_demo
-from dingqiao.templating import yuan
+from dingqiao.money import format_yuan as yuan
 from tests.conftest import make_config, on_postgres
 from tests.live_server import live_server
 

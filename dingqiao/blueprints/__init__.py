@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from ..extensions import db, login_manager
 from ..models import AdminUser, User
 from ..services import DomainError
-from ..web import error_response, wants_json
+from ..web import error_response, parse_id, wants_json
 
 HTTP_MESSAGES = {
     400: "请求有误，请返回重试。",
@@ -82,8 +82,8 @@ def register_blueprints(app: Flask) -> None:
 def _load_principal(principal_id: str):
     """Session ids are "user:<id>" for members and "admin:<id>" for admins: two kinds, one login manager."""
     kind, _, raw_id = principal_id.partition(":")
-    model = {"user": User, "admin": AdminUser}.get(kind)
-    if model is None or not raw_id.isdigit():
+    model, principal_key = {"user": User, "admin": AdminUser}.get(kind), parse_id(raw_id)
+    if model is None or principal_key is None:
         return None
-    principal = db.session.get(model, int(raw_id))
+    principal = db.session.get(model, principal_key)
     return principal if principal is not None and principal.is_active else None

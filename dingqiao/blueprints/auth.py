@@ -16,6 +16,7 @@ from ..services.accounts import clean_referral_code, login_wechat_user, record_m
 from ..services.cart import merge_guest_cart
 from ..wechat import WeChatError, WeChatSettings
 from ..wechat import oauth as wechat_oauth
+from ..web import parse_id
 from .access import current_member
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -90,10 +91,10 @@ def wechat_callback():
 def demo_login():
     if not current_app.config["DINGQIAO_DEMO"]:
         abort(404)
-    user_id = request.form.get("user_id", "")
-    if not user_id.isdigit():
+    user_id = parse_id(request.form.get("user_id"))
+    if user_id is None:
         abort(400)
-    user = record_member_login(db.session, int(user_id))
+    user = record_member_login(db.session, user_id)
     _start_session(user)
     return redirect(safe_next(request.form.get("next")))
 

@@ -5,7 +5,7 @@ from ..extensions import db, htmx
 from ..services import cart as carts
 from ..services.orders import place_order
 from ..services.outlets import parse_position, pickup_options
-from ..web import render_page
+from ..web import parse_id, render_page
 from .access import current_member, require_member
 from .shop import viewer_identity
 
@@ -24,10 +24,10 @@ def cart_quantities() -> dict[int, int]:
 
 
 def _product_id() -> int:
-    raw = request.form.get("product_id", "")
-    if not raw.isdigit():
+    product_id = parse_id(request.form.get("product_id"))
+    if product_id is None:
         raise carts.CartError("请选择商品。")
-    return int(raw)
+    return product_id
 
 
 @bp.get("/cart/")
@@ -94,10 +94,10 @@ def outlets():
 def place():
     if (guard := require_member()) is not None:
         return guard
-    outlet_id = request.form.get("outlet_id", "")
-    if not outlet_id.isdigit():
+    outlet_id = parse_id(request.form.get("outlet_id"))
+    if outlet_id is None:
         raise carts.CartError("请选择自提门店。")
-    order = place_order(db.session, current_member(), int(outlet_id), cart_quantities(),
+    order = place_order(db.session, current_member(), outlet_id, cart_quantities(),
                         timeout_minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
     target = url_for("orders.detail", order_no=order.order_no)
     if htmx:

@@ -4,7 +4,7 @@ from flask import Blueprint, request
 from ..extensions import db
 from ..models import Identity
 from ..services import catalog
-from ..web import render_page
+from ..web import arg_id, render_page
 from .access import current_member
 
 bp = Blueprint("shop", __name__)
@@ -17,10 +17,10 @@ def viewer_identity() -> Identity:
 
 @bp.get("/")
 def home():
-    category_id = request.args.get("category", type=int)
+    category_id = arg_id("category")
     keyword = catalog.clean_keyword(request.args.get("q"))
     page = catalog.list_products(db.session, category_id=category_id, keyword=keyword,
-                                 page=request.args.get("page", 1, type=int))
+                                 page=arg_id("page") or 1)
     # Page 2+ is the "load more" fragment; a category or keyword change swaps the whole catalog block.
     block = "product_page" if page.page > 1 else "catalog"
     return render_page(

@@ -44,11 +44,12 @@ class CartView:
 
 
 def parse_quantity(raw) -> int:
-    try:
-        quantity = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise CartError("请输入正确的数量。") from None
-    if quantity < 0 or quantity > MAX_LINE_QUANTITY:
+    text = str(raw if raw is not None else "").strip()
+    # ASCII digits only: int() would also take "1_0", " ²" or "１０".
+    if not text.isascii() or not text.isdigit() or len(text) > 3:
+        raise CartError("请输入正确的数量。")
+    quantity = int(text)
+    if quantity > MAX_LINE_QUANTITY:
         raise CartError(f"每件商品的数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
     return quantity
 

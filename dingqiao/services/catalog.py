@@ -8,6 +8,7 @@ from ..models import Category, LocationKind, Outlet, Product, SiteStatus, StockL
 from . import NotFound
 
 PAGE_SIZE = 10
+MAX_PAGE = 1000
 MAX_KEYWORD_LENGTH = 32
 
 
@@ -37,7 +38,7 @@ def _like_pattern(keyword: str) -> str:
 def list_products(session: Session, *, category_id: int | None = None, keyword: str = "", page: int = 1) -> ProductPage:
     """One page of products on sale, newest sort order first. Chinese keywords match by substring on the name
     and subtitle (a LIKE that works the same on SQLite and Postgres; the catalog is small)."""
-    page = max(1, page)
+    page = min(max(1, page), MAX_PAGE)
     query = select(Product).where(Product.is_on_sale.is_(True)).options(selectinload(Product.images))
     if category_id:
         query = query.where(Product.category_id == category_id)
