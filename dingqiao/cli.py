@@ -11,6 +11,8 @@ from .services import DomainError
 from .services.accounts import create_admin
 from .services.audit import verify_audit_chain
 from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo
+from .services.commissions import settle_due_lines
+from .services.invariants import check_money
 from .services.payments import expire_unpaid_orders
 from .wechat import pay_gateway
 
@@ -20,6 +22,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(audit_verify_command)
     app.cli.add_command(cancel_expired_orders_command)
+    app.cli.add_command(check_money_command)
+    app.cli.add_command(settle_commissions_command)
 
 
 @click.command("seed-demo")
@@ -76,3 +80,22 @@ def cancel_expired_orders_command():
     Orders that reached WeChat are asked about first, and closed there before they are cancelled."""
     cancelled = expire_unpaid_orders(db.session, pay_gateway(current_app.config))
     click.echo(f"Cancelled {cancelled} expired order(s).")
+
+
+@click.command("check-money")
+@with_appcontext
+def check_money_command():
+    """Check the money invariants over the whole database; print every problem, exit 1 if any."""
+    problems = check_money(db.session)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("Money invariants hold.")
+
+
+@click.command("settle-commissions")
+@with_appcontext
+def settle_commissions_command():
+    """Make commissions available whose after-sales cooling period has ended (cron, hourly)."""
+    click.echo(f"Settled {settle_due_lines(db.session)} commission line(s).")

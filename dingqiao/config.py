@@ -49,6 +49,10 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_OAUTH_SCOPE": os.environ.get("WECHAT_OAUTH_SCOPE", "snsapi_userinfo"),
         # Cookies are Secure unless explicitly turned off (plain-HTTP demo on a laptop).
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", default=not demo),
+        "WITHDRAWAL_MIN_FEN": int(os.environ.get("WITHDRAWAL_MIN_FEN", "100")),
+        "WITHDRAWAL_FEE_BPS": int(os.environ.get("WITHDRAWAL_FEE_BPS", "0")),
+        "WITHDRAWAL_DAILY_CAP_FEN": int(os.environ.get("WITHDRAWAL_DAILY_CAP_FEN", "500000")),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": int(os.environ.get("ORDER_PAYMENT_TIMEOUT_MINUTES", "15")),
         "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
         "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),

@@ -103,6 +103,9 @@ class FakeWeChat:
     ticket_errcodes: list[int] = field(default_factory=list)
     issued_tickets: list[str] = field(default_factory=list)
     orders: dict[str, FakeOrder] = field(default_factory=dict)
+    # 企业付款: partner_trade_no → {payment_no, amount, openid}; a set err code makes every transfer fail.
+    transfers: dict[str, dict] = field(default_factory=dict)
+    transfer_err_code: str = ""
     # When set, pay answers are signed with this key, not the merchant's: an impostor between us and WeChat.
     answer_key: str | None = None
     _access_tokens: set[str] = field(default_factory=set)
@@ -122,6 +125,8 @@ class FakeWeChat:
             self.requests.clear()
             self.issued_tickets.clear()
             self.orders.clear()
+            self.transfers.clear()
+            self.transfer_err_code = ""
             self.answer_key = None
 
     # --- browser side -------------------------------------------------------------------------------
@@ -216,6 +221,9 @@ class FakeWeChat:
         self.requests.append((path, params))
         if params.get("sign") != pay_sign(params, self.mch_key):
             return to_xml({"return_code": "FAIL", "return_msg": "签名错误"})
+        if path == "/mch/mmpaymkttransfers/promotion/transfers":
+            with self._lock:
+                return self._transfer(params)
         if params.get("mch_id") != self.mch_id or params.get("appid") != self.app_id:
             return self._result(err_code="APPID_MCHID_NOT_MATCH", err_code_des="appid和mch_id不匹配")
         handler = {
@@ -324,6 +332,29 @@ class FakeWeChat:
             "total_fee": order.total_fee, "cash_fee": order.total_fee,
         })
 
+    def _transfer(self, params: dict) -> bytes:
+        """企业付款到零钱. Its answers are not signed (as at WeChat) and name the merchant mchid/mch_appid."""
+        def failed(code: str, text: str) -> bytes:
+            return to_xml({"return_code": "SUCCESS", "result_code": "FAIL", "err_code": code, "err_code_des": text})
+
+        if params.get("mchid") != self.mch_id or params.get("mch_appid") != self.app_id:
+            return failed("PARAM_ERROR", "商户号和appid不匹配")
+        if not params.get("amount", "").isdigit() or int(params["amount"]) < 30 or not params.get("openid"):
+            return failed("AMOUNT_LIMIT", "付款金额不能小于最低限额")
+        if self.transfer_err_code:
+            return failed(self.transfer_err_code, "余额不足" if self.transfer_err_code == "NOTENOUGH" else "系统繁忙")
+        earlier = self.transfers.get(params["partner_trade_no"])
+        if earlier is None:
+            earlier = self.transfers[params["partner_trade_no"]] = {
+                "payment_no": "10100" + secrets.token_hex(10), "amount": int(params["amount"]),
+                "openid": params["openid"],
+            }
+        return to_xml({
+            "return_code": "SUCCESS", "result_code": "SUCCESS", "mch_appid": self.app_id, "mchid": self.mch_id,
+            "partner_trade_no": params["partner_trade_no"], "payment_no": earlier["payment_no"],
+            "payment_time": china_now().strftime("%Y-%m-%d %H:%M:%S"),
+        })
+
     # --- test helpers: the user pays, WeChat notifies -----------------------------------------------
     def pay(self, out_trade_no: str) -> bytes:
         """The user pays in WeChat: the order becomes SUCCESS and this is the notify WeChat POSTs to its
@@ -360,7 +391,8 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
         "/sns/oauth2/access_token": fake.access_token, "/sns/userinfo": fake.userinfo,
         "/cgi-bin/token": fake.client_token, "/cgi-bin/ticket/getticket": fake.jsapi_ticket,
     }
-    pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund"}
+    pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund",
+                  "/mch/mmpaymkttransfers/promotion/transfers"}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

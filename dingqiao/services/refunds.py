@@ -52,6 +52,34 @@ def request_refund(session: Session, user_id: int, order_no: str, reason: str) -
     return refund
 
 
+def open_after_sales_refund(session: Session, admin: AdminUser, order_no: str, reason: str,
+                            amount_fen: int | None = None) -> Refund:
+    """After-sales (售后): finance opens a refund for an order already picked up. Approving it refunds at
+    WeChat and claws the settled commissions back (see commissions.reverse_order_lines)."""
+    _require_finance(admin)
+    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
+    if not reason:
+        raise RefundError("请填写退款原因。")
+    with write_transaction(session):
+        order = session.scalar(select(Order).where(Order.order_no == order_no))
+        if order is None:
+            raise NotFound("订单不存在。")
+        opened = session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == OrderStatus.COMPLETED, Order.after_sales_open.is_(False))
+            .values(after_sales_open=True)
+        ).rowcount
+        if not opened:
+            raise RefundError("只有已提货且没有进行中售后的订单可以发起售后退款。")
+        refund = Refund(order_id=order.id, out_refund_no=f"RF{order.order_no[2:]}{secrets.randbelow(100):02d}",
+                        amount_fen=order.total_fen, reason=reason)
+        session.add(refund)
+        session.flush()
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.after_sales_open",
+                     target_type="order", target_id=order.order_no, detail={"refund_id": refund.id})
+    return refund
+
+
 def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int) -> Refund:
     _require_finance(admin)
     with write_transaction(session):
@@ -75,11 +103,13 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
                          target_type="order", target_id=order.order_no, detail={"refund_id": refund_id})
         raise RefundError(f"微信退款失败：{exc.message}") from exc
     with write_transaction(session):
-        if not transition(session, order.id, OrderStatus.PAID, OrderStatus.REFUNDED, refunded_at=utcnow(),
-                          after_sales_open=False):
+        picked_up = order.status == OrderStatus.COMPLETED
+        if not transition(session, order.id, OrderStatus.COMPLETED if picked_up else OrderStatus.PAID,
+                          OrderStatus.REFUNDED, refunded_at=utcnow(), after_sales_open=False):
             # WeChat has paid the money back but the order moved on: never lose that fact.
-            raise RuntimeError(f"order {order.order_no} left PAID while refund {refund_id} was being paid")
-        release_order_stock(session, order)
+            raise RuntimeError(f"order {order.order_no} changed state while refund {refund_id} was being paid")
+        if not picked_up:
+            release_order_stock(session, order)  # goods handed over stay with the buyer
         session.execute(update(Refund).where(Refund.id == refund_id)
                         .values(status=RefundStatus.SUCCEEDED, completed_at=utcnow()))
         session.refresh(order)

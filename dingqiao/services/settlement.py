@@ -1,33 +1,50 @@
-"""What happens, inside the order's own transaction, when an order is paid or refunded.
+"""What happens, inside the order's own transaction, when an order is paid, picked up or refunded.
 
-The payment and refund services call these at the one point where the order's state changes, so
-everything here commits or rolls back with that change. The commission engine hooks in here.
+The payment, redemption and refund services call these at the one point where the order's state changes,
+so commission lines, wallet entries and outbox messages commit or roll back with that change.
 """
+from collections import defaultdict
+
 from sqlalchemy.orm import Session
 
-from ..models import Order
+from ..models import CommissionLine, Order
+from ..money import format_yuan
+from .commissions import reverse_order_lines, settle_order_lines, write_order_lines
 from .messages import enqueue_message
 
 
 def on_order_paid(session: Session, order: Order) -> None:
+    lines = write_order_lines(session, order)
     enqueue_message(
-        session,
-        user_id=order.user_id,
-        event="order_paid",
-        object_id=order.id,
-        title="支付成功，待自提",
-        body=f"订单 {order.order_no} 已支付，请凭核销码到门店自提。",
-        link=f"/orders/{order.order_no}",
+        session, user_id=order.user_id, event="order_paid", object_id=order.id, title="支付成功，待自提",
+        body=f"订单 {order.order_no} 已支付，请凭核销码到门店自提。", link=f"/orders/{order.order_no}",
+    )
+    for user_id, amount in _per_beneficiary(lines).items():
+        enqueue_message(
+            session, user_id=user_id, event="commission_frozen", object_id=f"{order.id}:{user_id}",
+            title="新增待结算收益", body=f"有一笔 {format_yuan(amount)} 的收益待买家提货后结算。",
+            link="/wallet/",
+        )
+
+
+def on_order_redeemed(session: Session, order: Order) -> None:
+    settle_order_lines(session, order)
+    enqueue_message(
+        session, user_id=order.user_id, event="order_redeemed", object_id=order.id, title="已提货",
+        body=f"订单 {order.order_no} 已在门店提货，感谢惠顾。", link=f"/orders/{order.order_no}",
     )
 
 
 def on_order_refunded(session: Session, order: Order) -> None:
+    reverse_order_lines(session, order)
     enqueue_message(
-        session,
-        user_id=order.user_id,
-        event="order_refunded",
-        object_id=order.id,
-        title="退款成功",
-        body=f"订单 {order.order_no} 已退款，款项将原路退回。",
-        link=f"/orders/{order.order_no}",
+        session, user_id=order.user_id, event="order_refunded", object_id=order.id, title="退款成功",
+        body=f"订单 {order.order_no} 已退款，款项将原路退回。", link=f"/orders/{order.order_no}",
     )
+
+
+def _per_beneficiary(lines: list[CommissionLine]) -> dict[int, int]:
+    totals: dict[int, int] = defaultdict(int)
+    for line in lines:
+        totals[line.beneficiary_user_id] += line.amount_fen
+    return dict(totals)

@@ -73,7 +73,7 @@ _MESSAGES = {
     "ORDERPAID": "该订单已支付。",
     "ORDERCLOSED": "该订单已关闭，请重新下单。",
     "ORDERNOTEXIST": "微信支付中查不到这笔订单。",
-    "NOTENOUGH": "商户账户余额不足，暂时无法退款。",
+    "NOTENOUGH": "商户账户余额不足。",
     "SYSTEMERROR": "微信支付系统繁忙，请稍后再试。",
     "BIZERR_NEED_RETRY": "微信支付系统繁忙，请稍后再试。",
 }
@@ -213,6 +213,24 @@ class PayGateway:
         if not answer.get("refund_id"):
             raise PayError(_UNREACHABLE, detail=f"no refund_id in {answer!r:.500}")
         return answer["refund_id"]
+
+    def transfer(self, *, partner_trade_no: str, openid: str, amount: int, desc: str, client_ip: str) -> str:
+        """企业付款到零钱 (legacy transfer to the user's WeChat balance); returns WeChat's payment_no. The same
+        partner_trade_no pays at most once, so a retry after a timeout is safe. WeChat does not sign these
+        answers (unlike the pay API), so there is no signature to check here; the call itself needs the
+        merchant certificate in production, like refunds."""
+        try:
+            answer = self._pay.transfer.transfer(
+                user_id=openid, amount=amount, desc=_clip_utf8(desc, BODY_MAX_BYTES), client_ip=client_ip,
+                check_name="NO_CHECK", out_trade_no=partner_trade_no,
+            )
+        except WeChatPayException as exc:
+            raise _pay_error(exc) from exc
+        except (requests.RequestException, ExpatError, ValueError, LookupError) as exc:
+            raise PayError(_UNREACHABLE, detail=repr(exc)) from exc
+        if not isinstance(answer, dict) or not answer.get("payment_no"):
+            raise PayError(_UNREACHABLE, detail=f"no payment_no in {answer!r:.500}")
+        return answer["payment_no"]
 
     def signed_notification(self, *, out_trade_no: str, transaction_id: str, total_fee: int, openid: str) -> bytes:
         """The pay notify WeChat would POST for this payment, signed with this merchant's key (demo mode's

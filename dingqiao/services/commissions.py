@@ -1,0 +1,227 @@
+"""The commission engine: fees on one order, to people fixed on that order when it is paid.
+
+Compliance guard rails (禁止传销条例 art. 7 and WeChat's ban on multi-level distribution), enforced here and
+refused at configuration time:
+- every line is a fee on one item of one order, paid to that order's buyer's uplines (at most three levels,
+  two by default), its pickup outlet or its region's factory store — never a share of anyone's aggregate
+  "team performance", and nothing for recruiting as such (there is no kind of line for it);
+- the buyer earns nothing from their own purchase;
+- earning needs no purchase, fee or product: anyone with a referral code earns the direct reward;
+- the total of an order's lines never exceeds the version's payout cap, itself at most MAX_PAYOUT_CAP_BPS;
+- amounts are floored to the fen; the remainder stays with the platform.
+"""
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..db import write_transaction
+from ..models import (
+    AdminRole,
+    AdminUser,
+    CommissionKind,
+    CommissionLine,
+    CommissionRuleVersion,
+    CommissionStatus,
+    FactoryStore,
+    LedgerKind,
+    Order,
+    OrderItem,
+    Outlet,
+    ReferralBinding,
+    SiteStatus,
+    User,
+)
+from ..models.base import utcnow
+from . import DomainError, Forbidden
+from .audit import record_audit
+from .wallet import post_entry
+
+MAX_REFERRAL_DEPTH = 3
+DEFAULT_REFERRAL_DEPTH = 2
+MAX_PAYOUT_CAP_BPS = 4000  # no rule version may pay out more than 40% of an order
+MAX_COOLING_DAYS = 30
+BPS = 10_000
+
+
+class RuleError(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    referral_depth: int
+    direct_bps: int
+    team_bps: int
+    third_level_bps: int
+    service_fee_bps: int
+    regional_bps: int
+    payout_cap_bps: int
+    cooling_days: int = 0
+    note: str = ""
+
+
+def validate_rule(rule: RuleInput) -> None:
+    """Refuse any configuration that breaks the guard rails, with the reason in Chinese."""
+    if not 1 <= rule.referral_depth <= MAX_REFERRAL_DEPTH:
+        raise RuleError(f"推荐层级最多 {MAX_REFERRAL_DEPTH} 级（合规要求），至少 1 级。")
+    rates = [rule.direct_bps, rule.team_bps, rule.third_level_bps, rule.service_fee_bps, rule.regional_bps]
+    if any(rate < 0 for rate in rates):
+        raise RuleError("比例不能为负数。")
+    if rule.referral_depth < 2 and rule.team_bps:
+        raise RuleError("推荐层级为 1 时团队奖励必须为 0。")
+    if rule.referral_depth < 3 and rule.third_level_bps:
+        raise RuleError("推荐层级小于 3 时第三级奖励必须为 0。")
+    if not 0 <= rule.payout_cap_bps <= MAX_PAYOUT_CAP_BPS:
+        raise RuleError(f"单笔订单总佣金上限不能超过 {MAX_PAYOUT_CAP_BPS / 100:g}%。")
+    if sum(rates) > rule.payout_cap_bps:
+        raise RuleError(f"各项比例合计 {sum(rates) / 100:g}% 超过单笔上限 {rule.payout_cap_bps / 100:g}%。")
+    if not 0 <= rule.cooling_days <= MAX_COOLING_DAYS:
+        raise RuleError(f"售后冷静期需在 0 到 {MAX_COOLING_DAYS} 天之间。")
+
+
+def current_rule(session: Session) -> CommissionRuleVersion | None:
+    return session.scalar(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(1))
+
+
+def create_rule_version(session: Session, admin: AdminUser, rule: RuleInput) -> CommissionRuleVersion:
+    """Rules are never edited: a change is a new version; paid orders keep the version they were paid under."""
+    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
+        raise Forbidden("只有财务或超级管理员可以修改佣金规则。")
+    validate_rule(rule)
+    with write_transaction(session):
+        version = CommissionRuleVersion(**rule.__dict__, created_by_admin_id=admin.id)
+        session.add(version)
+        session.flush()
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="commission_rule.create",
+                     target_type="commission_rule_version", target_id=version.id, detail=dict(rule.__dict__))
+    return version
+
+
+def preview(rule: RuleInput, order_total_fen: int = 10_000, depth_available: int = MAX_REFERRAL_DEPTH) -> dict:
+    """What an order of ``order_total_fen`` would pay per kind under ``rule`` (for the admin's preview)."""
+    return {
+        "direct": order_total_fen * rule.direct_bps // BPS,
+        "team": (order_total_fen * rule.team_bps // BPS if rule.referral_depth >= 2 else 0)
+        + (order_total_fen * rule.third_level_bps // BPS if rule.referral_depth >= 3 and depth_available >= 3 else 0),
+        "service_fee": order_total_fen * rule.service_fee_bps // BPS,
+        "regional": order_total_fen * rule.regional_bps // BPS,
+    }
+
+
+def upline_chain(session: Session, user_id: int, depth: int) -> list[int]:
+    """The user's uplines, nearest first, at most ``depth`` of them."""
+    chain: list[int] = []
+    current = user_id
+    while len(chain) < depth:
+        upline = session.scalar(select(ReferralBinding.upline_id).where(ReferralBinding.user_id == current))
+        if upline is None or upline == user_id or upline in chain:
+            break
+        chain.append(upline)
+        current = upline
+    return chain
+
+
+def write_order_lines(session: Session, order: Order) -> list[CommissionLine]:
+    """At payment, inside the PAID transition: compute the order's lines under the rule in force, write them
+    FROZEN and credit each beneficiary's frozen balance."""
+    rule = current_rule(session)
+    if rule is None:
+        return []
+    session.execute(update(Order).where(Order.id == order.id).values(rule_version_id=rule.id))
+    outlet = session.get(Outlet, order.outlet_id)
+    factory_owner = session.scalar(
+        select(FactoryStore.owner_user_id).where(FactoryStore.region_id == outlet.region_id,
+                                                 FactoryStore.status == SiteStatus.ACTIVE)
+    )
+    beneficiaries: list[tuple[str, int, int, int | None]] = []  # kind, level, rate, user
+    for level, upline in enumerate(upline_chain(session, order.user_id, rule.referral_depth), start=1):
+        kind = CommissionKind.DIRECT if level == 1 else CommissionKind.TEAM
+        rate = {1: rule.direct_bps, 2: rule.team_bps, 3: rule.third_level_bps}[level]
+        beneficiaries.append((kind, level, rate, upline))
+    beneficiaries.append((CommissionKind.SERVICE_FEE, 0, rule.service_fee_bps, outlet.owner_user_id))
+    beneficiaries.append((CommissionKind.REGIONAL, 0, rule.regional_bps, factory_owner))
+    active = set(session.scalars(select(User.id).where(
+        User.id.in_([b[3] for b in beneficiaries if b[3]]), User.is_active.is_(True))))
+
+    lines = []
+    items = session.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id))
+    for item in items:
+        for kind, level, rate, user_id in beneficiaries:
+            amount = item.subtotal_fen * rate // BPS
+            if user_id is None or user_id == order.user_id or user_id not in active or amount <= 0:
+                continue
+            line = CommissionLine(order_id=order.id, order_item_id=item.id, kind=kind, level=level,
+                                  beneficiary_user_id=user_id, rule_version_id=rule.id, base_fen=item.subtotal_fen,
+                                  rate_bps=rate, amount_fen=amount, status=CommissionStatus.FROZEN)
+            session.add(line)
+            session.flush()
+            post_entry(session, user_id, LedgerKind.COMMISSION_FROZEN, frozen=amount, commission_line_id=line.id,
+                       order_id=order.id, memo=CommissionKind(kind).label)
+            lines.append(line)
+    return lines
+
+
+def settle_order_lines(session: Session, order: Order, now: datetime | None = None) -> int:
+    """At redemption: the order's frozen lines become available — now, or after the version's cooling period
+    (then ``settle_due_lines`` finishes the job). Returns how many lines were settled now."""
+    now = now or utcnow()
+    rule = session.get(CommissionRuleVersion, order.rule_version_id) if order.rule_version_id else None
+    available_at = now + timedelta(days=rule.cooling_days if rule else 0)
+    session.execute(
+        update(CommissionLine)
+        .where(CommissionLine.order_id == order.id, CommissionLine.status == CommissionStatus.FROZEN)
+        .values(available_at=available_at)
+    )
+    return _settle(session, [CommissionLine.order_id == order.id], now) if available_at <= now else 0
+
+
+def settle_due_lines(session: Session, now: datetime | None = None) -> int:
+    """For cron: lines of picked-up orders whose cooling period has ended become available."""
+    now = now or utcnow()
+    with write_transaction(session):
+        return _settle(session, [CommissionLine.available_at <= now], now)
+
+
+def reverse_order_lines(session: Session, order: Order, now: datetime | None = None) -> None:
+    """At refund: frozen lines are reversed; settled ones are clawed back from available — which may go
+    negative, a receivable that the beneficiary's next earnings pay off first."""
+    now = now or utcnow()
+    lines = session.scalars(
+        select(CommissionLine).where(CommissionLine.order_id == order.id).order_by(CommissionLine.id)
+    ).all()
+    for line in lines:
+        if line.status == CommissionStatus.FROZEN:
+            if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.REVERSED, reversed_at=now):
+                post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_REVERSED, frozen=-line.amount_fen,
+                           commission_line_id=line.id, order_id=order.id, memo="订单退款，佣金撤销")
+        elif line.status == CommissionStatus.SETTLED:
+            if _move(session, line, CommissionStatus.SETTLED, CommissionStatus.CLAWED_BACK, reversed_at=now):
+                post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_CLAWED_BACK,
+                           available=-line.amount_fen, earned=-line.amount_fen, commission_line_id=line.id,
+                           order_id=order.id, memo="售后退款，佣金追回")
+
+
+def _settle(session: Session, conditions: list, now: datetime) -> int:
+    due = session.scalars(
+        select(CommissionLine)
+        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at.is_not(None), *conditions)
+        .order_by(CommissionLine.id)
+    ).all()
+    settled = 0
+    for line in due:
+        if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.SETTLED, settled_at=now):
+            post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_SETTLED, available=line.amount_fen,
+                       frozen=-line.amount_fen, earned=line.amount_fen, commission_line_id=line.id,
+                       order_id=line.order_id, memo=CommissionKind(line.kind).label)
+            settled += 1
+    return settled
+
+
+def _move(session: Session, line: CommissionLine, expected: CommissionStatus, new: CommissionStatus, **values) -> bool:
+    changed = session.execute(
+        update(CommissionLine).where(CommissionLine.id == line.id, CommissionLine.status == expected)
+        .values(status=new, **values)
+    ).rowcount
+    return changed == 1

@@ -1,0 +1,138 @@
+"""核销: outlet staff hand the goods over against the buyer's pickup code.
+
+Redemption is one transaction: PAID → COMPLETED (a conditional update, so two scans of one code at the same
+moment give exactly one success), the outlet's reserved stock deducted, the commission lines settled, the
+buyer's message and an audit row written.
+"""
+import re
+from dataclasses import dataclass
+from datetime import timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from ..db import write_transaction
+from ..models import (
+    FactoryStore,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Outlet,
+    OutletStaff,
+    SiteStatus,
+    StockLevel,
+    StockMovement,
+    StockReason,
+    User,
+)
+from ..models.base import utcnow
+from . import DomainError, Forbidden, NotFound
+from .audit import record_audit
+from .orders import CHINA_TIME
+from .settlement import on_order_redeemed
+
+CODE_PATTERN = re.compile(r"^\d{12}$")
+
+
+class RedeemError(DomainError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class PickupView:
+    order: Order
+    buyer_name: str  # masked
+    outlet: Outlet
+
+
+def clean_code(raw: str | None) -> str:
+    code = re.sub(r"[\s-]", "", raw or "")
+    if not CODE_PATTERN.fullmatch(code):
+        raise RedeemError("核销码为 12 位数字，请核对后重新输入。")
+    return code
+
+
+def staff_outlet_ids(session: Session, user_id: int) -> set[int]:
+    """Outlets this person may redeem for: their own, the one they are staff of, and every outlet in the
+    region of a factory store they own."""
+    owned = set(session.scalars(select(Outlet.id).where(Outlet.owner_user_id == user_id)))
+    staffed = set(session.scalars(select(OutletStaff.outlet_id).where(OutletStaff.user_id == user_id)))
+    regions = select(FactoryStore.region_id).where(FactoryStore.owner_user_id == user_id)
+    regional = set(session.scalars(select(Outlet.id).where(Outlet.region_id.in_(regions))))
+    return owned | staffed | regional
+
+
+def mask_name(name: str) -> str:
+    if not name:
+        return "顾客"
+    return name[0] + "*" * min(max(len(name) - 1, 1), 3)
+
+
+def find_for_redemption(session: Session, staff_user_id: int, raw_code: str) -> PickupView:
+    """Look the code up for the confirm screen; every reason it cannot be redeemed is a clear message."""
+    code = clean_code(raw_code)
+    order = session.scalar(select(Order).where(Order.pickup_code == code).options(selectinload(Order.items)))
+    if order is None:
+        raise NotFound("核销码不存在，请核对后重试。")
+    outlet = session.get(Outlet, order.outlet_id)
+    if order.outlet_id not in staff_outlet_ids(session, staff_user_id):
+        raise Forbidden(f"该订单不在本店自提（自提门店：{outlet.name}），不能核销。")
+    _check_redeemable(order)
+    buyer = session.get(User, order.user_id)
+    return PickupView(order, mask_name(buyer.nickname if buyer else ""), outlet)
+
+
+def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
+    code = clean_code(raw_code)
+    with write_transaction(session):
+        order = session.scalar(select(Order).where(Order.pickup_code == code))
+        if order is None:
+            raise NotFound("核销码不存在，请核对后重试。")
+        outlet = session.get(Outlet, order.outlet_id)
+        if order.outlet_id not in staff_outlet_ids(session, staff_user_id):
+            raise Forbidden(f"该订单不在本店自提（自提门店：{outlet.name}），不能核销。")
+        if outlet.status != SiteStatus.ACTIVE:
+            raise RedeemError("本店已暂停营业，暂不能核销。")
+        now = utcnow()
+        moved = session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == OrderStatus.PAID, Order.after_sales_open.is_(False))
+            .values(status=OrderStatus.COMPLETED, redeemed_at=now, redeemed_by_user_id=staff_user_id)
+        ).rowcount
+        if moved != 1:
+            session.refresh(order)
+            _check_redeemable(order)
+            raise RedeemError("订单状态已变化，请刷新后重试。")
+        for item in session.scalars(select(OrderItem).where(OrderItem.order_id == order.id)
+                                    .order_by(OrderItem.product_id)):
+            _hand_over(session, outlet.location_id, item.product_id, item.quantity, order.id)
+        session.refresh(order)
+        on_order_redeemed(session, order)
+        record_audit(session, actor_kind="user", actor_id=staff_user_id, action="order.redeem", target_type="order",
+                     target_id=order.order_no, detail={"outlet_id": outlet.id, "total_fen": order.total_fen})
+    return order
+
+
+def _check_redeemable(order: Order) -> None:
+    if order.status == OrderStatus.COMPLETED:
+        when = order.redeemed_at.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime("%m-%d %H:%M")
+        raise RedeemError(f"该核销码已于 {when} 使用过，不能重复核销。")
+    if order.status == OrderStatus.REFUNDED:
+        raise RedeemError("该订单已退款，不能核销。")
+    if order.status != OrderStatus.PAID:
+        raise RedeemError("该订单未支付或已取消，不能核销。")
+    if order.after_sales_open:
+        raise RedeemError("该订单有退款申请正在处理，暂不能核销。")
+
+
+def _hand_over(session: Session, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
+    deducted = session.execute(
+        update(StockLevel)
+        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
+               StockLevel.reserved >= quantity, StockLevel.on_hand >= quantity)
+        .values(on_hand=StockLevel.on_hand - quantity, reserved=StockLevel.reserved - quantity)
+    ).rowcount
+    if deducted != 1:
+        raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
+    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
+                              reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id))
