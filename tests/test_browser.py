@@ -114,9 +114,8 @@ def load_all_cards(page, total: int) -> None:
     for _ in range(10):
         if cards.count() >= total:
             return
-        more = page.locator("#product-list .dq-more")
-        if more.count():
-            more.scroll_into_view_if_needed()
+        # Scroll to the bottom, where the self-replacing "load more" sentinel is revealed.
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_timeout(150)
     expect(cards).to_have_count(total)
 
