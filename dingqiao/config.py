@@ -71,6 +71,10 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "TESTING": False,
+    # Pickup-code lookups and redemptions: enough for a busy counter, far too few to guess 10^12 codes.
+    "REDEEM_RATE_PER_USER": "20 per minute",
+    "REDEEM_RATE_PER_OUTLET": "60 per minute",
+    "RATELIMIT_HEADERS_ENABLED": True,
 }
 
 

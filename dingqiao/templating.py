@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask, current_app, request, url_for
 
-from .models import Identity
+from .models import CommissionKind, Identity
 from .money import format_yuan
 from .web import current_path
 
@@ -35,7 +35,7 @@ TABS: dict[Identity, tuple[Tab, ...]] = {
     ),
     Identity.OUTLET: (
         Tab("shop.home", "首页", "home"),
-        Tab("outlet.redeem", "核销", "scan"),
+        Tab("outlet.redeem_page", "核销", "scan"),
         Tab("outlet.stock", "库存", "stock"),
         Tab("me.index", "我的", "me"),
     ),
@@ -62,6 +62,7 @@ def jssdk_url() -> str:
 def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["commission_label"] = lambda kind: CommissionKind(kind).label
     app.jinja_env.globals["current_path"] = current_path
 
     @app.context_processor

@@ -94,6 +94,8 @@ def make_config(database_url: str, tmp_path, fake_wechat=None, **overrides) -> d
         "WECHAT_MCH_KEY": fake_wechat.mch_key if fake_wechat else "",
         "WECHAT_TOKEN": "test-token",
         "WECHAT_BASE_URL": fake_wechat.base_url if fake_wechat else "http://127.0.0.1:9",
+        # The limiter's in-memory storage outlives one app; a fresh prefix keeps tests from sharing counts.
+        "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex,
     }
     config.update(overrides)
     return config

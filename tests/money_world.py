@@ -44,7 +44,7 @@ class World:
 def build_world(app, rule: RuleInput = WORKED_EXAMPLE_RULE, units: int = 100) -> World:
     with app.app_context():
         region = make_region("西湖区")
-        grandparent, parent, buyer = make_user("一级"), make_user("二级"), make_user("买家")
+        grandparent, parent, buyer = make_user("一级"), make_user("二级"), make_user("王小明")
         for child, upline in ((parent, grandparent), (buyer, parent)):
             db.session.add(ReferralBinding(user_id=child.id, upline_id=upline.id, source="link"))
         owner = make_user("店主", identity=Identity.OUTLET)

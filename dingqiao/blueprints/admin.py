@@ -1,13 +1,16 @@
 """Admin area (desktop): username + password login, and the home page the admin issue builds on."""
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Order, OrderStatus, Product, Refund, RefundStatus, User, Withdrawal, WithdrawalStatus
 from ..services.accounts import InvalidCredentials, authenticate_admin
+from ..services import DomainError, Forbidden
 from ..services.refunds import approve_refund, reject_refund
+from ..services.withdrawals import approve_withdrawal, mark_paid_offline, reject_withdrawal
 from ..wechat import pay_gateway
+from ..web import parse_id
 from .access import current_admin, require_admin
 from .auth import safe_next
 
@@ -85,3 +88,43 @@ def approve_refund_view(refund_id: int):
 def reject_refund_view(refund_id: int):
     reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""))
     return redirect(url_for("admin.refunds"))
+
+
+@bp.get("/withdrawals")
+def withdrawals():
+    """The withdrawal review queue: open requests first, then transfers whose outcome is unknown."""
+    rows = db.session.execute(
+        select(Withdrawal, User)
+        .join(User, User.id == Withdrawal.user_id)
+        .where(Withdrawal.status.in_([WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED]))
+        .order_by(Withdrawal.created_at)
+    ).all()
+    return render_template("admin/withdrawals.html", admin=current_admin(), rows=rows,
+                           results=session.pop("withdrawal_results", []))
+
+
+@bp.post("/withdrawals/review")
+def review_withdrawals():
+    """One or many at once: approve (WeChat transfer), paid offline, or reject. Each is its own
+    transaction, so one failure never undoes the others; the outcome of each is shown."""
+    action = request.form.get("action", "")
+    ids = [wid for wid in (parse_id(raw) for raw in request.form.getlist("withdrawal_id")) if wid is not None]
+    if action not in {"approve", "offline", "reject"} or not ids:
+        raise DomainError("请选择提现申请和操作。")
+    admin, gateway = current_admin(), pay_gateway(current_app.config)
+    results = []
+    for withdrawal_id in ids[:100]:
+        try:
+            if action == "approve":
+                done = approve_withdrawal(db.session, gateway, admin, withdrawal_id, request.remote_addr or "127.0.0.1")
+            elif action == "offline":
+                done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""))
+            else:
+                done = reject_withdrawal(db.session, admin, withdrawal_id, request.form.get("reason", ""))
+            results.append(f"{done.withdrawal_no}：{ {'paid': '已打款', 'rejected': '已拒绝'}.get(done.status, done.status) }")
+        except Forbidden:
+            raise
+        except DomainError as exc:
+            results.append(f"#{withdrawal_id}：{exc.message}")
+    session["withdrawal_results"] = results
+    return redirect(url_for("admin.withdrawals"))

@@ -1,11 +1,15 @@
 """Wallets and their ledger. Every change to a balance is one conditional UPDATE of the wallet row plus one
 append-only ledger entry, in the caller's transaction; nothing else writes balances."""
+from datetime import datetime, timedelta, timezone
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import LedgerEntry, Wallet
+from ..models import CommissionKind, CommissionLine, LedgerEntry, Wallet
 from . import DomainError
+
+CHINA = timezone(timedelta(hours=8))
 
 
 class InsufficientBalance(DomainError):
@@ -23,6 +27,13 @@ def wallet_for(session: Session, user_id: int) -> Wallet:
     except IntegrityError:
         pass
     return session.scalar(select(Wallet).where(Wallet.user_id == user_id))
+
+
+def wallet_view(session: Session, user_id: int) -> Wallet:
+    """The wallet for display; an unsaved empty one when the user has never earned (reads never write)."""
+    wallet = session.scalar(select(Wallet).where(Wallet.user_id == user_id))
+    return wallet or Wallet(user_id=user_id, available_fen=0, frozen_fen=0, withdrawing_fen=0, total_earned_fen=0,
+                            withdrawn_fen=0)
 
 
 def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0, frozen: int = 0,
@@ -55,3 +66,29 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
     )
     session.add(entry)
     return entry
+
+
+def parse_month(raw: str | None) -> tuple[int, int] | None:
+    """"2026-11" → (2026, 11); anything else → None."""
+    if not raw or len(raw) != 7 or raw[4] != "-" or not (raw[:4] + raw[5:]).isdigit() or not raw.isascii():
+        return None
+    year, month = int(raw[:4]), int(raw[5:])
+    return (year, month) if 2000 <= year <= 2999 and 1 <= month <= 12 else None
+
+
+def earnings(session: Session, user_id: int, *, kind: str | None = None, month: tuple[int, int] | None = None,
+             limit: int = 100) -> list[CommissionLine]:
+    """The member's commission lines, newest first, optionally of one kind and one (China-time) month."""
+    query = select(CommissionLine).where(CommissionLine.beneficiary_user_id == user_id)
+    if kind in set(CommissionKind):
+        query = query.where(CommissionLine.kind == kind)
+    if month:
+        year, number = month
+        start = datetime(year, number, 1, tzinfo=CHINA)
+        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=CHINA)
+        query = query.where(CommissionLine.created_at >= _utc(start), CommissionLine.created_at < _utc(end))
+    return list(session.scalars(query.order_by(CommissionLine.created_at.desc(), CommissionLine.id.desc()).limit(limit)))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)

@@ -74,7 +74,29 @@
     });
   }
 
-  function init(root) { initWechatJssdk(); initOutletList(root); initWechatPay(root); }
+  // 扫码核销: WeChat's scanner reads the pickup QR (a URL ending in the 12-digit code) or a bare code.
+  function initScanButton(root) {
+    var button = root.querySelector ? root.querySelector("[data-scan-url]") : null;
+    if (!button || button.dataset.bound) { return; }
+    button.dataset.bound = "1";
+    if (!window.dingqiaoWxReady) { button.disabled = true; return; }
+    button.addEventListener("click", function () {
+      window.dingqiaoWxReady.then(function () {
+        window.wx.scanQRCode({
+          needResult: 1,
+          scanType: ["qrCode", "barCode"],
+          success: function (res) {
+            var match = /(\d{12})\s*$/.exec(String(res.resultStr || "").replace(/[\s-]/g, ""));
+            var code = match ? match[1] : String(res.resultStr || "");
+            window.htmx.ajax("GET", button.dataset.scanUrl + "?code=" + encodeURIComponent(code),
+                             { target: "#redeem-result", swap: "outerHTML" });
+          }
+        });
+      });
+    });
+  }
+
+  function init(root) { initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root); }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (evt) { init(evt.target); });

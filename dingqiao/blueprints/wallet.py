@@ -1,0 +1,46 @@
+"""我的钱包: balances, earnings detail by kind and month, withdrawals."""
+from flask import Blueprint, current_app, make_response, redirect, request, url_for
+from sqlalchemy import select
+
+from ..extensions import db, htmx
+from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
+from ..services.redemption import mask_name
+from ..services.wallet import earnings, parse_month, wallet_view
+from ..services.withdrawals import WithdrawalRules, parse_yuan, request_withdrawal
+from ..web import render_page
+from .access import current_member, owned_or_404, require_member
+
+bp = Blueprint("wallet", __name__, url_prefix="/wallet")
+bp.before_request(require_member)
+
+
+@bp.get("/")
+def index():
+    member = current_member()
+    kind = request.args.get("kind", "")
+    month_raw = request.args.get("month", "")
+    lines = earnings(db.session, member.id, kind=kind or None, month=parse_month(month_raw))
+    withdrawals = db.session.scalars(
+        select(Withdrawal).where(Withdrawal.user_id == member.id).order_by(Withdrawal.id.desc()).limit(20)
+    ).all()
+    return render_page(
+        "wallet/index.html", block="earnings", wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
+        kinds=list(CommissionKind), kind=kind, month=month_raw, rules=WithdrawalRules.from_config(current_app.config),
+    )
+
+
+@bp.post("/withdrawals")
+def withdraw():
+    amount = parse_yuan(request.form.get("amount"))
+    request_withdrawal(db.session, current_member().id, amount, WithdrawalRules.from_config(current_app.config))
+    target = url_for("wallet.index")
+    return make_response("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
+
+
+@bp.get("/earnings/<int:line_id>")
+def earning(line_id: int):
+    """One line of 收益明细 with its order, showing the buyer only as a masked nickname."""
+    line = owned_or_404(CommissionLine, CommissionLine.beneficiary_user_id, current_member().id, id=line_id)
+    order = db.session.get(Order, line.order_id)
+    buyer = db.session.get(User, order.user_id)
+    return render_page("wallet/earning.html", line=line, order=order, buyer_name=mask_name(buyer.nickname))
