@@ -41,6 +41,7 @@ TABS: dict[Identity, tuple[Tab, ...]] = {
     ),
     Identity.FACTORY: (
         Tab("shop.home", "首页", "home"),
+        Tab("outlet.redeem_page", "核销", "scan"),
         Tab("factory.dashboard", "区域", "chart"),
         Tab("factory.restock", "进货", "stock"),
         Tab("me.index", "我的", "me"),

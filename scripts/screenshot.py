@@ -4,7 +4,9 @@
 
 BASE_URL defaults to http://127.0.0.1:5000 (the demo started by scripts/demo). Logs in as a demo member
 through the demo login page and walks the member's path at 390×844: home, a product, the cart, checkout,
-the unpaid order, then "模拟支付" and the paid order with its pickup QR code, and "我的".
+the unpaid order, then "模拟支付" and the paid order with its pickup QR code, and "我的". Then the back
+half of the loop: 李娜 (whose upline is 陈静) buys and pays, the region's factory store redeems the code
+by typing it, and 陈静's wallet shows the settled direct reward.
 """
 import sys
 from pathlib import Path
@@ -20,6 +22,13 @@ WECHAT_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN"
 )
+
+
+def login_as(page, base_url: str, name: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{base_url}/auth/login")
+    page.locator("form", has_text=name).get_by_role("button").click()
+    page.wait_for_url(f"{base_url}/")
 
 
 def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Path]:
@@ -57,6 +66,27 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         snap("order-paid")
         page.goto(base_url + "/me/")
         snap("me")
+
+        login_as(page, base_url, "李娜")
+        page.goto(base_url + "/products/1")
+        page.get_by_role("button", name="立即购买").click()
+        page.wait_for_url("**/checkout/")
+        page.get_by_role("button", name="提交订单").click()
+        page.wait_for_url("**/orders/DQ*")
+        page.get_by_role("button", name="模拟支付").click()
+        code = page.locator(".dq-pickup__code").inner_text().replace(" ", "")
+        login_as(page, base_url, "西湖工厂店·林总")
+        page.goto(base_url + "/outlet/redeem")
+        page.get_by_placeholder("或输入 12 位核销码").fill(code)
+        page.get_by_role("button", name="查询").click()
+        page.get_by_role("button", name="确认核销，交付商品").wait_for()
+        snap("redeem-confirm")
+        page.get_by_role("button", name="确认核销，交付商品").click()
+        page.get_by_text("核销成功").wait_for()
+        snap("redeem-done")
+        login_as(page, base_url, "陈静")
+        page.goto(base_url + "/wallet/")
+        snap("wallet")
         browser.close()
     return shots
 
