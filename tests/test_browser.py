@@ -252,3 +252,43 @@ def test_logout_from_me_ends_the_session(page, base_url):
     expect(page.get_by_role("heading", name="演示登录")).to_be_visible()
     # The long-lived "remember me" cookie went with the session, so closing WeChat cannot bring it back.
     assert "remember_token" not in {cookie["name"] for cookie in page.context.cookies()}
+
+
+def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
+    """A new visitor arrives by 陈静's share link, logs in (demo), buys and pays (demo pay); the region's
+    factory store redeems the code by typing it; 陈静's wallet shows the settled direct reward."""
+    demo_login(page, base_url, "陈静")
+    page.goto(f"{base_url}/me/")
+    sharer_code = page.locator(".dq-profile__meta strong").inner_text().strip()
+    page.context.clear_cookies()
+
+    page.goto(f"{base_url}/products/1?ref={sharer_code}")
+    expect(page.get_by_role("heading", name="顶俏浓缩洗衣液 2kg")).to_be_visible()
+    demo_login(page, base_url, "李娜")  # 李娜's upline in the demo tree is 陈静
+    page.goto(f"{base_url}/products/1")
+    page.get_by_role("button", name="立即购买").click()
+    page.wait_for_url(f"{base_url}/checkout/")
+    page.get_by_role("button", name="提交订单").click()
+    page.wait_for_url(re.compile(r".*/orders/DQ\d+$"))
+    expect(page.locator(".dq-status__label")).to_have_text("待支付")
+    page.get_by_role("button", name=re.compile("模拟支付")).click()
+    expect(page.locator(".dq-status__label")).to_have_text("待自提")
+    code = page.locator(".dq-pickup__code").inner_text().replace(" ", "")
+    assert re.fullmatch(r"\d{12}", code)
+    assert page.locator("img.dq-pickup__qr").evaluate("img => img.naturalWidth") > 0
+
+    page.context.clear_cookies()
+    demo_login(page, base_url, "西湖工厂店·林总")
+    page.locator("nav.dq-tabbar a", has_text="核销").click()
+    page.get_by_placeholder("或输入 12 位核销码").fill(code)
+    page.get_by_role("button", name="查询").click()
+    expect(page.locator("#redeem-result")).to_contain_text("¥39.90")
+    page.get_by_role("button", name="确认核销，交付商品").click()
+    expect(page.locator("#redeem-result")).to_contain_text("核销成功")
+
+    page.context.clear_cookies()
+    demo_login(page, base_url, "陈静")
+    page.goto(f"{base_url}/wallet/")
+    expect(page.locator(".dq-wallet-head__num")).to_have_text("¥3.99")  # 10% of ¥39.90, floored
+    expect(page.locator("#earnings")).to_contain_text("直推奖励")
+    expect(page.locator("#earnings")).to_contain_text("已结算")
