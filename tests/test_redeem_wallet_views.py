@@ -155,3 +155,48 @@ def test_finance_works_the_withdrawal_queue_in_bulk(app, client, fake_wechat, pa
     assert "没有待审核的提现" in staff.get("/admin/withdrawals").get_data(as_text=True)
     assert balances(app, world.parent) == (600, 0)
     assert_money_consistent(app)
+
+
+def test_finance_previews_and_publishes_a_rule_version_and_depth_four_is_refused(app, client):
+    from dingqiao.models import CommissionRuleVersion
+
+    world = build_world(app)
+    client.post("/admin/login", data={"username": "finance", "password": "long-enough-pw", "csrf_token": csrf_token(client)})
+    page = client.get("/admin/commission-rules").get_data(as_text=True)
+    assert "生效中" in page and "¥10.00" in page  # the current version's preview of a ¥100 order
+    form = {"csrf_token": csrf_token(client), "referral_depth": "2", "direct_bps": "800", "team_bps": "200",
+            "third_level_bps": "0", "service_fee_bps": "500", "regional_bps": "200", "payout_cap_bps": "3000",
+            "cooling_days": "7", "note": "双十二"}
+    preview = client.post("/admin/commission-rules", data={**form, "action": "preview"}).get_data(as_text=True)
+    assert "¥8.00" in preview and "¥17.00" in preview
+    refused = client.post("/admin/commission-rules", data={**form, "referral_depth": "4", "action": "publish"})
+    assert refused.status_code == 400 and "最多 3 级" in refused.get_data(as_text=True)
+    junk = client.post("/admin/commission-rules", data={**form, "direct_bps": "-5", "action": "publish"})
+    assert junk.status_code == 400 and "非负整数" in junk.get_data(as_text=True)
+    with app.app_context():
+        assert len(db.session.scalars(select(CommissionRuleVersion)).all()) == 1
+    published = client.post("/admin/commission-rules", data={**form, "action": "publish"})
+    assert published.status_code == 302
+    with app.app_context():
+        newest = db.session.scalars(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc())).first()
+        assert (newest.direct_bps, newest.cooling_days, newest.note) == (800, 7, "双十二")
+    # Orders paid from now on use it; the world's parent earns 8% instead of 10%.
+    order_no = buy(app, world)
+    pay(app, order_no)
+    assert balances(app, world.parent) == (0, 800)
+    assert_money_consistent(app)
+
+
+def test_check_money_command_names_a_tampered_wallet(app, paid_order):
+    from sqlalchemy import update
+
+    from dingqiao.models import Wallet
+
+    ok = app.test_cli_runner().invoke(args=["check-money"])
+    assert ok.exit_code == 0 and "hold" in ok.output
+    world, *_ = paid_order
+    with app.app_context():
+        db.session.execute(update(Wallet).where(Wallet.user_id == world.parent).values(frozen_fen=Wallet.frozen_fen + 1))
+        db.session.commit()
+    broken = app.test_cli_runner().invoke(args=["check-money"])
+    assert broken.exit_code == 1 and f"(user {world.parent})" in broken.output

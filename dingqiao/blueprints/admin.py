@@ -4,9 +4,19 @@ from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Order, OrderStatus, Product, Refund, RefundStatus, User, Withdrawal, WithdrawalStatus
+from ..models import (
+    CommissionRuleVersion,
+    Order,
+    OrderStatus,
+    Product,
+    Refund,
+    RefundStatus,
+    User,
+    Withdrawal,
+    WithdrawalStatus,
+)
 from ..services.accounts import InvalidCredentials, authenticate_admin
-from ..services import DomainError, Forbidden
+from ..services import DomainError, Forbidden, commissions
 from ..services.refunds import approve_refund, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, reject_withdrawal
 from ..wechat import pay_gateway
@@ -128,3 +138,43 @@ def review_withdrawals():
             results.append(f"#{withdrawal_id}：{exc.message}")
     session["withdrawal_results"] = results
     return redirect(url_for("admin.withdrawals"))
+
+
+RULE_FIELDS = ("referral_depth", "direct_bps", "team_bps", "third_level_bps", "service_fee_bps", "regional_bps",
+               "payout_cap_bps", "cooling_days")
+
+
+@bp.route("/commission-rules", methods=["GET", "POST"])
+def commission_rules():
+    """The rule version in force, earlier versions, and a form for a new version with a ¥100 preview.
+    "预览" only shows what a ¥100 order would pay; "发布新版本" validates and saves (finance only)."""
+    current = commissions.current_rule(db.session)
+    versions = db.session.scalars(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(20)).all()
+    draft, error, preview = None, None, None
+    if request.method == "POST":
+        try:
+            draft = _rule_from_form()
+            commissions.validate_rule(draft)
+            preview = commissions.preview(draft)
+            if request.form.get("action") == "publish":
+                commissions.create_rule_version(db.session, current_admin(), draft)
+                return redirect(url_for("admin.commission_rules"))
+        except DomainError as exc:
+            if isinstance(exc, Forbidden):
+                raise
+            error = exc.message
+    elif current is not None:
+        draft = commissions.RuleInput(**{name: getattr(current, name) for name in RULE_FIELDS})
+        preview = commissions.preview(draft)
+    return render_template("admin/commission_rules.html", admin=current_admin(), current=current, versions=versions,
+                           draft=draft, error=error, preview=preview, fields=RULE_FIELDS), 400 if error else 200
+
+
+def _rule_from_form() -> "commissions.RuleInput":
+    values = {}
+    for name in RULE_FIELDS:
+        raw = (request.form.get(name) or "").strip()
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+            raise DomainError("各项需填写非负整数（比例以基点计，100 基点 = 1%）。")
+        values[name] = int(raw)
+    return commissions.RuleInput(**values, note=(request.form.get("note") or "").strip()[:200])
