@@ -3,6 +3,8 @@ services in the tests that exercise them."""
 import itertools
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from dingqiao.extensions import db
 from dingqiao.models import (
     Category,
@@ -62,7 +64,7 @@ def make_outlet(owner: User, region: Region | None = None) -> Outlet:
 
 
 def make_product(member_price_fen: int = 3990, name: str = "测试洗衣液") -> Product:
-    category = db.session.query(Category).first()
+    category = db.session.scalars(select(Category).limit(1)).first()
     if category is None:
         category = Category(name="洗衣护理")
         db.session.add(category)

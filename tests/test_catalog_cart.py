@@ -355,7 +355,7 @@ def test_member_adds_sets_and_removes_lines(session):
     assert carts.member_cart(session, alice.id) == {soap.id: 7, gel.id: 1}
     carts.set_member_cart_quantity(session, alice.id, gel.id, 0)
     assert carts.member_cart(session, alice.id) == {soap.id: 7}
-    assert session.query(CartItem).filter_by(user_id=alice.id).count() == 1
+    assert len(session.scalars(select(CartItem).where(CartItem.user_id == alice.id)).all()) == 1
     # Setting a line that is not there yet creates it.
     carts.set_member_cart_quantity(session, alice.id, gel.id, 4)
     assert carts.member_cart(session, alice.id) == {soap.id: 7, gel.id: 4}
@@ -461,7 +461,7 @@ def test_guest_cart_functions_return_new_mappings_and_leave_the_input_alone(sess
     with pytest.raises(carts.CartError):
         carts.add_to_guest_cart(session, cart, soap.id, 98)
     assert cart == {soap.id: 2}
-    assert session.query(CartItem).count() == 0  # a visitor's cart never touches the table
+    assert session.scalars(select(CartItem)).first() is None  # a visitor's cart never touches the table
 
 
 def test_merge_adds_quantities_caps_at_99_and_skips_products_off_sale(session):
@@ -496,7 +496,7 @@ def test_a_visitors_cart_survives_the_real_wechat_login(app, client, seeded, fak
     page = client.get("/cart/").get_data(as_text=True)
     assert LAUNDRY_LIQUID in page and DISH_SOAP in page and yuan(total) in page and "共 3 件" in page
     with app.app_context():
-        assert db.session.query(CartItem).count() == 0  # a visitor's cart lives in the session
+        assert db.session.scalars(select(CartItem)).first() is None  # a visitor's cart lives in the session
 
     fake_wechat.current_user = FakeWeChatUser("o-cart-visitor", "购物达人")
     done = wechat_round_trip(client, fake_wechat, entry="/checkout/")
