@@ -113,6 +113,11 @@ def app(app_config):
     with app.app_context():
         db.create_all()
     yield app
+    empty_database(app)
+
+
+def empty_database(app) -> None:
+    """After a test: Postgres (shared by the run) is emptied; a SQLite file is per test anyway."""
     with app.app_context():
         db.session.remove()
         if on_postgres():

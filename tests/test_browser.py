@@ -9,13 +9,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import text
 
 from dingqiao import create_app
 from dingqiao.extensions import db
 from dingqiao.services.demo_data import CATEGORIES, PRODUCTS, seed_demo
 from dingqiao.money import format_yuan as yuan
-from tests.conftest import make_config, on_postgres
+from tests.conftest import empty_database, make_config
 from tests.live_server import live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the `test` extra)")
@@ -67,13 +66,7 @@ def base_url(database_url, tmp_path):
         with live_server(app) as url:
             yield url
     finally:
-        with app.app_context():
-            db.session.remove()
-            if on_postgres():
-                tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-                with db.engine.begin() as conn:
-                    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            db.engine.dispose()
+        empty_database(app)
 
 
 @pytest.fixture(scope="module")

@@ -547,3 +547,20 @@ def test_finance_reviews_refunds_on_the_admin_page_and_an_operator_cannot(app, c
     assert order_state(app, paid[0]).status == OrderStatus.REFUNDED
     assert order_state(app, paid[1]).status == OrderStatus.PAID
     assert "没有待处理的退款" in staff.get("/admin/refunds").get_data(as_text=True)
+
+
+def test_a_second_refund_request_after_a_rejection_gets_its_own_number(app, client, fake_wechat, shop):
+    order_no = place(app, shop)
+    log_in(client, shop.member_id)
+    start_wechat_payment(client, order_no)
+    post_notify(client, fake_wechat.pay(order_no))
+    with app.app_context():
+        finance = create_admin(db.session, "fin5", "long-enough-pw", AdminRole.FINANCE)
+        for attempt in range(3):
+            refund = request_refund(db.session, shop.member_id, order_no, f"第{attempt + 1}次")
+            if attempt < 2:
+                reject_refund(db.session, finance, refund.id, "请联系客服")
+        numbers = db.session.scalars(select(Refund.out_refund_no).order_by(Refund.id)).all()
+        assert len(set(numbers)) == 3 and numbers[-1].endswith("03")
+        approve_refund(db.session, pay_gateway(app.config), finance, refund.id)
+    assert order_state(app, order_no).status == OrderStatus.REFUNDED

@@ -3,9 +3,7 @@
 Approval claims the refund (REQUESTED/FAILED → APPROVED) before calling WeChat, so two admins clicking at
 once cannot refund twice; the out_refund_no makes a retried call idempotent at WeChat as well.
 """
-import secrets
-
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
@@ -26,58 +24,65 @@ class RefundError(DomainError):
 
 
 def request_refund(session: Session, user_id: int, order_no: str, reason: str) -> Refund:
-    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
-    if not reason:
-        raise RefundError("请填写退款原因。")
+    """The member asks for the money back for a paid order not yet picked up; finance decides."""
+    reason = _clean_reason(reason, "请填写退款原因。")
     with write_transaction(session):
         order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
         if order is None:
             raise NotFound("订单不存在。")
-        opened = session.execute(
-            update(Order)
-            .where(Order.id == order.id, Order.status == OrderStatus.PAID, Order.after_sales_open.is_(False))
-            .values(after_sales_open=True)
-        ).rowcount
-        if not opened:
+        refund = _open_refund(session, order, OrderStatus.PAID, reason, requested_by_user_id=user_id)
+        if refund is None:
             session.refresh(order)
             if order.after_sales_open:
                 raise RefundError("该订单已有退款申请在处理中。")
             raise RefundError("只有已支付、未自提的订单可以申请退款。")
-        refund = Refund(order_id=order.id, out_refund_no=f"RF{order.order_no[2:]}{secrets.randbelow(100):02d}",
-                        amount_fen=order.total_fen, reason=reason, requested_by_user_id=user_id)
-        session.add(refund)
-        session.flush()
         record_audit(session, actor_kind="user", actor_id=user_id, action="refund.request", target_type="order",
                      target_id=order.order_no, detail={"refund_id": refund.id, "amount_fen": refund.amount_fen})
     return refund
 
 
-def open_after_sales_refund(session: Session, admin: AdminUser, order_no: str, reason: str,
-                            amount_fen: int | None = None) -> Refund:
+def open_after_sales_refund(session: Session, admin: AdminUser, order_no: str, reason: str) -> Refund:
     """After-sales (售后): finance opens a refund for an order already picked up. Approving it refunds at
     WeChat and claws the settled commissions back (see commissions.reverse_order_lines)."""
     _require_finance(admin)
-    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
-    if not reason:
-        raise RefundError("请填写退款原因。")
+    reason = _clean_reason(reason, "请填写退款原因。")
     with write_transaction(session):
         order = session.scalar(select(Order).where(Order.order_no == order_no))
         if order is None:
             raise NotFound("订单不存在。")
-        opened = session.execute(
-            update(Order)
-            .where(Order.id == order.id, Order.status == OrderStatus.COMPLETED, Order.after_sales_open.is_(False))
-            .values(after_sales_open=True)
-        ).rowcount
-        if not opened:
+        refund = _open_refund(session, order, OrderStatus.COMPLETED, reason)
+        if refund is None:
             raise RefundError("只有已提货且没有进行中售后的订单可以发起售后退款。")
-        refund = Refund(order_id=order.id, out_refund_no=f"RF{order.order_no[2:]}{secrets.randbelow(100):02d}",
-                        amount_fen=order.total_fen, reason=reason)
-        session.add(refund)
-        session.flush()
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.after_sales_open",
                      target_type="order", target_id=order.order_no, detail={"refund_id": refund.id})
     return refund
+
+
+def _open_refund(session: Session, order: Order, expected: OrderStatus, reason: str,
+                 requested_by_user_id: int | None = None) -> Refund | None:
+    """Mark the order's after-sales as open (one at a time, by a conditional update) and add the refund;
+    None when the order is not in ``expected`` state or already has one open."""
+    opened = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == expected, Order.after_sales_open.is_(False))
+        .values(after_sales_open=True)
+    ).rowcount
+    if not opened:
+        return None
+    # Numbered per order (a rejected request may be followed by another): unique, and stable for WeChat.
+    earlier = session.scalar(select(func.count()).select_from(Refund).where(Refund.order_id == order.id))
+    refund = Refund(order_id=order.id, out_refund_no=f"RF{order.order_no[2:]}{earlier + 1:02d}",
+                    amount_fen=order.total_fen, reason=reason, requested_by_user_id=requested_by_user_id)
+    session.add(refund)
+    session.flush()
+    return refund
+
+
+def _clean_reason(raw: str | None, missing: str) -> str:
+    reason = " ".join((raw or "").split())[:MAX_REASON_LENGTH]
+    if not reason:
+        raise RefundError(missing)
+    return reason
 
 
 def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int) -> Refund:
@@ -122,9 +127,7 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
 
 def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: str) -> Refund:
     _require_finance(admin)
-    reason = " ".join((reason or "").split())[:MAX_REASON_LENGTH]
-    if not reason:
-        raise RefundError("请填写拒绝原因。")
+    reason = _clean_reason(reason, "请填写拒绝原因。")
     with write_transaction(session):
         rejected = session.execute(
             update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.REQUESTED)
