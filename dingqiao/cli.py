@@ -28,8 +28,12 @@ def register_cli(app: Flask) -> None:
 
 @click.command("seed-demo")
 @with_appcontext
-def seed_demo_command():
-    """Fill an empty database with the demo data set (does nothing when users exist)."""
+@click.option("--force", is_flag=True, help="Seed even outside demo mode (creates a known admin password).")
+def seed_demo_command(force: bool):
+    """Fill an empty database with the demo data set (does nothing when users exist). Demo mode only: it
+    creates the admin account admin / dingqiao-demo, which must never exist on a real shop."""
+    if not (current_app.config["DINGQIAO_DEMO"] or force):
+        raise click.ClickException("seed-demo runs only with DINGQIAO_DEMO=1 (it creates a known admin password).")
     summary = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], current_app.config["CJK_FONT_PATH"] or None)
     if not summary.created:
         click.echo("The database already has users; demo data not added.")

@@ -40,6 +40,9 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_TOKEN": os.environ.get("WECHAT_TOKEN", ""),
         "WECHAT_MCH_ID": os.environ.get("WECHAT_MCH_ID", ""),
         "WECHAT_MCH_KEY": os.environ.get("WECHAT_MCH_KEY", ""),
+        # The merchant API certificate (apiclient_cert.pem / apiclient_key.pem): refunds and transfers need it.
+        "WECHAT_MCH_CERT_PATH": os.environ.get("WECHAT_MCH_CERT_PATH", ""),
+        "WECHAT_MCH_KEY_PATH": os.environ.get("WECHAT_MCH_KEY_PATH", ""),
         # Points wechatpy at another host (the fake WeChat server in tests). Empty: WeChat's real hosts.
         "WECHAT_BASE_URL": os.environ.get("WECHAT_BASE_URL", "").rstrip("/"),
         # Shared cache for WeChat's access token and jsapi ticket across gunicorn workers (redis://…).
@@ -74,6 +77,7 @@ DEFAULTS = {
     # Pickup-code lookups and redemptions: enough for a busy counter, far too few to guess 10^12 codes.
     "REDEEM_RATE_PER_USER": "20 per minute",
     "REDEEM_RATE_PER_OUTLET": "60 per minute",
+    "ADMIN_LOGIN_RATE": "10 per minute",
     "RATELIMIT_HEADERS_ENABLED": True,
 }
 
@@ -94,3 +98,8 @@ def validate(config) -> None:
         missing = [k for k in ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "PUBLIC_BASE_URL") if not config.get(k)]
         if missing:
             raise ConfigError("Outside demo mode these settings are required: " + ", ".join(missing))
+        if config.get("WECHAT_MCH_ID"):
+            pem = [k for k in ("WECHAT_MCH_KEY", "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH") if not config.get(k)]
+            if pem:
+                raise ConfigError("WeChat Pay needs the API key and the merchant certificate (refunds, payouts): "
+                                  + ", ".join(pem))

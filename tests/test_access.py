@@ -177,3 +177,15 @@ def test_admin_role_rule_lets_only_the_named_roles_and_superadmin_through(app):
                         finance_only()
                 else:
                     assert finance_only() is None
+
+
+def test_admin_login_guessing_is_rate_limited(app, client):
+    app.config["ADMIN_LOGIN_RATE"] = "3 per minute"
+    with app.app_context():
+        create_admin(db.session, "ops-rl", "long-enough-pw")
+    token = csrf_token(client)
+    codes = [client.post("/admin/login", data={"username": "ops-rl", "password": f"guess{n}", "csrf_token": token}).status_code
+             for n in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert "操作太频繁" in client.post("/admin/login", data={"username": "ops-rl", "password": "long-enough-pw",
+                                                          "csrf_token": token}).get_data(as_text=True)

@@ -24,7 +24,15 @@ def run(app, *args, input=None):
     return app.test_cli_runner().invoke(args=list(args), input=input)
 
 
+def test_seed_demo_refuses_outside_demo_mode(app):
+    refused = run(app, "seed-demo")
+    assert refused.exit_code != 0 and "DINGQIAO_DEMO" in refused.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AdminUser)) == 0
+
+
 def test_seed_demo_builds_a_believable_consistent_data_set_once(app):
+    app.config["DINGQIAO_DEMO"] = True
     result = run(app, "seed-demo")
     assert result.exit_code == 0, result.output
     assert "admin / dingqiao-demo" in result.output

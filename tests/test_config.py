@@ -62,3 +62,10 @@ def test_production_cookies_are_secure_by_default(monkeypatch):
 )
 def test_database_urls_are_normalised_to_psycopg3(given, expected):
     assert normalise_database_url(given) == expected
+
+
+def test_wechat_pay_without_the_merchant_certificate_refuses_to_start(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, WECHAT_MCH_ID="1900000109",
+                         WECHAT_MCH_KEY="k" * 32, WECHAT_MCH_CERT_PATH="", WECHAT_MCH_KEY_PATH="")
+    with pytest.raises(ConfigError, match="WECHAT_MCH_CERT_PATH"):
+        create_app(config)

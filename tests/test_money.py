@@ -402,3 +402,63 @@ def test_amounts_are_read_exactly(raw, fen):
 def test_junk_amounts_are_refused(raw):
     with pytest.raises(WithdrawalError):
         parse_yuan(raw)
+
+
+def test_a_systemerror_from_the_transfer_keeps_the_withdrawal_in_flight(app, fake_wechat):
+    """SYSTEMERROR may hide a payment: returning the money could pay it twice. It stays APPROVED."""
+    world = build_world(app)
+    _earn(app, world, 1)
+    with app.app_context():
+        gateway = pay_gateway(app.config)
+        withdrawal = request_withdrawal(db.session, world.parent, 500, RULES)
+        fake_wechat.transfer_err_code = "SYSTEMERROR"
+        with pytest.raises(WithdrawalError, match="结果未知"):
+            approve_withdrawal(db.session, gateway, finance(world), withdrawal.id)
+        assert db.session.get(Withdrawal, withdrawal.id).status == WithdrawalStatus.APPROVED
+    assert balances(app, world.parent) == (500, 0)  # not returned
+    assert_money_consistent(app)
+
+
+def test_no_payout_while_a_clawback_left_the_wallet_negative(app, fake_wechat):
+    world = build_world(app)
+    first = buy(app, world)
+    pay(app, first)
+    pick_up(app, world, first)
+    with app.app_context():
+        pending = request_withdrawal(db.session, world.parent, 1000, RULES)
+        refund = open_after_sales_refund(db.session, finance(world), first, "质量问题")
+        _register_paid_at_fake(app, fake_wechat, first)
+        approve_refund(db.session, pay_gateway(app.config), finance(world), refund.id)
+        with pytest.raises(WithdrawalError, match="余额为负"):
+            approve_withdrawal(db.session, pay_gateway(app.config), finance(world), pending.id)
+        assert fake_wechat.transfers == {}
+        reject_withdrawal(db.session, finance(world), pending.id, "售后追回")
+    assert balances(app, world.parent) == (0, 0)  # the returned request covered the receivable
+    assert_money_consistent(app)
+
+
+def test_an_approved_refund_whose_last_step_failed_can_be_finished(app, fake_wechat, monkeypatch):
+    import dingqiao.services.refunds as refunds_module
+
+    world = build_world(app)
+    order_no = buy(app, world)
+    pay(app, order_no)
+    with app.app_context():
+        request_refund(db.session, world.buyer, order_no, "不要了")
+        _register_paid_at_fake(app, fake_wechat, order_no)
+        refund_id = db.session.scalar(select(Refund.id))
+        real_release = refunds_module.release_order_stock
+
+        def crash(*_args):
+            raise RuntimeError("worker killed")
+
+        monkeypatch.setattr(refunds_module, "release_order_stock", crash)
+        with pytest.raises(RuntimeError):
+            approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id)
+        db.session.rollback()
+        assert db.session.get(Refund, refund_id).status == "approved"  # refunded at WeChat, not here yet
+        monkeypatch.setattr(refunds_module, "release_order_stock", real_release)
+        approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id)
+    assert len(fake_wechat.orders[order_no].refunds) == 1  # WeChat refunded once
+    assert balances(app, world.parent) == (0, 0)
+    assert_money_consistent(app)

@@ -16,8 +16,10 @@ from dingqiao.models import (
     Order,
     OrderStatus,
     OutboxMessage,
+    Outlet,
     Payment,
     PaymentEvent,
+    Product,
     Refund,
     RefundStatus,
     StockLevel,
@@ -238,18 +240,55 @@ def test_malformed_notify_never_500s_and_changes_nothing(app, client, shop, body
     assert order_state(app, order_no).status == OrderStatus.PENDING_PAYMENT
 
 
-def test_money_for_a_cancelled_order_is_recorded_for_a_refund(app, client, fake_wechat, shop):
+def test_money_for_a_cancelled_order_is_recorded_and_finance_sends_it_back(app, client, fake_wechat, shop):
+    order_no = place(app, shop)
+    log_in(client, shop.member_id)
+    start_wechat_payment(client, order_no)
+    notify = fake_wechat.pay(order_no)  # paid at WeChat, but the notify is late ...
+    with app.app_context():  # ... and the order was cancelled without asking WeChat (the case we guard against)
+        from dingqiao.services.orders import cancel_order
+
+        cancel_order(db.session, shop.member_id, order_no)
+    assert level(app, shop) == (10, 0)
+    answer = post_notify(client, notify)
+    assert SUCCESS in answer.get_data(as_text=True)  # we have the money; WeChat must stop resending
+    assert order_state(app, order_no).status == OrderStatus.CANCELLED
+    assert events(app) == [("after_cancel", True)]
+    assert level(app, shop) == (10, 0)
+
+    with app.app_context():
+        create_admin(db.session, "fin6", "long-enough-pw", AdminRole.FINANCE)
+    staff = app.test_client()
+    staff.post("/admin/login", data={"username": "fin6", "password": "long-enough-pw", "csrf_token": csrf_token(staff)})
+    queue = staff.get("/admin/payment-events").get_data(as_text=True)
+    assert order_no in queue and "已取消订单收到付款" in queue
+    with app.app_context():
+        event_id = db.session.scalar(select(PaymentEvent.id))
+    staff.post(f"/admin/payment-events/{event_id}/refund", data={"csrf_token": csrf_token(staff)})
+    again = staff.post(f"/admin/payment-events/{event_id}/refund", data={"csrf_token": csrf_token(staff)})
+    assert again.status_code == 409
+    assert len(fake_wechat.calls("/mch/secapi/pay/refund")) == 1
+    assert fake_wechat.orders[order_no].trade_state == "REFUND"
+    assert "没有需要处理的付款记录" in staff.get("/admin/payment-events").get_data(as_text=True)
+
+
+def test_cancelling_an_order_closes_it_at_wechat_first(app, client, fake_wechat, shop):
     order_no = place(app, shop)
     log_in(client, shop.member_id)
     start_wechat_payment(client, order_no)
     client.post(f"/orders/{order_no}/cancel", headers={"X-CSRFToken": csrf_token(client)})
     assert order_state(app, order_no).status == OrderStatus.CANCELLED
-    assert level(app, shop) == (10, 0)
-    answer = post_notify(client, fake_wechat.pay(order_no))
-    assert SUCCESS in answer.get_data(as_text=True)  # we have the money; WeChat must stop resending
-    assert order_state(app, order_no).status == OrderStatus.CANCELLED
-    assert events(app) == [("after_cancel", True)]
-    assert level(app, shop) == (10, 0)
+    assert fake_wechat.orders[order_no].trade_state == "CLOSED"  # the pay sheet can no longer take money
+
+
+def test_cancelling_an_order_that_was_just_paid_marks_it_paid_instead(app, client, fake_wechat, shop):
+    order_no = place(app, shop)
+    log_in(client, shop.member_id)
+    start_wechat_payment(client, order_no)
+    fake_wechat.pay(order_no)  # paid; the notify has not arrived yet
+    refused = client.post(f"/orders/{order_no}/cancel", headers={"X-CSRFToken": csrf_token(client), "HX-Request": "true"})
+    assert refused.status_code == 409 and "已支付" in refused.get_data(as_text=True)
+    assert order_state(app, order_no).status == OrderStatus.PAID
 
 
 def test_paid_transition_and_its_settlement_share_one_transaction(app, client, fake_wechat, shop, monkeypatch):
@@ -421,10 +460,10 @@ def test_an_order_at_wechat_is_closed_there_before_it_is_cancelled(app, client, 
     start_wechat_payment(client, order_no)
     with app.app_context():
         db.session.execute(
-            Order.__table__.update().where(Order.order_no == order_no).values(expires_at=utcnow() - timedelta(minutes=1))
+            Order.__table__.update().where(Order.order_no == order_no).values(expires_at=utcnow() - timedelta(hours=1))
         )
         db.session.commit()
-    # Within the notify grace the lazy path leaves it alone: the money may still be on its way.
+    # Looking at it never cancels an order that reached WeChat: the money may still be on its way.
     client.get(f"/orders/{order_no}")
     assert order_state(app, order_no).status == OrderStatus.PENDING_PAYMENT
     app.test_cli_runner().invoke(args=["cancel-expired-orders"])
@@ -564,3 +603,22 @@ def test_a_second_refund_request_after_a_rejection_gets_its_own_number(app, clie
         assert len(set(numbers)) == 3 and numbers[-1].endswith("03")
         approve_refund(db.session, pay_gateway(app.config), finance, refund.id)
     assert order_state(app, order_no).status == OrderStatus.REFUNDED
+
+
+def test_a_product_taken_off_sale_does_not_block_checkout(app, client, shop):
+    with app.app_context():
+        other = make_product(990, name="下架商品")
+        outlet = db.session.get(Outlet, shop.outlet_id)
+        stock(outlet, other, 5)
+        other_id = other.id
+    log_in(client, shop.member_id)
+    token = csrf_token(client)
+    for product_id in (shop.product_id, other_id):
+        client.post("/cart/items", data={"product_id": product_id, "quantity": 1}, headers={"X-CSRFToken": token})
+    with app.app_context():
+        db.session.get(Product, other_id).is_on_sale = False
+        db.session.commit()
+    placed = client.post("/checkout/", data={"outlet_id": shop.outlet_id, "csrf_token": token})
+    assert placed.status_code == 302
+    order = order_state(app, placed.headers["Location"].rsplit("/", 1)[1])
+    assert order.total_fen == shop.price_fen

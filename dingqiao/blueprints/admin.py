@@ -3,11 +3,12 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import (
     CommissionRuleVersion,
     Order,
     OrderStatus,
+    PaymentEvent,
     Product,
     Refund,
     RefundStatus,
@@ -17,6 +18,7 @@ from ..models import (
 )
 from ..services.accounts import InvalidCredentials, authenticate_admin
 from ..services import DomainError, Forbidden, commissions
+from ..services.payments import refund_stray_payment, resolve_payment_event
 from ..services.refunds import approve_refund, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, reject_withdrawal
 from ..wechat import pay_gateway
@@ -37,7 +39,12 @@ def guard():
     return _require_admin()
 
 
+def _login_limit() -> str:
+    return current_app.config["ADMIN_LOGIN_RATE"]
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def login():
     next_url = request.values.get("next") or url_for("admin.home")
     if request.method == "GET":
@@ -82,7 +89,7 @@ def refunds():
     rows = db.session.execute(
         select(Refund, Order)
         .join(Order, Order.id == Refund.order_id)
-        .where(Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))
+        .where(Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED, RefundStatus.APPROVED]))
         .order_by(Refund.created_at)
     ).all()
     return render_template("admin/refunds.html", admin=current_admin(), rows=rows)
@@ -178,3 +185,25 @@ def _rule_from_form() -> "commissions.RuleInput":
             raise DomainError("各项需填写非负整数（比例以基点计，100 基点 = 1%）。")
         values[name] = int(raw)
     return commissions.RuleInput(**values, note=(request.form.get("note") or "").strip()[:200])
+
+
+@bp.get("/payment-events")
+def payment_events():
+    """Pay notifies that need a person: money for cancelled orders, forged or mismatched notifies."""
+    rows = db.session.scalars(
+        select(PaymentEvent).where(PaymentEvent.needs_attention.is_(True), PaymentEvent.resolved_at.is_(None))
+        .order_by(PaymentEvent.id)
+    ).all()
+    return render_template("admin/payment_events.html", admin=current_admin(), rows=rows)
+
+
+@bp.post("/payment-events/<int:event_id>/refund")
+def refund_payment_event(event_id: int):
+    refund_stray_payment(db.session, pay_gateway(current_app.config), current_admin(), event_id)
+    return redirect(url_for("admin.payment_events"))
+
+
+@bp.post("/payment-events/<int:event_id>/resolve")
+def resolve_event(event_id: int):
+    resolve_payment_event(db.session, current_admin(), event_id)
+    return redirect(url_for("admin.payment_events"))

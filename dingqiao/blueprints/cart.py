@@ -97,7 +97,10 @@ def place():
     outlet_id = parse_id(request.form.get("outlet_id"))
     if outlet_id is None:
         raise carts.CartError("请选择自提门店。")
-    order = place_order(db.session, current_member(), outlet_id, cart_quantities(),
+    # The lines the member saw: a product taken off sale since is left in the cart, not ordered.
+    shown = carts.view_cart(db.session, cart_quantities(), viewer_identity())
+    order = place_order(db.session, current_member(), outlet_id,
+                        {line.product.id: line.quantity for line in shown.lines},
                         timeout_minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
     target = url_for("orders.detail", order_no=order.order_no)
     if htmx:

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, make_response, redirect, reques
 from ..extensions import db, htmx
 from ..models import Order, OrderStatus
 from ..services import orders as order_service
-from ..services.payments import check_payment, handle_pay_notification, start_payment
+from ..services.payments import cancel_member_order, check_payment, handle_pay_notification, start_payment
 from ..services.refunds import request_refund
 from ..wechat import WeChatError, pay_gateway
 from ..web import render_page
@@ -106,7 +106,7 @@ def check(order_no: str):
 
 @bp.post("/<order_no>/cancel")
 def cancel(order_no: str):
-    order_service.cancel_order(db.session, current_member().id, order_no)
+    cancel_member_order(db.session, pay_gateway(current_app.config), current_member().id, order_no)
     return _back_to(order_no)
 
 

@@ -109,13 +109,16 @@ _UNKNOWN_ADMIN_HASH = generate_password_hash("no such admin")
 
 
 def authenticate_admin(session: Session, username: str, password: str) -> AdminUser:
+    """Check the password first — a deliberately slow hash — and only then take the write lock to record
+    the login, so a flood of wrong passwords never holds up payments on SQLite."""
+    admin = session.execute(select(AdminUser).where(AdminUser.username == username.strip())).scalar_one_or_none()
+    if admin is None:
+        check_password_hash(_UNKNOWN_ADMIN_HASH, password)
+        raise InvalidCredentials("用户名或密码错误。")
+    if not admin.is_active or not admin.check_password(password):
+        raise InvalidCredentials("用户名或密码错误。")
     with write_transaction(session):
-        admin = session.execute(select(AdminUser).where(AdminUser.username == username.strip())).scalar_one_or_none()
-        if admin is None:
-            check_password_hash(_UNKNOWN_ADMIN_HASH, password)
-            raise InvalidCredentials("用户名或密码错误。")
-        if not admin.is_active or not admin.check_password(password):
-            raise InvalidCredentials("用户名或密码错误。")
+        admin = session.get(AdminUser, admin.id)
         admin.last_login_at = utcnow()
         record_audit(
             session, actor_kind="admin", actor_id=admin.id, action="admin.login", target_type="admin_user",

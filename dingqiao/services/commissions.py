@@ -28,6 +28,7 @@ from ..models import (
     LedgerKind,
     Order,
     OrderItem,
+    OrderStatus,
     Outlet,
     ReferralBinding,
     SiteStatus,
@@ -152,14 +153,16 @@ def write_order_lines(session: Session, order: Order) -> list[CommissionLine]:
             amount = item.subtotal_fen * rate // BPS
             if user_id is None or user_id == order.user_id or user_id not in active or amount <= 0:
                 continue
-            line = CommissionLine(order_id=order.id, order_item_id=item.id, kind=kind, level=level,
-                                  beneficiary_user_id=user_id, rule_version_id=rule.id, base_fen=item.subtotal_fen,
-                                  rate_bps=rate, amount_fen=amount, status=CommissionStatus.FROZEN)
-            session.add(line)
-            session.flush()
-            post_entry(session, user_id, LedgerKind.COMMISSION_FROZEN, frozen=amount, commission_line_id=line.id,
-                       order_id=order.id, memo=CommissionKind(kind).label)
-            lines.append(line)
+            lines.append(CommissionLine(order_id=order.id, order_item_id=item.id, kind=kind, level=level,
+                                        beneficiary_user_id=user_id, rule_version_id=rule.id,
+                                        base_fen=item.subtotal_fen, rate_bps=rate, amount_fen=amount,
+                                        status=CommissionStatus.FROZEN))
+    session.add_all(lines)
+    session.flush()
+    # Wallet rows are locked in user-id order by every writer, so two orders never deadlock on Postgres.
+    for line in sorted(lines, key=lambda line: (line.beneficiary_user_id, line.id)):
+        post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_FROZEN, frozen=line.amount_fen,
+                   commission_line_id=line.id, order_id=order.id, memo=CommissionKind(line.kind).label)
     return lines
 
 
@@ -186,28 +189,40 @@ def settle_due_lines(session: Session, now: datetime | None = None) -> int:
 
 def reverse_order_lines(session: Session, order: Order, now: datetime | None = None) -> None:
     """At refund: frozen lines are reversed; settled ones are clawed back from available — which may go
-    negative, a receivable that the beneficiary's next earnings pay off first."""
+    negative, a receivable that the beneficiary's next earnings pay off first.
+
+    Two conditional UPDATE … RETURNING passes rather than read-then-branch: on Postgres a concurrent
+    settlement (the cooling cron) can move a line FROZEN → SETTLED between a read and a write; the second
+    pass, a new statement, sees that and claws the line back instead of missing it.
+    """
     now = now or utcnow()
-    lines = session.scalars(
-        select(CommissionLine).where(CommissionLine.order_id == order.id).order_by(CommissionLine.id)
-    ).all()
-    for line in lines:
-        if line.status == CommissionStatus.FROZEN:
-            if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.REVERSED, reversed_at=now):
-                post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_REVERSED, frozen=-line.amount_fen,
-                           commission_line_id=line.id, order_id=order.id, memo="订单退款，佣金撤销")
-        elif line.status == CommissionStatus.SETTLED:
-            if _move(session, line, CommissionStatus.SETTLED, CommissionStatus.CLAWED_BACK, reversed_at=now):
-                post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_CLAWED_BACK,
-                           available=-line.amount_fen, earned=-line.amount_fen, commission_line_id=line.id,
-                           order_id=order.id, memo="售后退款，佣金追回")
+    for expected, new, kind, memo in (
+        (CommissionStatus.FROZEN, CommissionStatus.REVERSED, LedgerKind.COMMISSION_REVERSED, "订单退款，佣金撤销"),
+        (CommissionStatus.SETTLED, CommissionStatus.CLAWED_BACK, LedgerKind.COMMISSION_CLAWED_BACK, "售后退款，佣金追回"),
+    ):
+        moved = session.execute(
+            update(CommissionLine)
+            .where(CommissionLine.order_id == order.id, CommissionLine.status == expected)
+            .values(status=new, reversed_at=now)
+            .returning(CommissionLine.id, CommissionLine.beneficiary_user_id, CommissionLine.amount_fen)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for line_id, user_id, amount in sorted(moved, key=lambda row: (row.beneficiary_user_id, row.id)):
+            if new == CommissionStatus.REVERSED:
+                post_entry(session, user_id, kind, frozen=-amount, commission_line_id=line_id, order_id=order.id,
+                           memo=memo)
+            else:
+                post_entry(session, user_id, kind, available=-amount, earned=-amount, commission_line_id=line_id,
+                           order_id=order.id, memo=memo)
 
 
 def _settle(session: Session, conditions: list, now: datetime) -> int:
     due = session.scalars(
         select(CommissionLine)
-        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at.is_not(None), *conditions)
-        .order_by(CommissionLine.id)
+        .join(Order, Order.id == CommissionLine.order_id)
+        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at.is_not(None),
+               Order.status == OrderStatus.COMPLETED, Order.after_sales_open.is_(False), *conditions)
+        .order_by(CommissionLine.beneficiary_user_id, CommissionLine.id)  # wallets locked in one order
     ).all()
     settled = 0
     for line in due:

@@ -24,9 +24,6 @@ from .stock import release_stock, reserve_stock
 
 CHINA_TIME = timezone(timedelta(hours=8))
 MAX_ORDER_LINES = 30
-# WeChat refuses payment after the order's deadline (time_expire), but its notify may arrive a little later.
-# An order that reached WeChat is therefore only cancelled lazily after this grace; the cron job asks WeChat.
-PAYMENT_NOTIFY_GRACE = timedelta(minutes=5)
 
 
 class OrderError(DomainError):
@@ -113,6 +110,8 @@ def get_member_order(session: Session, user_id: int, order_no: str) -> Order:
 
 
 def cancel_order(session: Session, user_id: int, order_no: str) -> Order:
+    """The member cancels an unpaid order. One that reached WeChat goes through
+    ``payments.cancel_member_order``, which closes it at WeChat first."""
     order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
     if order is None:
         raise NotFound("订单不存在。")
@@ -126,13 +125,18 @@ def cancel_order(session: Session, user_id: int, order_no: str) -> Order:
     return order
 
 
+def reached_wechat(session: Session, order_id: int) -> bool:
+    return session.scalar(select(Payment.id).where(Payment.order_id == order_id)) is not None
+
+
 def cancel_if_expired(session: Session, order: Order, now: datetime | None = None) -> bool:
-    """Lazy expiry: an unpaid order past its deadline is cancelled when anyone looks at it."""
+    """Lazy expiry: an unpaid order past its deadline is cancelled when anyone looks at it — unless it
+    reached WeChat: only the cron job, which asks WeChat first, may cancel those (a late notify may be on
+    its way, and a cancelled order cannot take the money)."""
     now = now or utcnow()
     if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
         return False
-    reached_wechat = session.scalar(select(Payment.id).where(Payment.order_id == order.id)) is not None
-    if reached_wechat and order.expires_at + PAYMENT_NOTIFY_GRACE > now:
+    if reached_wechat(session, order.id):
         return False
     with write_transaction(session):
         return cancel_unpaid(session, order, now)

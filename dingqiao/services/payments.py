@@ -3,16 +3,26 @@ check and demo pay all go through."""
 import json
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
 from ..models import Order, OrderStatus, Payment, PaymentEvent, PaymentEventKind, PaymentStatus, User
 from ..models.base import utcnow
 from ..wechat import WeChatError, WeChatSettings
-from ..wechat.pay import InvalidNotification, PayGateway
+from ..wechat.pay import InvalidNotification, PayError, PayGateway
 from . import NotFound
-from .orders import OrderError, cancel_unpaid, due_unpaid_orders, get_member_order, transition
+from .orders import (
+    OrderError,
+    cancel_order,
+    cancel_unpaid,
+    due_unpaid_orders,
+    get_member_order,
+    reached_wechat,
+    transition,
+)
+from .audit import record_audit
 from .settlement import on_order_paid
 
 PICKUP_CODE_DIGITS = 12
@@ -42,13 +52,16 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
         out_trade_no=order.order_no, body=title[:40], total_fee=order.total_fen, openid=user.openid,
         notify_url=notify_url, client_ip=client_ip, expires_at=order.expires_at,
     )
-    with write_transaction(session):
-        payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
-        if payment is None:
-            session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
-                                prepay_id=prepay_id))
-        else:
-            payment.prepay_id = prepay_id
+    try:
+        with write_transaction(session):
+            payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
+            if payment is None:
+                session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
+                                    prepay_id=prepay_id))
+            else:
+                payment.prepay_id = prepay_id
+    except IntegrityError:
+        session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
 
 
@@ -82,6 +95,66 @@ def check_payment(session: Session, gateway: PayGateway, user_id: int, order_no:
                           transaction_id=result.transaction_id, total_fee=result.total_fee or 0,
                           mch_id=result.mch_id, appid=result.appid, raw={"source": "orderquery"})
     return get_member_order(session, user_id, order_no)
+
+
+def cancel_member_order(session: Session, gateway: PayGateway, user_id: int, order_no: str) -> Order:
+    """Cancel an unpaid order; one that reached WeChat is closed there first, so a pay sheet still open on
+    the phone can no longer take the money. If WeChat says it was paid after all, it is marked paid."""
+    order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
+    if order is None:
+        raise NotFound("订单不存在。")
+    if order.status == OrderStatus.PENDING_PAYMENT and reached_wechat(session, order.id):
+        try:
+            gateway.close_order(order.order_no)
+        except PayError as exc:
+            if exc.err_code == "ORDERPAID":
+                check_payment(session, gateway, user_id, order_no)
+                raise OrderError("订单已支付，不能取消；如需退款请申请退款。") from exc
+            raise OrderError("暂时无法取消订单，请稍后再试。") from exc
+    return cancel_order(session, user_id, order_no)
+
+
+def refund_stray_payment(session: Session, gateway: PayGateway, admin, event_id: int) -> PaymentEvent:
+    """Money that arrived for a cancelled order goes back to the payer (finance only). The event is claimed
+    first, and the refund number is derived from it, so a second click or a retry never refunds twice."""
+    from .refunds import _require_finance  # the same rule as for order refunds
+
+    _require_finance(admin)
+    with write_transaction(session):
+        claimed = session.execute(
+            update(PaymentEvent)
+            .where(PaymentEvent.id == event_id, PaymentEvent.kind == PaymentEventKind.AFTER_CANCEL,
+                   PaymentEvent.resolved_at.is_(None))
+            .values(resolved_at=utcnow())
+        ).rowcount
+        if not claimed:
+            raise OrderError("该笔款项已处理，或不是已取消订单的付款。")
+        event = session.get(PaymentEvent, event_id)
+    try:
+        gateway.refund(out_trade_no=event.out_trade_no, out_refund_no=f"RS{event.id:010d}",
+                       total_fee=event.amount_fen, refund_fee=event.amount_fen)
+    except WeChatError as exc:
+        with write_transaction(session):
+            session.execute(update(PaymentEvent).where(PaymentEvent.id == event_id).values(resolved_at=None))
+        raise OrderError(f"微信退款失败：{exc.message}") from exc
+    with write_transaction(session):
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="payment.stray_refund",
+                     target_type="payment_event", target_id=event_id,
+                     detail={"out_trade_no": event.out_trade_no, "amount_fen": event.amount_fen})
+    return event
+
+
+def resolve_payment_event(session: Session, admin, event_id: int) -> None:
+    """An admin has looked at an odd notify (forged, mismatched, …) and dealt with it outside the system."""
+    with write_transaction(session):
+        done = session.execute(
+            update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.resolved_at.is_(None))
+            .values(resolved_at=utcnow())
+        ).rowcount
+        if not done:
+            raise OrderError("该记录已处理。")
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="payment.event_resolved",
+                     target_type="payment_event", target_id=event_id)
 
 
 def expire_unpaid_orders(session: Session, gateway: PayGateway | None, now=None, batch: int = 200) -> int:

@@ -90,7 +90,10 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
     with write_transaction(session):
         claimed = session.execute(
             update(Refund)
-            .where(Refund.id == refund_id, Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))
+            # APPROVED too: if WeChat refunded but our last step failed, approving again finishes it (the same
+            # out_refund_no never refunds twice at WeChat).
+            .where(Refund.id == refund_id,
+                   Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED, RefundStatus.APPROVED]))
             .values(status=RefundStatus.APPROVED, reviewed_by_admin_id=admin.id, reviewed_at=utcnow())
         ).rowcount
         if not claimed:
@@ -130,7 +133,8 @@ def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: st
     reason = _clean_reason(reason, "请填写拒绝原因。")
     with write_transaction(session):
         rejected = session.execute(
-            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.REQUESTED)
+            update(Refund).where(Refund.id == refund_id,
+                                 Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))
             .values(status=RefundStatus.REJECTED, reject_reason=reason, reviewed_by_admin_id=admin.id,
                     reviewed_at=utcnow())
         ).rowcount

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import AdminRole, AdminUser, LedgerKind, User, Withdrawal, WithdrawalStatus
+from ..models import AdminRole, AdminUser, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayError, PayGateway
@@ -19,6 +19,12 @@ from .orders import CHINA_TIME
 from .wallet import post_entry
 
 BPS = 10_000
+# 企业付款 answers that certainly mean "nothing was paid". Any other answer (SYSTEMERROR above all) may hide
+# a payment: the withdrawal stays APPROVED and is retried with the same number, which WeChat pays at most once.
+TRANSFER_NOT_PAID = {"NOTENOUGH", "AMOUNT_LIMIT", "OPENID_ERROR", "PARAM_ERROR", "NO_AUTH", "V2_ACCOUNT_SIMPLE_BAN",
+                     "SENDNUM_LIMIT", "NAME_MISMATCH", "MONEY_LIMIT", "FREQ_LIMIT", "CA_ERROR", "SIGN_ERROR",
+                     "XML_ERROR", "FATAL_ERROR", "OPENID_INVALID", "RECV_ACCOUNT_NOT_ALLOWED",
+                     "PAY_CHANNEL_NOT_ALLOWED"}
 MAX_WITHDRAWAL_FEN = 20_000_00  # WeChat's single-transfer ceiling for 企业付款 is ¥20,000
 
 
@@ -105,6 +111,9 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
             raise NotFound("提现申请不存在。")
         if not claimed and withdrawal.status != WithdrawalStatus.APPROVED:
             raise WithdrawalError("该提现申请已处理。")
+        if claimed and session.scalar(select(Wallet.available_fen).where(Wallet.id == withdrawal.wallet_id)) < 0:
+            # A clawback since the request left a receivable: paying now would pay out money owed back.
+            raise WithdrawalError("该用户有售后追回的待抵扣金额，余额为负，暂不能打款；可拒绝此申请。")
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="withdrawal.approve",
                      target_type="withdrawal", target_id=withdrawal.withdrawal_no,
                      detail={"amount_fen": withdrawal.amount_fen, "fee_fen": withdrawal.fee_fen})
@@ -114,7 +123,7 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
                                       amount=withdrawal.amount_fen - withdrawal.fee_fen, desc="顶俏收益提现",
                                       client_ip=client_ip)
     except PayError as exc:
-        if not exc.err_code:
+        if exc.err_code not in TRANSFER_NOT_PAID:
             # No answer from WeChat: the money may or may not have left. Stay APPROVED; approving again
             # repeats the same transfer number, which WeChat pays at most once.
             raise WithdrawalError(f"微信打款结果未知（{exc.message}），请稍后再次点击同意重试。") from exc

@@ -22,6 +22,8 @@ class WeChatSettings:
     token: str = ""
     mch_id: str = ""
     mch_key: str = ""
+    mch_cert_path: str = ""  # apiclient_cert.pem: refunds and transfers need the merchant certificate
+    mch_key_path: str = ""  # apiclient_key.pem
     base_url: str = ""  # empty: WeChat's real hosts
     timeout_seconds: float = 5.0
 
@@ -33,6 +35,8 @@ class WeChatSettings:
             token=config["WECHAT_TOKEN"],
             mch_id=config["WECHAT_MCH_ID"],
             mch_key=config["WECHAT_MCH_KEY"],
+            mch_cert_path=config.get("WECHAT_MCH_CERT_PATH", ""),
+            mch_key_path=config.get("WECHAT_MCH_KEY_PATH", ""),
             base_url=config["WECHAT_BASE_URL"],
         )
 

@@ -104,12 +104,12 @@ def _as_china_time(moment: datetime) -> datetime:
 class PayGateway:
     def __init__(self, settings: WeChatSettings):
         self.settings = settings  # the merchant a notify's mch_id and appid must match
-        # Refunds at real WeChat also need the merchant API certificate: mch_cert / mch_key are the paths of
-        # apiclient_cert.pem and apiclient_key.pem (settings still to come, e.g. WECHAT_MCH_CERT_PATH and
-        # WECHAT_MCH_KEY_PATH). Without them WeChat refuses the refund call; the fake does not check.
+        # Refunds and transfers at real WeChat need the merchant API certificate (WECHAT_MCH_CERT_PATH,
+        # WECHAT_MCH_KEY_PATH: apiclient_cert.pem and apiclient_key.pem); the fake does not check it.
         self._pay = WeChatPay(
             settings.app_id, settings.mch_key, settings.mch_id,
-            mch_cert=None, mch_key=None, timeout=settings.timeout_seconds,
+            mch_cert=settings.mch_cert_path or None, mch_key=settings.mch_key_path or None,
+            timeout=settings.timeout_seconds,
         )
         if settings.base_url:
             self._pay.API_BASE_URL = settings.base_url + "/mch/"
