@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session
 
@@ -60,3 +60,10 @@ def write_transaction(session: Session) -> Iterator[Session]:
             yield session
     finally:
         _write_intent.reset(token)
+
+
+def serialize_writers(session: Session, key: int) -> None:
+    """Inside a write transaction: make writers that use the same ``key`` run one at a time. Postgres takes a
+    transaction-scoped advisory lock; SQLite needs nothing, BEGIN IMMEDIATE already serialises all writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -11,9 +11,10 @@ from flask_login import login_user, logout_user
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import User
+from ..models import BindingSource, ReferralBinding, User
 from ..services.accounts import clean_referral_code, login_wechat_user, record_member_login
 from ..services.cart import merge_guest_cart
+from ..services.referrals import BindingRefused, bind_upline
 from ..wechat import WeChatError, WeChatSettings
 from ..wechat import oauth as wechat_oauth
 from ..web import parse_id
@@ -28,10 +29,24 @@ NEXT_SESSION_KEY = "oauth_next"
 
 @bp.before_app_request
 def remember_ref():
-    """Any entry link may carry ?ref=CODE; the first one seen in this browser session is kept."""
+    """Any entry link may carry ?ref=CODE. A visitor keeps the first one seen until they log in; a member
+    who has no upline yet is bound right away (the binding service decides whether it is valid)."""
     code = clean_referral_code(request.args.get("ref"))
-    if code and REF_SESSION_KEY not in session:
-        session[REF_SESSION_KEY] = code
+    if not code:
+        return
+    member = current_member()
+    if member is None:
+        session.setdefault(REF_SESSION_KEY, code)
+    elif member.binding is None:
+        _try_binding(member.id, code)
+
+
+def _try_binding(user_id: int, code: str) -> None:
+    try:
+        bind_upline(db.session, user_id, code, BindingSource.LINK,
+                    protection_days=current_app.config["BINDING_PROTECTION_DAYS"])
+    except BindingRefused:
+        pass  # kept as a refused attempt with its reason
 
 
 def safe_next(target: str | None) -> str:
@@ -115,3 +130,5 @@ def _start_session(user: User) -> None:
         session[REF_SESSION_KEY] = ref
     login_user(user, remember=True)
     session.permanent = True
+    if ref and session.pop(REF_SESSION_KEY, None) and db.session.get(ReferralBinding, user.id) is None:
+        _try_binding(user.id, ref)

@@ -3,7 +3,10 @@ from flask import Blueprint, current_app, request
 
 from ..extensions import csrf, db
 from ..services.payments import handle_pay_notification
+from ..models import BindingSource
+from ..services.referrals import BindingRefused, bind_by_openid
 from ..wechat import WeChatError, js_sdk, pay_gateway
+from ..wechat.callback import MalformedCallback, parse_event, signature_ok
 from ..wechat.pay import notify_reply
 
 bp = Blueprint("wechat", __name__, url_prefix="/wechat")
@@ -45,3 +48,32 @@ def jssdk_config():
         current_app.logger.warning("jssdk config failed: %s", exc)
         return {"error": exc.message}, 502
     return {"enabled": True, **config}
+
+
+@bp.route("/callback", methods=["GET", "POST"])
+@csrf.exempt  # WeChat signs every request instead; the signature is checked first
+def callback():
+    """服务器配置: the URL-verification handshake (GET) and events (POST). Every request must carry a valid
+    signature; a follow or scan of a member's parametric QR binds the follower to that member."""
+    args = request.args
+    if not signature_ok(current_app.config["WECHAT_TOKEN"], args.get("signature", ""), args.get("timestamp", ""),
+                        args.get("nonce", "")):
+        return "invalid signature", 403, {"Content-Type": "text/plain; charset=utf-8"}
+    if request.method == "GET":
+        return args.get("echostr", ""), 200, {"Content-Type": "text/plain; charset=utf-8"}
+    body = request.get_data(cache=False)
+    if len(body) > MAX_NOTIFY_BYTES:
+        return "too large", 413, {"Content-Type": "text/plain; charset=utf-8"}
+    try:
+        event = parse_event(body)
+    except MalformedCallback:
+        return "malformed", 400, {"Content-Type": "text/plain; charset=utf-8"}
+    if event.referral_code and event.openid:
+        source = BindingSource.FOLLOW if event.kind == "subscribe" else BindingSource.QRCODE
+        try:
+            bind_by_openid(db.session, event.openid, event.referral_code, source,
+                           protection_days=current_app.config["BINDING_PROTECTION_DAYS"])
+        except BindingRefused:
+            pass  # kept as a refused attempt; WeChat needs no more than "success"
+    # Answering "success" within 5 s tells WeChat not to retry; replies and menus come with the messages work.
+    return "success", 200, {"Content-Type": "text/plain; charset=utf-8"}

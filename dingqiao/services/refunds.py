@@ -9,14 +9,18 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import AdminRole, AdminUser, Order, OrderStatus, Refund, RefundStatus
 from ..models.base import utcnow
-from ..wechat import WeChatError
-from ..wechat.pay import PayGateway
+from ..wechat.pay import PayError, PayGateway
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .orders import release_order_stock, transition
 from .settlement import on_order_refunded
 
 MAX_REASON_LENGTH = 200
+# Refund answers that certainly mean "nothing was refunded"; anything else (no answer, SYSTEMERROR,
+# BIZERR_NEED_RETRY) may hide a refund, so the refund stays APPROVED for a retry with the same number.
+REFUND_NOT_DONE = {"NOTENOUGH", "TRADE_OVERDUE", "USER_ACCOUNT_ABNORMAL", "INVALID_TRANSACTIONID", "PARAM_ERROR",
+                   "ORDERNOTEXIST", "INVALID_REQUEST", "ERROR", "FREQUENCY_LIMITED", "TRADE_STATE_ERROR",
+                   "SIGNERROR", "XML_FORMAT_ERROR", "APPID_NOT_EXIST", "MCHID_NOT_EXIST"}
 
 
 class RefundError(DomainError):
@@ -103,7 +107,11 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
     try:
         gateway.refund(out_trade_no=order.order_no, out_refund_no=refund.out_refund_no,
                        total_fee=order.total_fen, refund_fee=refund.amount_fen)
-    except WeChatError as exc:
+    except PayError as exc:
+        if exc.err_code not in REFUND_NOT_DONE:
+            # No answer, or "try again": WeChat may have refunded. Stay APPROVED; approving again repeats
+            # the same out_refund_no, which WeChat refunds at most once.
+            raise RefundError(f"微信退款结果未知（{exc.message}），请稍后再次点击同意重试。") from exc
         with write_transaction(session):
             session.execute(update(Refund).where(Refund.id == refund_id)
                             .values(status=RefundStatus.FAILED, reject_reason=exc.message[:200]))

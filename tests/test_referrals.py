@@ -1,0 +1,113 @@
+"""锁粉: binding a member to an upline — the first valid binding wins; every refusal has its reason."""
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from dingqiao.extensions import db
+from dingqiao.models import BindingAttempt, BindingSource, ReferralBinding, TeamPath, User
+from dingqiao.models.base import utcnow
+from dingqiao.services.referrals import BindingRefused, bind_by_openid, bind_upline
+from tests.factories import make_user
+
+
+def code(user_id: int) -> str:
+    return db.session.get(User, user_id).referral_code
+
+
+def closure_from_bindings() -> set[tuple[int, int, int]]:
+    upline = {b.user_id: b.upline_id for b in db.session.scalars(select(ReferralBinding))}
+    expected = set()
+    for child in upline:
+        depth, ancestor = 1, upline[child]
+        while ancestor is not None:
+            expected.add((ancestor, child, depth))
+            depth, ancestor = depth + 1, upline.get(ancestor)
+    return expected
+
+
+def closure() -> set[tuple[int, int, int]]:
+    return {(p.ancestor_id, p.descendant_id, p.depth) for p in db.session.scalars(select(TeamPath))}
+
+
+def attempts() -> list[tuple[bool, str]]:
+    return [(a.accepted, a.reason) for a in db.session.scalars(select(BindingAttempt).order_by(BindingAttempt.id))]
+
+
+def test_binding_builds_the_closure_even_when_the_member_already_has_a_team(session):
+    a, b, c, d, e = (make_user(n).id for n in "ABCDE")
+    bind_upline(session, b, code(a), BindingSource.LINK)  # A ← B
+    bind_upline(session, d, code(c), BindingSource.LINK)  # C ← D (C has a team before C is bound)
+    bind_upline(session, e, code(d), BindingSource.QRCODE)  # C ← D ← E
+    bind_upline(session, c, code(b), BindingSource.FOLLOW)  # A ← B ← C ← D ← E
+    assert closure() == closure_from_bindings()
+    assert (a, e, 4) in closure()
+    assert all(accepted for accepted, _ in attempts())
+
+
+@pytest.mark.parametrize("case", ["self", "unknown", "cycle", "already_bound"])
+def test_every_refusal_is_refused_with_its_reason_and_kept(session, case):
+    a, b, c = (make_user(n).id for n in "ABC")
+    bind_upline(session, b, code(a), BindingSource.LINK)
+    user, raw, expected = {
+        "self": (c, code(c), "self"),
+        "unknown": (c, "NOSUCH99", "unknown_code"),
+        "cycle": (a, code(b), "cycle"),  # B is in A's team: A cannot be bound under B
+        "already_bound": (b, code(c), "already_bound"),
+    }[case]
+    with pytest.raises(BindingRefused) as refused:
+        bind_upline(session, user, raw, BindingSource.LINK)
+    assert refused.value.reason == expected and refused.value.message
+    assert attempts()[-1] == (False, expected)  # the refusal is on record
+    assert closure() == closure_from_bindings() and session.get(ReferralBinding, b).upline_id == a
+
+
+def test_a_protection_period_lets_an_unbought_relation_be_replaced_afterwards(session):
+    a, b, c = (make_user(n).id for n in "ABC")
+    now = utcnow()
+    bind_upline(session, c, code(a), BindingSource.LINK, protection_days=7, now=now)
+    with pytest.raises(BindingRefused):
+        bind_upline(session, c, code(b), BindingSource.LINK, protection_days=7, now=now + timedelta(days=6))
+    bind_upline(session, c, code(b), BindingSource.LINK, protection_days=7, now=now + timedelta(days=8))
+    assert session.get(ReferralBinding, c).upline_id == b
+    assert closure() == closure_from_bindings() == {(b, c, 1)}
+
+
+def test_concurrent_first_bindings_of_one_member_have_one_winner(app, session):
+    target = make_user("新人").id
+    uplines = [make_user(f"推荐{i}").id for i in range(6)]
+    codes = [code(u) for u in uplines]
+    session.remove()
+    outcomes, barrier = [], threading.Barrier(len(codes))
+
+    def bind(raw):
+        with app.app_context():
+            barrier.wait()
+            try:
+                bind_upline(db.session, target, raw, BindingSource.LINK)
+                outcomes.append("bound")
+            except BindingRefused as exc:
+                outcomes.append(exc.reason)
+            except Exception as exc:
+                outcomes.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=bind, args=(raw,)) for raw in codes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes.count("bound") == 1 and outcomes.count("already_bound") == 5, outcomes
+    with app.app_context():
+        assert len(db.session.scalars(select(ReferralBinding)).all()) == 1
+        assert closure() == closure_from_bindings()
+        assert sum(1 for accepted, _ in attempts() if accepted) == 1 and len(attempts()) == 6
+
+
+def test_a_follow_by_someone_new_makes_the_account_and_binds_it(session):
+    a = make_user("分享者").id
+    binding = bind_by_openid(session, "o-follower-1", code(a), BindingSource.FOLLOW)
+    follower = session.scalar(select(User).where(User.openid == "o-follower-1"))
+    assert binding.upline_id == a and follower.signup_ref_code == code(a)
