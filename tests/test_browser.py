@@ -88,6 +88,13 @@ def page(browser, base_url):
     context.close()
 
 
+def fresh_session(page) -> None:
+    """Forget who is logged in. Leave the page first: a request still in flight (a QR image, say) would
+    otherwise come back with Set-Cookie and quietly restore the session just cleared."""
+    page.goto("about:blank")
+    page.context.clear_cookies()
+
+
 def demo_login(page, base_url: str, name: str) -> None:
     """Pick ``name`` on the demo login page and land on the home page, as a person would."""
     page.goto(f"{base_url}/auth/login")
@@ -253,7 +260,7 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     demo_login(page, base_url, "陈静")
     page.goto(f"{base_url}/me/")
     sharer_code = page.locator(".dq-profile__meta strong").inner_text().strip()
-    page.context.clear_cookies()
+    fresh_session(page)
 
     page.goto(f"{base_url}/products/1?ref={sharer_code}")
     expect(page.get_by_role("heading", name="顶俏浓缩洗衣液 2kg")).to_be_visible()
@@ -270,7 +277,7 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     assert re.fullmatch(r"\d{12}", code)
     assert page.locator("img.dq-pickup__qr").evaluate("img => img.naturalWidth") > 0
 
-    page.context.clear_cookies()
+    fresh_session(page)
     demo_login(page, base_url, "西湖工厂店·林总")
     page.locator("nav.dq-tabbar a", has_text="核销").click()
     page.get_by_placeholder("或输入 12 位核销码").fill(code)
@@ -279,7 +286,7 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     page.get_by_role("button", name="确认核销，交付商品").click()
     expect(page.locator("#redeem-result")).to_contain_text("核销成功")
 
-    page.context.clear_cookies()
+    fresh_session(page)
     demo_login(page, base_url, "陈静")
     page.goto(f"{base_url}/wallet/")
     expect(page.locator(".dq-wallet-head__num")).to_have_text("¥3.99")  # 10% of ¥39.90, floored
