@@ -110,3 +110,31 @@ def test_a_share_link_opened_after_login_binds_a_member_without_upline(app, clie
     client.get(f"/?ref={code}")  # opening it again changes nothing and writes no second attempt
     with app.app_context():
         assert len(db.session.scalars(select(BindingAttempt)).all()) == 1
+
+
+def test_the_share_page_shows_the_code_link_and_a_qr_of_the_link(app, client):
+    import io
+
+    from PIL import Image
+
+    with app.app_context():
+        member = make_user("推广者")
+        member_id, code = member.id, member.referral_code
+    log_in(client, member_id)
+    page = client.get("/me/share").get_data(as_text=True)
+    assert code in page and f"http://localhost/?ref={code}" in page
+    qr = client.get("/me/share-qr.png")
+    assert qr.status_code == 200 and qr.mimetype == "image/png" and "private" in qr.headers["Cache-Control"]
+    assert Image.open(io.BytesIO(qr.data)).size[0] >= 200
+    # The picture is exactly qrcode's rendering of the link (the matrix, module for module).
+    import qrcode
+
+    expected = qrcode.QRCode(border=2)
+    expected.add_data(f"http://localhost/?ref={code}")
+    expected.make(fit=True)
+    side = len(expected.get_matrix())
+    image = Image.open(io.BytesIO(qr.data)).convert("1")
+    module = image.size[0] // side
+    cells = [[image.getpixel((x * module + module // 2, y * module + module // 2)) == 0 for x in range(side)]
+             for y in range(side)]
+    assert cells == expected.get_matrix()

@@ -1,5 +1,8 @@
 """我的: the member's own profile, identity, referral code and wallet summary."""
-from flask import Blueprint
+import io
+
+import qrcode
+from flask import Blueprint, current_app, make_response, request
 
 from ..extensions import db
 from ..services.redemption import staff_outlet_ids
@@ -19,3 +22,26 @@ def index():
         upline=member.binding.upline if member.binding else None,
         is_staff=bool(staff_outlet_ids(db.session, member.id)),
     )
+
+
+def share_link(member) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
+    return f"{base}/?ref={member.referral_code}"
+
+
+@bp.get("/share")
+def share():
+    """推广: the member's code, link and QR code. Anyone who opens the link and logs in is bound to them."""
+    member = current_member()
+    return render_page("me/share.html", member=member, link=share_link(member))
+
+
+@bp.get("/share-qr.png")
+def share_qr():
+    image = qrcode.make(share_link(current_member()), box_size=8, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    response = make_response(buffer.getvalue())
+    response.mimetype = "image/png"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
