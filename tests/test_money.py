@@ -462,3 +462,34 @@ def test_an_approved_refund_whose_last_step_failed_can_be_finished(app, fake_wec
     assert len(fake_wechat.orders[order_no].refunds) == 1  # WeChat refunded once
     assert balances(app, world.parent) == (0, 0)
     assert_money_consistent(app)
+
+
+def test_two_finance_approvals_of_one_refund_at_once_refund_once_and_neither_crashes(app, fake_wechat):
+    world = build_world(app)
+    order_no = buy(app, world)
+    pay(app, order_no)
+    with app.app_context():
+        request_refund(db.session, world.buyer, order_no, "不要了")
+        _register_paid_at_fake(app, fake_wechat, order_no)
+        refund_id = db.session.scalar(select(Refund.id))
+    outcomes, barrier = [], threading.Barrier(2)
+
+    def approve():
+        with app.app_context():
+            barrier.wait()
+            try:
+                approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id)
+                outcomes.append("ok")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=approve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["RefundError", "ok"], outcomes
+    assert len(fake_wechat.orders[order_no].refunds) == 1
+    assert_money_consistent(app)

@@ -119,6 +119,13 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
                          target_type="order", target_id=order.order_no, detail={"refund_id": refund_id})
         raise RefundError(f"微信退款失败：{exc.message}") from exc
     with write_transaction(session):
+        finished = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
+            .values(status=RefundStatus.SUCCEEDED, completed_at=utcnow())
+        ).rowcount
+        if not finished:
+            # Two approvals at once: WeChat refunded once (same out_refund_no) and the other one finished it.
+            raise RefundError("该退款已处理。")
         picked_up = order.status == OrderStatus.COMPLETED
         if not transition(session, order.id, OrderStatus.COMPLETED if picked_up else OrderStatus.PAID,
                           OrderStatus.REFUNDED, refunded_at=utcnow(), after_sales_open=False):
@@ -126,8 +133,6 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
             raise RuntimeError(f"order {order.order_no} changed state while refund {refund_id} was being paid")
         if not picked_up:
             release_order_stock(session, order)  # goods handed over stay with the buyer
-        session.execute(update(Refund).where(Refund.id == refund_id)
-                        .values(status=RefundStatus.SUCCEEDED, completed_at=utcnow()))
         session.refresh(order)
         on_order_refunded(session, order)
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.approve", target_type="order",
