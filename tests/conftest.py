@@ -145,3 +145,37 @@ def csrf_token(client) -> str:
     match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
     assert match, "the layout carries the CSRF token"
     return match.group(1)
+
+
+class Unexpected(Exception):
+    """Raised in place of anything but a domain error inside ``run_concurrently``: always a bug."""
+
+
+def run_concurrently(app, work, arguments: list[tuple], timeout: float = 120) -> list:
+    """Call ``work(*args)`` once per tuple, each in its own thread and app context, released together by a
+    barrier so they really race. Returns each call's result, the DomainError it raised, or an Unexpected."""
+    import threading
+
+    from dingqiao.services import DomainError
+
+    results: list = [None] * len(arguments)
+    barrier = threading.Barrier(len(arguments))
+
+    def run(index: int, args: tuple) -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                results[index] = work(*args)
+            except DomainError as exc:
+                results[index] = exc
+            except Exception as exc:  # noqa: BLE001 - reported to the test as a failure
+                results[index] = Unexpected(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i, args)) for i, args in enumerate(arguments)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results

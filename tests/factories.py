@@ -103,3 +103,17 @@ def stock(outlet: Outlet, product: Product, on_hand: int) -> StockLevel:
                                      reason=StockReason.INITIAL))
     db.session.commit()
     return level
+
+
+def team_paths_from_bindings(session) -> set[tuple[int, int, int]]:
+    """The (ancestor, descendant, depth) rows the closure table must hold, walked from the bindings."""
+    from dingqiao.models import ReferralBinding
+
+    upline = {b.user_id: b.upline_id for b in session.scalars(select(ReferralBinding))}
+    expected = set()
+    for child in upline:
+        depth, ancestor = 1, upline[child]
+        while ancestor is not None:
+            expected.add((ancestor, child, depth))
+            depth, ancestor = depth + 1, upline.get(ancestor)
+    return expected

@@ -4,6 +4,7 @@ from collections import defaultdict
 from sqlalchemy import func, select, text
 
 from dingqiao.extensions import db
+from tests.factories import team_paths_from_bindings
 from dingqiao.models import (
     AdminUser,
     AuditLog,
@@ -12,7 +13,6 @@ from dingqiao.models import (
     Identity,
     Outlet,
     Product,
-    ReferralBinding,
     StockLevel,
     StockMovement,
     TeamPath,
@@ -57,13 +57,7 @@ def test_seed_demo_builds_a_believable_consistent_data_set_once(app):
         assert any(lv.on_hand == 0 for lv in levels)  # some outlets lack some goods
 
         # The closure table agrees with the bindings, at every depth.
-        upline = {b.user_id: b.upline_id for b in s.scalars(select(ReferralBinding))}
-        expected = set()
-        for child in upline:
-            depth, ancestor = 1, upline[child]
-            while ancestor is not None:
-                expected.add((ancestor, child, depth))
-                depth, ancestor = depth + 1, upline.get(ancestor)
+        expected = team_paths_from_bindings(s)
         actual = {(p.ancestor_id, p.descendant_id, p.depth) for p in s.scalars(select(TeamPath))}
         assert actual == expected and max(d for *_, d in actual) == 3
 

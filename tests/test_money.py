@@ -1,7 +1,5 @@
 """The commission engine, wallets, redemption and withdrawals — the worked example of docs/settlement.md,
 the nasty cases, and the invariants checked after every step."""
-import threading
-
 import pytest
 from sqlalchemy import func, select
 
@@ -32,6 +30,7 @@ from dingqiao.services.withdrawals import (
     request_withdrawal,
 )
 from dingqiao.wechat import pay_gateway
+from tests.conftest import run_concurrently
 from tests.factories import make_outlet, make_user
 from tests.money_world import assert_money_consistent, balances, build_world, buy, pay, pick_up
 
@@ -252,28 +251,10 @@ def test_two_scans_of_one_code_at_the_same_moment_redeem_once(app):
     pay(app, order_no)
     with app.app_context():
         code = db.session.scalar(select(Order.pickup_code).where(Order.order_no == order_no))
-    results, barrier = [], threading.Barrier(2)
-
-    def scan():
-        with app.app_context():
-            barrier.wait()
-            try:
-                redeem(db.session, world.outlet_owner, code)
-                results.append("ok")
-            except RedeemError as exc:
-                results.append(exc.message)
-            except Exception as exc:
-                results.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=scan) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert sorted(results, key=len)[0] == "ok" and results.count("ok") == 1
-    assert any("使用过" in r for r in results)
+    results = run_concurrently(app, lambda: redeem(db.session, world.outlet_owner, code), [(), ()])
+    done = [r for r in results if isinstance(r, Order)]
+    refused = [r for r in results if isinstance(r, RedeemError)]
+    assert len(done) == 1 and len(refused) == 1 and "使用过" in refused[0].message, results
     assert balances(app, world.parent) == (1000, 0)  # settled once, not twice
     assert_money_consistent(app)
 
@@ -290,26 +271,9 @@ def _earn(app, world, orders: int) -> None:
 def test_twenty_concurrent_withdrawals_from_a_wallet_that_affords_five(app):
     world = build_world(app)
     _earn(app, world, 1)  # the parent now has ¥10.00 available: five withdrawals of ¥2
-    outcomes = []
-
-    def withdraw():
-        with app.app_context():
-            try:
-                request_withdrawal(db.session, world.parent, 200, RULES)
-                outcomes.append("ok")
-            except InsufficientBalance:
-                outcomes.append("refused")
-            except Exception as exc:
-                outcomes.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=withdraw) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert outcomes.count("ok") == 5 and outcomes.count("refused") == 15, outcomes
+    outcomes = run_concurrently(app, lambda: request_withdrawal(db.session, world.parent, 200, RULES), [()] * 20)
+    assert sum(isinstance(o, Withdrawal) for o in outcomes) == 5, outcomes
+    assert sum(isinstance(o, InsufficientBalance) for o in outcomes) == 15, outcomes
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Withdrawal)) == 5
     assert balances(app, world.parent) == (0, 0)
@@ -472,24 +436,8 @@ def test_two_finance_approvals_of_one_refund_at_once_refund_once_and_neither_cra
         request_refund(db.session, world.buyer, order_no, "不要了")
         _register_paid_at_fake(app, fake_wechat, order_no)
         refund_id = db.session.scalar(select(Refund.id))
-    outcomes, barrier = [], threading.Barrier(2)
-
-    def approve():
-        with app.app_context():
-            barrier.wait()
-            try:
-                approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id)
-                outcomes.append("ok")
-            except Exception as exc:
-                outcomes.append(type(exc).__name__)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=approve) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert sorted(outcomes) == ["RefundError", "ok"], outcomes
+    outcomes = run_concurrently(
+        app, lambda: approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id), [(), ()])
+    assert sorted(type(o).__name__ for o in outcomes) == ["Refund", "RefundError"], outcomes
     assert len(fake_wechat.orders[order_no].refunds) == 1
     assert_money_consistent(app)

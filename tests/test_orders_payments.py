@@ -1,7 +1,6 @@
 """The member's path from cart to a paid order with a pickup code, through the real wechatpy code against
 the fake WeChat server, and every way a payment notify can go wrong."""
 import re
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,7 +32,7 @@ from dingqiao.services.orders import OrderError, place_order
 from dingqiao.services.refunds import RefundError, approve_refund, reject_refund, request_refund
 from dingqiao.services.stock import OutOfStock
 from dingqiao.wechat import pay_gateway
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, run_concurrently
 from tests.factories import make_outlet, make_product, make_user, stock
 from tests.fake_wechat import FakeWeChatUser
 from tests.test_access import log_in
@@ -391,28 +390,15 @@ def test_someone_elses_order_cannot_be_paid_cancelled_or_shown(app, client, shop
 def test_fifty_concurrent_buyers_for_ten_units_get_exactly_ten_orders(app, shop):
     with app.app_context():
         buyers = [make_user(f"抢购{i}").id for i in range(50)]
-    placed, sold_out, other = [], [], []
+    def buy(user_id: int) -> str:
+        user = db.session.get(User, user_id)
+        return place_order(db.session, user, shop.outlet_id, {shop.product_id: 1}, timeout_minutes=15,
+                           from_cart=False).order_no
 
-    def buy(user_id: int):
-        with app.app_context():
-            try:
-                user = db.session.get(User, user_id)
-                placed.append(place_order(db.session, user, shop.outlet_id, {shop.product_id: 1},
-                                          timeout_minutes=15, from_cart=False).order_no)
-            except OutOfStock:
-                sold_out.append(user_id)
-            except Exception as exc:  # anything else is the bug
-                other.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=buy, args=(user_id,)) for user_id in buyers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert other == []
-    assert len(placed) == 10 and len(sold_out) == 40
+    outcomes = run_concurrently(app, buy, [(user_id,) for user_id in buyers])
+    placed = [o for o in outcomes if isinstance(o, str)]
+    sold_out = [o for o in outcomes if isinstance(o, OutOfStock)]
+    assert len(placed) == 10 and len(sold_out) == 40, outcomes
     assert level(app, shop) == (10, 10)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 10  # refused orders left nothing

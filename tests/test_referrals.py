@@ -1,5 +1,4 @@
 """锁粉: binding a member to an upline — the first valid binding wins; every refusal has its reason."""
-import threading
 from datetime import timedelta
 
 import pytest
@@ -9,7 +8,8 @@ from dingqiao.extensions import db
 from dingqiao.models import BindingAttempt, BindingSource, ReferralBinding, TeamPath, User
 from dingqiao.models.base import utcnow
 from dingqiao.services.referrals import BindingRefused, bind_by_openid, bind_upline
-from tests.factories import make_user
+from tests.conftest import run_concurrently
+from tests.factories import make_user, team_paths_from_bindings
 
 
 def code(user_id: int) -> str:
@@ -17,14 +17,7 @@ def code(user_id: int) -> str:
 
 
 def closure_from_bindings() -> set[tuple[int, int, int]]:
-    upline = {b.user_id: b.upline_id for b in db.session.scalars(select(ReferralBinding))}
-    expected = set()
-    for child in upline:
-        depth, ancestor = 1, upline[child]
-        while ancestor is not None:
-            expected.add((ancestor, child, depth))
-            depth, ancestor = depth + 1, upline.get(ancestor)
-    return expected
+    return team_paths_from_bindings(db.session)
 
 
 def closure() -> set[tuple[int, int, int]]:
@@ -79,27 +72,10 @@ def test_concurrent_first_bindings_of_one_member_have_one_winner(app, session):
     uplines = [make_user(f"推荐{i}").id for i in range(6)]
     codes = [code(u) for u in uplines]
     session.remove()
-    outcomes, barrier = [], threading.Barrier(len(codes))
-
-    def bind(raw):
-        with app.app_context():
-            barrier.wait()
-            try:
-                bind_upline(db.session, target, raw, BindingSource.LINK)
-                outcomes.append("bound")
-            except BindingRefused as exc:
-                outcomes.append(exc.reason)
-            except Exception as exc:
-                outcomes.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=bind, args=(raw,)) for raw in codes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert outcomes.count("bound") == 1 and outcomes.count("already_bound") == 5, outcomes
+    outcomes = run_concurrently(app, lambda raw: bind_upline(db.session, target, raw, BindingSource.LINK),
+                                [(raw,) for raw in codes])
+    assert sum(isinstance(o, ReferralBinding) for o in outcomes) == 1, outcomes
+    assert [o.reason for o in outcomes if isinstance(o, BindingRefused)] == ["already_bound"] * 5, outcomes
     with app.app_context():
         assert len(db.session.scalars(select(ReferralBinding)).all()) == 1
         assert closure() == closure_from_bindings()
