@@ -782,7 +782,8 @@ def check_against_model(world: World, model: Model, session) -> None:
 
 
 def run_operations(fake, postgres_url: str | None, rule_index: int, fee_bps: int,
-                   operations: list[tuple]) -> None:
+                   operations: list[tuple]) -> int:
+    """Run the operations, checking every invariant after each; returns how many steps ran."""
     with fresh_app(fake, postgres_url) as app:
         world = build(app, fake, rule_index, fee_bps)
         model = Model(rule=RULES[rule_index], stock={p: [n, 0] for p, n in INITIAL_STOCK.items()})
@@ -799,6 +800,7 @@ def run_operations(fake, postgres_url: str | None, rule_index: int, fee_bps: int
             except Exception as exc:
                 exc.add_note(f"at step {step}: {(name, *args)}")
                 raise
+    return len(operations)
 
 
 # ----------------------------------------------------------------------------------------- strategies
@@ -910,4 +912,4 @@ AFTER_SALES_ANSWER_LOST = [
 @example(rule_index=1, fee_bps=0, operations=AFTER_SALES_ANSWER_LOST)
 def test_money_stays_consistent_through_any_sequence_of_operations(scratch_database, fake_wechat_server,
                                                                    rule_index, fee_bps, operations):
-    run_operations(fake_wechat_server, scratch_database, rule_index, fee_bps, operations)
+    assert run_operations(fake_wechat_server, scratch_database, rule_index, fee_bps, operations) == len(operations)
