@@ -10,13 +10,14 @@ from dingqiao.models import (
     FactoryStore,
     Identity,
     LocationKind,
+    BindingSource,
     Order,
-    ReferralBinding,
     StockLocation,
     User,
     Wallet,
 )
 from dingqiao.services.accounts import create_admin
+from dingqiao.services.referrals import bind_upline
 from dingqiao.services.commissions import RuleInput, create_rule_version
 from dingqiao.services.invariants import check_money
 from dingqiao.services.orders import place_order
@@ -46,7 +47,7 @@ def build_world(app, rule: RuleInput = WORKED_EXAMPLE_RULE, units: int = 100) ->
         region = make_region("西湖区")
         grandparent, parent, buyer = make_user("一级"), make_user("二级"), make_user("王小明")
         for child, upline in ((parent, grandparent), (buyer, parent)):
-            db.session.add(ReferralBinding(user_id=child.id, upline_id=upline.id, source="link"))
+            bind_upline(db.session, child.id, upline.referral_code, BindingSource.LINK)
         owner = make_user("店主", identity=Identity.OUTLET)
         factory = make_user("工厂店", identity=Identity.FACTORY)
         location = StockLocation(kind=LocationKind.FACTORY, name="工厂仓")

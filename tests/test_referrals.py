@@ -87,3 +87,26 @@ def test_a_follow_by_someone_new_makes_the_account_and_binds_it(session):
     binding = bind_by_openid(session, "o-follower-1", code(a), BindingSource.FOLLOW)
     follower = session.scalar(select(User).where(User.openid == "o-follower-1"))
     assert binding.upline_id == a and follower.signup_ref_code == code(a)
+
+
+def test_the_team_board_stops_at_the_commission_depth_and_masks_names(app, client):
+    from tests.money_world import buy, build_world, pay, pick_up
+    from tests.test_access import log_in
+
+    world = build_world(app)  # grandparent ← parent ← buyer ("王小明"); depth 2
+    with app.app_context():
+        below = make_user("赵四").id  # a third level under the grandparent
+        bind_upline(db.session, below, code(world.buyer), BindingSource.LINK)
+    order_no = buy(app, world)
+    pay(app, order_no)
+    pick_up(app, world, order_no)
+    log_in(client, world.grandparent)
+    page = client.get("/me/team").get_data(as_text=True)
+    assert ">2<" in page  # parent (direct) + buyer (level 2); 赵四 is level 3: beyond the depth in force
+    assert "王*" in page and "王小明" not in page and "赵" not in page
+    assert "¥100.00" in page  # the buyer's paid order counts as team sales
+    with app.app_context():
+        from dingqiao.services.team import team_board
+
+        board = team_board(db.session, world.grandparent)
+        assert board.counts == {1: 1, 2: 1} and board.total_sales_fen == 10_000 and board.new_this_week == 2

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, make_response, request
 
 from ..extensions import db
 from ..services.redemption import staff_outlet_ids
+from ..services.team import team_board
 from ..services.wallet import wallet_view
 from ..web import render_page
 from .access import current_member, require_member
@@ -45,3 +46,9 @@ def share_qr():
     response.mimetype = "image/png"
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@bp.get("/team")
+def team():
+    """我的团队: counts, paid sales and members (masked), down to the commission depth in force."""
+    return render_page("me/team.html", board=team_board(db.session, current_member().id))
