@@ -16,11 +16,14 @@ class FontMissing(RuntimeError):
 
 
 def find_cjk_font(configured: str | None = None) -> str:
-    for candidate in ((configured,) if configured else ()) + CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return candidate
+    """The configured font (which must exist: a typo should not silently fall back), else the first known one."""
     if configured:
+        if Path(configured).is_file():
+            return configured
         raise FontMissing(f"CJK_FONT_PATH={configured} does not exist.")
+    for candidate in CANDIDATES:
+        if Path(candidate).is_file():
+            return candidate
     raise FontMissing(
         "No font that can draw Chinese was found. Install Debian's fonts-noto-cjk (scripts/install-system-deps) "
         "or set CJK_FONT_PATH to a .ttf/.ttc/.otf file with Chinese glyphs."

@@ -138,3 +138,51 @@ def test_the_share_page_shows_the_code_link_and_a_qr_of_the_link(app, client):
     cells = [[image.getpixel((x * module + module // 2, y * module + module // 2)) == 0 for x in range(side)]
              for y in range(side)]
     assert cells == expected.get_matrix()
+
+
+def _qr_matrix_in(image, box: tuple[int, int, int, int], size: int) -> list[list[bool]]:
+    """Read a size×size QR matrix (border included) off an image region by sampling module centres."""
+    left, top, right, _bottom = box
+    module = (right - left) / size
+    return [[image.getpixel((int(left + (x + 0.5) * module), int(top + (y + 0.5) * module))) < 128
+             for x in range(size)] for y in range(size)]
+
+
+def test_the_poster_carries_a_qr_of_the_share_link_and_is_cached_until_inputs_change(app, client):
+    import io
+
+    import qrcode
+    from PIL import Image
+
+    with app.app_context():
+        member = make_user("海报达人")
+        member_id, code = member.id, member.referral_code
+    log_in(client, member_id)
+    first = client.get("/me/poster.png")
+    assert first.status_code == 200 and first.mimetype == "image/png"
+    image = Image.open(io.BytesIO(first.data)).convert("L")
+    assert image.size == (750, 1200)
+    expected = qrcode.QRCode(box_size=6, border=2)
+    expected.add_data(f"http://localhost/?ref={code}")
+    expected.make(fit=True)
+    matrix = expected.get_matrix()
+    assert _qr_matrix_in(image, (490, 950, 710, 1170), len(matrix)) == matrix
+
+    posters = __import__("pathlib").Path(app.instance_path) / "posters"
+    files_before = set(posters.iterdir())
+    assert client.get("/me/poster.png").data == first.data and set(posters.iterdir()) == files_before  # cached
+    with app.app_context():
+        db.session.get(User, member_id).nickname = "改了名字"
+        db.session.commit()
+    assert client.get("/me/poster.png").data != first.data  # inputs changed: drawn again
+    product_poster = client.get("/me/poster.png", query_string={"product": 999999})
+    assert product_poster.status_code == 404
+
+
+def test_without_a_chinese_font_the_poster_fails_clearly_instead_of_drawing_boxes(app, client):
+    app.config["CJK_FONT_PATH"] = "/nonexistent/font.ttc"
+    with app.app_context():
+        member_id = make_user("无字体").id
+    log_in(client, member_id)
+    response = client.get("/me/poster.png")
+    assert response.status_code == 503 and "中文字体" in response.get_data(as_text=True)

@@ -1,14 +1,18 @@
 """我的: the member's own profile, identity, referral code and wallet summary."""
 import io
+from pathlib import Path
 
 import qrcode
-from flask import Blueprint, current_app, make_response, request
+from flask import Blueprint, abort, current_app, make_response, request, send_file
 
 from ..extensions import db
+from ..fonts import FontMissing
+from ..models import Product
+from ..services.posters import poster_input, poster_png
 from ..services.redemption import staff_outlet_ids
 from ..services.team import team_board
 from ..services.wallet import wallet_view
-from ..web import render_page
+from ..web import arg_id, error_response, render_page
 from .access import current_member, require_member
 
 bp = Blueprint("me", __name__, url_prefix="/me")
@@ -25,9 +29,10 @@ def index():
     )
 
 
-def share_link(member) -> str:
+def share_link(member, product_id: int | None = None) -> str:
     base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
-    return f"{base}/?ref={member.referral_code}"
+    path = f"/products/{product_id}" if product_id else "/"
+    return f"{base}{path}?ref={member.referral_code}"
 
 
 @bp.get("/share")
@@ -52,3 +57,23 @@ def share_qr():
 def team():
     """我的团队: counts, paid sales and members (masked), down to the commission depth in force."""
     return render_page("me/team.html", board=team_board(db.session, current_member().id))
+
+
+@bp.get("/poster.png")
+def poster():
+    """The member's share poster, for the brand or one product (?product=ID); cached until inputs change."""
+    member = current_member()
+    product_id = arg_id("product")
+    product = db.session.get(Product, product_id) if product_id else None
+    if product_id and (product is None or not product.is_on_sale):
+        abort(404)
+    link = share_link(member, product.id if product else None)
+    spec = poster_input(member, product, link, current_app.config["UPLOAD_FOLDER"])
+    try:
+        path = poster_png(spec, str(Path(current_app.instance_path) / "posters"), current_app.config["CJK_FONT_PATH"] or None)
+    except FontMissing:
+        current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
+        return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
+    response = send_file(path, mimetype="image/png", max_age=0)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
