@@ -186,3 +186,16 @@ def test_without_a_chinese_font_the_poster_fails_clearly_instead_of_drawing_boxe
     log_in(client, member_id)
     response = client.get("/me/poster.png")
     assert response.status_code == 503 and "中文字体" in response.get_data(as_text=True)
+
+
+def test_a_product_page_shared_from_wechat_carries_the_sharers_code(app, client):
+    from tests.factories import make_product
+
+    with app.app_context():
+        product_id = make_product().id
+        member = make_user("分享者")
+        member_id, code = member.id, member.referral_code
+    assert "data-share-link" not in client.get(f"/products/{product_id}").get_data(as_text=True)  # a visitor
+    log_in(client, member_id)
+    page = client.get(f"/products/{product_id}").get_data(as_text=True)
+    assert f'data-share-link="http://localhost/products/{product_id}?ref={code}"' in page

@@ -1,5 +1,5 @@
 """The shop front: open to visitors (who see the member price) and to every identity (who see theirs)."""
-from flask import Blueprint, request
+from flask import Blueprint, request, url_for
 
 from ..extensions import db
 from ..models import Identity
@@ -38,4 +38,8 @@ def home():
 def product(product_id: int):
     item = catalog.get_product(db.session, product_id)
     available = catalog.available_units(db.session, [item.id])[item.id]
-    return render_page("shop/product.html", product=item, available=available, identity=viewer_identity())
+    member = current_member()
+    # Shared from inside WeChat (JS-SDK share), the link carries the sharer's code.
+    share_link = url_for("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
+    return render_page("shop/product.html", product=item, available=available, identity=viewer_identity(),
+                       share_link=share_link)
