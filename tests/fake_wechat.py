@@ -196,6 +196,20 @@ class FakeWeChat:
             self._access_tokens.add(token)
         return {"access_token": token, "expires_in": 7200}
 
+    def create_qrcode(self, params: dict, body: bytes) -> dict:
+        """带参数二维码: a permanent string-scene code gets the same ticket for the same scene."""
+        if params.get("access_token") not in self._access_tokens:
+            return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+        try:
+            request = json.loads(body)
+            scene = request["action_info"]["scene"]["scene_str"]
+        except (ValueError, KeyError, TypeError):
+            return {"errcode": 40053, "errmsg": "invalid action info"}
+        if request.get("action_name") != "QR_LIMIT_STR_SCENE" or not 1 <= len(scene) <= 64:
+            return {"errcode": 40053, "errmsg": "invalid action info"}
+        ticket = "gQ" + hashlib.sha1(f"{self.app_id}:{scene}".encode()).hexdigest()
+        return {"ticket": ticket, "url": f"http://weixin.qq.com/q/{ticket[:22]}"}
+
     def jsapi_ticket(self, params: dict) -> dict:
         with self._lock:
             forced = self.ticket_errcodes.pop(0) if self.ticket_errcodes else None
@@ -418,6 +432,11 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
                 self._answer(fake.outage_status, {}, b"upstream unavailable", "text/plain")
             elif path in pay_routes:
                 self._answer(200, {}, fake.pay_endpoint(path, body), "text/xml; charset=utf-8")
+            elif path == "/cgi-bin/qrcode/create":
+                params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                fake.requests.append((path, params))
+                answer = fake.create_qrcode(params, body)
+                self._answer(200, {}, json.dumps(answer).encode(), "application/json; charset=utf-8")
             else:
                 self._answer(404, {}, b"not found", "text/plain")
 

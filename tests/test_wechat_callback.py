@@ -199,3 +199,18 @@ def test_a_product_page_shared_from_wechat_carries_the_sharers_code(app, client)
     log_in(client, member_id)
     page = client.get(f"/products/{product_id}").get_data(as_text=True)
     assert f'data-share-link="http://localhost/products/{product_id}?ref={code}"' in page
+
+
+def test_the_share_page_shows_the_official_accounts_parametric_qr_made_once(app, client, fake_wechat):
+    with app.app_context():
+        member = make_user("公众号推广")
+        member_id, code = member.id, member.referral_code
+    log_in(client, member_id)
+    for _ in range(2):
+        page = client.get("/me/share").get_data(as_text=True)
+        assert "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQ" in page
+    created = fake_wechat.calls("/cgi-bin/qrcode/create")
+    assert len(created) == 1  # cached: one permanent code per member
+    fake_wechat.outage_status = 503
+    degraded = client.get("/me/share")
+    assert degraded.status_code == 200 and code in degraded.get_data(as_text=True)  # the link still works

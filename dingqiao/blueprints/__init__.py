@@ -23,7 +23,7 @@ HTTP_MESSAGES = {
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'{script_origin}; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: https://thirdwx.qlogo.cn https://wx.qlogo.cn; "
+    "img-src 'self' data: https://thirdwx.qlogo.cn https://wx.qlogo.cn https://mp.weixin.qq.com; "
     "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )

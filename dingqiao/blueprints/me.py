@@ -12,6 +12,7 @@ from ..services.posters import poster_input, poster_png
 from ..services.redemption import staff_outlet_ids
 from ..services.team import team_board
 from ..services.wallet import wallet_view
+from ..wechat import WeChatError, js_sdk
 from ..web import arg_id, error_response, render_page
 from .access import current_member, require_member
 
@@ -39,7 +40,13 @@ def share_link(member, product_id: int | None = None) -> str:
 def share():
     """推广: the member's code, link and QR code. Anyone who opens the link and logs in is bound to them."""
     member = current_member()
-    return render_page("me/share.html", member=member, link=share_link(member))
+    follow_qr = None
+    if not current_app.config["DINGQIAO_DEMO"]:
+        try:
+            follow_qr = js_sdk(current_app).referral_qr_url(member.referral_code)
+        except WeChatError as exc:
+            current_app.logger.warning("parametric QR for %s failed: %s", member.id, exc)
+    return render_page("me/share.html", member=member, link=share_link(member), follow_qr=follow_qr)
 
 
 @bp.get("/share-qr.png")

@@ -90,3 +90,23 @@ class JsSdk:
                 raise
         self._client.fetch_access_token()
         return self._client.jsapi.get_jsapi_ticket()
+
+    def referral_qr_url(self, referral_code: str) -> str:
+        """The permanent parametric QR of the Official Account for a member (scene ``ref_<code>``): scanning it
+        follows the account and binds the follower (see the server callback). WeChat keeps at most 100,000
+        permanent codes per account; the ticket is cached in the session storage, so each is made once."""
+        scene = f"ref_{referral_code}"
+        key = f"{self._app_id}_qr_{scene}"
+        ticket = self._client.session.get(key)
+        if not ticket:
+            try:
+                answer = self._client.qrcode.create(
+                    {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}}
+                )
+                ticket = answer["ticket"]
+            except WeChatClientException as exc:
+                raise WeChatError("暂时无法生成公众号二维码，请稍后再试。", errcode=exc.errcode, detail=repr(exc)) from exc
+            except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
+                raise WeChatError("暂时无法连接微信，请稍后再试。", detail=repr(exc)) from exc
+            self._client.session.set(key, ticket)
+        return self._client.qrcode.get_url(ticket)
