@@ -6,7 +6,6 @@ from dingqiao.extensions import db
 from dingqiao.models import Order, OrderStatus, Withdrawal, WithdrawalStatus
 from dingqiao.services.withdrawals import request_withdrawal, WithdrawalRules
 from tests.conftest import csrf_token
-from tests.factories import make_user
 from tests.money_world import assert_money_consistent, balances, build_world, buy, pay, pick_up
 from tests.test_access import log_in
 

@@ -5,6 +5,7 @@ import io
 import qrcode
 import qrcode.image.svg
 from flask import Blueprint, abort, current_app, make_response, redirect, request, url_for
+from sqlalchemy import select
 
 from ..extensions import db, htmx
 from ..models import Order, OrderStatus
@@ -29,8 +30,6 @@ def pickup_url(code: str) -> str:
 
 @bp.get("/")
 def index():
-    from sqlalchemy import select
-
     member = current_member()
     status = request.args.get("status", "")
     query = select(Order).where(Order.user_id == member.id).order_by(Order.created_at.desc()).limit(PAGE_SIZE)

@@ -2,7 +2,7 @@
 whatever runs at once), then finance pays it out through WeChat — or by hand — or returns it."""
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
