@@ -1,0 +1,119 @@
+"""Benchmark: the team board (我的团队) for a member with a team of 100,000, on SQLite and on Postgres.
+
+    .venv/bin/python bench/team_board.py [--members 100000] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Builds a scratch database (a SQLite file under /tmp, and a scratch Postgres database when --postgres is given),
+generates a root member with 300 direct members and the rest at level 2, one paid order per member, then times
+`services.team.team_board` for the root (the worst case) and for a direct member. Prints numbers; asserts nothing.
+"""
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert  # noqa: E402
+
+from dingqiao import create_app  # noqa: E402
+from dingqiao.extensions import db  # noqa: E402
+from dingqiao.models import (  # noqa: E402
+    LocationKind,
+    Order,
+    Outlet,
+    ReferralBinding,
+    Region,
+    StockLocation,
+    TeamPath,
+    User,
+)
+from dingqiao.models.base import utcnow  # noqa: E402
+from dingqiao.services.team import team_board  # noqa: E402
+
+DIRECT = 300
+BATCH = 5_000
+
+
+def build(members: int) -> None:
+    now = utcnow()
+    db.session.add(Region(code="B1", name="基准区域"))
+    db.session.add(StockLocation(kind=LocationKind.OUTLET, name="基准网点"))
+    db.session.flush()
+    users = [{"id": i, "openid": f"bench-{i}", "nickname": f"会员{i}", "referral_code": f"B{i:07d}",
+              "identity": "member", "is_active": True, "created_at": now} for i in range(1, members + 2)]
+    for start in range(0, len(users), BATCH):
+        db.session.execute(insert(User), users[start:start + BATCH])
+    db.session.add(Outlet(region_id=1, owner_user_id=1, location_id=1, name="基准网点", address="-",
+                          latitude_e6=30_000_000, longitude_e6=120_000_000))
+    db.session.flush()
+    bindings, paths, orders = [], [], []
+    for i in range(2, members + 2):
+        parent = 1 if i <= DIRECT + 1 else 2 + (i % DIRECT)
+        bindings.append({"user_id": i, "upline_id": parent, "source": "link",
+                         "bound_at": now - timedelta(minutes=i % 20_000)})
+        paths.append({"ancestor_id": parent, "descendant_id": i, "depth": 1})
+        if parent != 1:
+            paths.append({"ancestor_id": 1, "descendant_id": i, "depth": 2})
+        orders.append({"order_no": f"DQB{i:012d}", "user_id": i, "outlet_id": 1, "status": "paid",
+                       "price_identity": "member", "total_fen": 3990, "created_at": now, "expires_at": now,
+                       "paid_at": now - timedelta(days=i % 60), "after_sales_open": False, "cancel_reason": ""})
+    for rows, model in ((bindings, ReferralBinding), (paths, TeamPath), (orders, Order)):
+        for start in range(0, len(rows), BATCH):
+            db.session.execute(insert(model), rows[start:start + BATCH])
+    db.session.commit()
+    # A freshly bulk-loaded table has no planner statistics yet; production tables have them (autovacuum).
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+
+
+def timed(user_id: int, runs: int = 7) -> tuple[float, float, int]:
+    samples = []
+    for _ in range(runs):
+        db.session.remove()
+        start = time.perf_counter()
+        board = team_board(db.session, user_id)
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), max(samples), board.size
+
+
+def run(label: str, url: str, members: int) -> None:
+    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
+                      "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench"},
+                     instance_path=tempfile.mkdtemp(prefix="dq-bench-"))
+    with app.app_context():
+        db.create_all()
+        started = time.perf_counter()
+        build(members)
+        print(f"{label}: generated {members:,} members, {members:,} paid orders in {time.perf_counter() - started:.1f} s")
+        median, worst, size = timed(1)
+        print(f"{label}: team board of the root (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
+        median, worst, size = timed(2)
+        print(f"{label}: team board of a direct member (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--postgres", default="")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args.members)
+    if args.postgres:
+        from tests.conftest import create_postgres_database, drop_postgres_database
+
+        url = create_postgres_database(args.postgres)
+        try:
+            run("Postgres", url, args.members)
+        finally:
+            drop_postgres_database(args.postgres, url)
+
+
+if __name__ == "__main__":
+    main()
