@@ -5,7 +5,7 @@ HX-Request on those too) and a boosted navigation, which both need the whole pag
 """
 import re
 
-from flask import Response, make_response, render_template, request
+from flask import Response, make_response, redirect, render_template, request
 from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
@@ -25,6 +25,13 @@ def render_page(template: str, block: str | None = None, *, status_code: int = 2
     response = make_response(body, status_code)
     response.vary.add("HX-Request")
     return response
+
+
+def redirect_after_post(target: str, status: int = 303) -> Response:
+    """After a state change: htmx is told to navigate (HX-Redirect), a plain form gets a redirect."""
+    if htmx:
+        return make_response("", 204, {"HX-Redirect": target})
+    return redirect(target, status)
 
 
 def error_response(message: str, status: int) -> Response:

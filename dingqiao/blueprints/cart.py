@@ -1,11 +1,11 @@
 """Cart and checkout. Visitors may fill a cart (kept in the session); checkout needs a member."""
-from flask import Blueprint, current_app, make_response, redirect, request, session, url_for
+from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from ..extensions import db, htmx
 from ..services import cart as carts
 from ..services.orders import place_order
 from ..services.outlets import parse_position, pickup_options
-from ..web import parse_id, render_page
+from ..web import parse_id, redirect_after_post, render_page
 from .access import current_member, require_member
 from .shop import viewer_identity
 
@@ -16,6 +16,10 @@ GUEST_CART_KEY = "cart"
 
 def guest_cart() -> dict[int, int]:
     return {int(pid): int(qty) for pid, qty in session.get(GUEST_CART_KEY, {}).items()}
+
+
+def _keep_guest_cart(cart: dict[int, int]) -> None:
+    session[GUEST_CART_KEY] = {str(pid): qty for pid, qty in cart.items()}  # session keys must be strings
 
 
 def cart_quantities() -> dict[int, int]:
@@ -43,11 +47,9 @@ def add():
     if member:
         carts.add_to_member_cart(db.session, member.id, product_id, quantity)
     else:
-        updated = carts.add_to_guest_cart(db.session, guest_cart(), product_id, quantity)
-        session[GUEST_CART_KEY] = {str(pid): qty for pid, qty in updated.items()}
+        _keep_guest_cart(carts.add_to_guest_cart(db.session, guest_cart(), product_id, quantity))
     if request.form.get("then") == "checkout":
-        target = url_for("cart.checkout")
-        return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target)
+        return redirect_after_post(url_for("cart.checkout"), 302)
     if htmx:
         count = sum(cart_quantities().values())
         return render_page("cart/_added.html", count=count)
@@ -61,8 +63,7 @@ def update(product_id: int):
     if member:
         carts.set_member_cart_quantity(db.session, member.id, product_id, quantity)
     else:
-        updated = carts.set_guest_cart_quantity(db.session, guest_cart(), product_id, quantity)
-        session[GUEST_CART_KEY] = {str(pid): qty for pid, qty in updated.items()}
+        _keep_guest_cart(carts.set_guest_cart_quantity(db.session, guest_cart(), product_id, quantity))
     view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
     if htmx:
         return render_page("cart/index.html", block="cart_body", cart=view)
@@ -102,10 +103,7 @@ def place():
     order = place_order(db.session, current_member(), outlet_id,
                         {line.product.id: line.quantity for line in shown.lines},
                         timeout_minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
-    target = url_for("orders.detail", order_no=order.order_no)
-    if htmx:
-        return make_response("", 204, {"HX-Redirect": target})
-    return redirect(target)
+    return redirect_after_post(url_for("orders.detail", order_no=order.order_no), 302)
 
 
 def _options(view: carts.CartView, position=None):

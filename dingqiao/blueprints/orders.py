@@ -4,16 +4,16 @@ import io
 
 import qrcode
 import qrcode.image.svg
-from flask import Blueprint, abort, current_app, make_response, redirect, request, url_for
+from flask import Blueprint, abort, current_app, make_response, request, url_for
 from sqlalchemy import select
 
-from ..extensions import db, htmx
+from ..extensions import db
 from ..models import Order, OrderStatus
 from ..services import orders as order_service
 from ..services.payments import cancel_member_order, check_payment, handle_pay_notification, start_payment
 from ..services.refunds import request_refund
 from ..wechat import WeChatError, pay_gateway
-from ..web import render_page
+from ..web import redirect_after_post, render_page
 from .access import current_member, require_member
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
@@ -121,7 +121,4 @@ def _notify_url() -> str:
 
 
 def _back_to(order_no: str):
-    target = url_for("orders.detail", order_no=order_no)
-    if htmx:
-        return make_response("", 204, {"HX-Redirect": target})
-    return redirect(target, 303)
+    return redirect_after_post(url_for("orders.detail", order_no=order_no))

@@ -1,13 +1,13 @@
 """我的钱包: balances, earnings detail by kind and month, withdrawals."""
-from flask import Blueprint, current_app, make_response, redirect, request, url_for
+from flask import Blueprint, current_app, request, url_for
 from sqlalchemy import select
 
-from ..extensions import db, htmx
+from ..extensions import db
 from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
 from ..services.redemption import mask_name
 from ..services.wallet import earnings, parse_month, wallet_view
 from ..services.withdrawals import WithdrawalRules, parse_yuan, request_withdrawal
-from ..web import render_page
+from ..web import redirect_after_post, render_page
 from .access import current_member, owned_or_404, require_member
 
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
@@ -33,8 +33,7 @@ def index():
 def withdraw():
     amount = parse_yuan(request.form.get("amount"))
     request_withdrawal(db.session, current_member().id, amount, WithdrawalRules.from_config(current_app.config))
-    target = url_for("wallet.index")
-    return make_response("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
+    return redirect_after_post(url_for("wallet.index"))
 
 
 @bp.get("/earnings/<int:line_id>")
