@@ -64,13 +64,8 @@ def test_worked_example_pay_redeem_refund(app, fake_wechat):
 
 def test_refund_before_pickup_returns_every_balance_to_zero(app, fake_wechat):
     world = build_world(app)
-    order_no = buy(app, world)
-    pay(app, order_no)
-    # WeChat must know the order for the refund API: register it at the fake as paid.
+    _order_no, refund_id = paid_order_with_refund_requested(app, fake_wechat, world)
     with app.app_context():
-        request_refund(db.session, world.buyer, order_no, "不想要了")
-        _register_paid_at_fake(app, fake_wechat, order_no)
-        refund_id = db.session.scalar(select(Refund.id))
         approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id)
     for user in (world.parent, world.grandparent, world.outlet_owner, world.factory_owner):
         assert balances(app, user) == (0, 0)
@@ -103,6 +98,16 @@ def test_refund_after_a_withdrawal_leaves_a_receivable_paid_off_by_the_next_earn
     pick_up(app, world, second)
     assert balances(app, world.parent) == (0, 0)  # the next earning paid it off first
     assert_money_consistent(app)
+
+
+def paid_order_with_refund_requested(app, fake_wechat, world) -> tuple[str, int]:
+    """The buyer pays an order and asks for the money back; WeChat knows the payment. (order_no, refund id)"""
+    order_no = buy(app, world)
+    pay(app, order_no)
+    with app.app_context():
+        refund = request_refund(db.session, world.buyer, order_no, "不想要了")
+        _register_paid_at_fake(app, fake_wechat, order_no)
+        return order_no, refund.id
 
 
 def _register_paid_at_fake(app, fake_wechat, order_no: str) -> None:
@@ -405,12 +410,8 @@ def test_an_approved_refund_whose_last_step_failed_can_be_finished(app, fake_wec
     import dingqiao.services.refunds as refunds_module
 
     world = build_world(app)
-    order_no = buy(app, world)
-    pay(app, order_no)
+    order_no, refund_id = paid_order_with_refund_requested(app, fake_wechat, world)
     with app.app_context():
-        request_refund(db.session, world.buyer, order_no, "不要了")
-        _register_paid_at_fake(app, fake_wechat, order_no)
-        refund_id = db.session.scalar(select(Refund.id))
         real_release = refunds_module.release_order_stock
 
         def crash(*_args):
@@ -430,12 +431,7 @@ def test_an_approved_refund_whose_last_step_failed_can_be_finished(app, fake_wec
 
 def test_two_finance_approvals_of_one_refund_at_once_refund_once_and_neither_crashes(app, fake_wechat):
     world = build_world(app)
-    order_no = buy(app, world)
-    pay(app, order_no)
-    with app.app_context():
-        request_refund(db.session, world.buyer, order_no, "不要了")
-        _register_paid_at_fake(app, fake_wechat, order_no)
-        refund_id = db.session.scalar(select(Refund.id))
+    order_no, refund_id = paid_order_with_refund_requested(app, fake_wechat, world)
     outcomes = run_concurrently(
         app, lambda: approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id), [(), ()])
     assert sorted(type(o).__name__ for o in outcomes) == ["Refund", "RefundError"], outcomes
