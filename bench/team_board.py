@@ -4,7 +4,8 @@
 
 Builds a scratch database (a SQLite file under /tmp, and a scratch Postgres database when --postgres is given),
 generates a root member with 300 direct members and the rest at level 2, one paid order per member, then times
-`services.team.team_board` for the root (the worst case) and for a direct member. Prints numbers; asserts nothing.
+`services.team.team_board` and the chart data `services.team.team_trends` for the root (the worst case) and
+for a direct member. Prints numbers; asserts nothing.
 """
 import argparse
 import statistics
@@ -31,7 +32,7 @@ from dingqiao.models import (  # noqa: E402
     User,
 )
 from dingqiao.models.base import utcnow  # noqa: E402
-from dingqiao.services.team import team_board  # noqa: E402
+from dingqiao.services.team import team_board, team_trends  # noqa: E402
 
 DIRECT = 300
 BATCH = 5_000
@@ -70,14 +71,14 @@ def build(members: int) -> None:
         conn.commit()
 
 
-def timed(user_id: int, runs: int = 7) -> tuple[float, float, int]:
+def timed(work, user_id: int, runs: int = 7) -> tuple[float, float]:
     samples = []
     for _ in range(runs):
         db.session.remove()
         start = time.perf_counter()
-        board = team_board(db.session, user_id)
+        work(db.session, user_id)
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), max(samples), board.size
+    return statistics.median(samples), max(samples)
 
 
 def run(label: str, url: str, members: int) -> None:
@@ -89,10 +90,11 @@ def run(label: str, url: str, members: int) -> None:
         started = time.perf_counter()
         build(members)
         print(f"{label}: generated {members:,} members, {members:,} paid orders in {time.perf_counter() - started:.1f} s")
-        median, worst, size = timed(1)
-        print(f"{label}: team board of the root (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
-        median, worst, size = timed(2)
-        print(f"{label}: team board of a direct member (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
+        for user_id, who in ((1, "the root"), (2, "a direct member")):
+            size = team_board(db.session, user_id).size
+            for work, what in ((team_board, "team board"), (team_trends, "team charts JSON (12 weeks + 6 months)")):
+                median, worst = timed(work, user_id)
+                print(f"{label}: {what} of {who} (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
         db.session.remove()
         db.drop_all()
         db.engine.dispose()

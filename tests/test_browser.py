@@ -292,3 +292,39 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     expect(page.locator(".dq-wallet-head__num")).to_have_text("¥3.99")  # 10% of ¥39.90, floored
     expect(page.locator("#earnings")).to_contain_text("直推奖励")
     expect(page.locator("#earnings")).to_contain_text("已结算")
+
+
+def test_team_charts_draw_after_a_boosted_navigation_and_an_empty_wallet_says_so(page, base_url):
+    """Chart.js is loaded on demand, also when htmx swapped the page in; an empty chart says 暂无数据."""
+    demo_login(page, base_url, MEMBER)  # 王丽: the root of the demo tree, members joined over recent weeks
+    page.goto(f"{base_url}/me/")
+    page.get_by_role("link", name="我的团队").click()
+    page.wait_for_url(f"{base_url}/me/team")
+    joined = page.locator('canvas[data-chart-key="new_members"]')
+    expect(joined).to_have_attribute("data-chart-ready", "1")
+    assert joined.evaluate("c => c.width") > 100
+    bars = page.evaluate("() => document.querySelector('canvas[data-chart-key=\"new_members\"]').chart.data.datasets[0].data")
+    assert sum(bars) >= 1
+    page.goto(f"{base_url}/wallet/")
+    expect(page.locator('canvas[data-chart-key="by_kind"]')).to_have_attribute("data-chart-ready", "empty")
+    expect(page.locator("[data-chart-empty]").first).to_be_visible()
+
+
+def test_a_member_files_an_outlet_application_with_her_location(page, base_url):
+    page.context.grant_permissions(["geolocation"], origin=base_url)
+    page.context.set_geolocation({"latitude": 30.2801, "longitude": 120.1302})
+    demo_login(page, base_url, "刘洋")
+    page.goto(f"{base_url}/me/upgrade")
+    form = page.locator("#upgrade-outlet form")
+    expect(page.locator("#upgrade-outlet")).to_contain_text("累计购买实物商品满 ¥300.00")
+    form.get_by_label("所在区域").select_option(label="杭州市西湖区")
+    form.get_by_label("店名").fill("刘洋社区小店")
+    form.get_by_label("详细地址").fill("杭州市西湖区文二路 88 号")
+    form.get_by_label("联系电话").fill("13900000000")
+    form.get_by_role("button", name="提交资料，达标后开通").click()
+    expect(page.locator("#flash")).to_contain_text("使用我的位置")  # no position yet: refused, nothing saved
+    form.get_by_role("button", name="使用我的位置").click()
+    expect(form.locator("[data-locate-status]")).to_contain_text("已定位：30.28010, 120.13020")
+    form.get_by_role("button", name="提交资料，达标后开通").click()
+    expect(page.locator("#upgrade-outlet")).to_contain_text("等待达标")
+    expect(page.locator("#upgrade-outlet")).to_contain_text("刘洋社区小店")

@@ -5,22 +5,30 @@ from sqlalchemy import func, select
 
 from ..extensions import db, limiter
 from ..models import (
+    OPEN_APPLICATION,
+    ApplicationStatus,
     CommissionRuleVersion,
+    CountsAt,
+    GrantMode,
+    IdentityApplication,
+    IdentityRuleVersion,
     Order,
     OrderStatus,
     PaymentEvent,
     Product,
     Refund,
     RefundStatus,
+    UpgradeMetric,
+    UpgradeTarget,
     User,
     Withdrawal,
     WithdrawalStatus,
 )
 from ..services.accounts import InvalidCredentials, authenticate_admin
-from ..services import DomainError, Forbidden, commissions
+from ..services import DomainError, Forbidden, commissions, upgrades
 from ..services.payments import refund_stray_payment, resolve_payment_event
 from ..services.refunds import approve_refund, reject_refund
-from ..services.withdrawals import approve_withdrawal, mark_paid_offline, reject_withdrawal
+from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
 from ..wechat import pay_gateway
 from ..web import parse_id
 from .access import current_admin, require_admin
@@ -207,3 +215,62 @@ def refund_payment_event(event_id: int):
 def resolve_event(event_id: int):
     resolve_payment_event(db.session, current_admin(), event_id)
     return redirect(url_for("admin.payment_events"))
+
+
+@bp.route("/identity-rules", methods=["GET", "POST"])
+def identity_rules():
+    """身份升级规则: one rule per target identity, published as a new version (finance or superadmin). The
+    conditions that are entry fees in disguise are listed, disabled, with why; the service refuses them."""
+    error = None
+    if request.method == "POST":
+        try:
+            upgrades.create_identity_rule(db.session, current_admin(), upgrades.IdentityRuleInput(
+                target=request.form.get("target", ""), metric=request.form.get("metric", ""),
+                threshold_fen=parse_yuan(request.form.get("threshold")),
+                counts_at=request.form.get("counts_at", CountsAt.REDEEMED),
+                grant_mode=request.form.get("grant_mode", ""), note=(request.form.get("note") or "").strip()[:200],
+            ))
+            return redirect(url_for("admin.identity_rules"))
+        except DomainError as exc:
+            if isinstance(exc, Forbidden):
+                raise
+            error = exc.message
+    current = {target: upgrades.current_identity_rule(db.session, target) for target in UpgradeTarget}
+    versions = db.session.scalars(select(IdentityRuleVersion).order_by(IdentityRuleVersion.id.desc()).limit(20)).all()
+    return render_template(
+        "admin/identity_rules.html", admin=current_admin(), current=current, versions=versions, error=error,
+        targets=list(UpgradeTarget), metric_for=upgrades.METRIC_FOR_TARGET, entry_fees=upgrades.ENTRY_FEE_METRICS,
+        counts=list(CountsAt), modes=list(GrantMode), summary=upgrades.rule_summary, metrics=UpgradeMetric,
+    ), 400 if error else 200
+
+
+@bp.get("/applications")
+def applications():
+    """Outlet and factory-store applications: those waiting for review first, then those waiting for the
+    rule to hold, then the latest decisions."""
+    open_rows = db.session.scalars(
+        select(IdentityApplication).where(IdentityApplication.status.in_(OPEN_APPLICATION))
+        .order_by(IdentityApplication.status, IdentityApplication.id)  # "review" sorts before "waiting".limit(200)
+    ).all()
+    decided = db.session.scalars(
+        select(IdentityApplication).where(IdentityApplication.status.not_in(OPEN_APPLICATION))
+        .order_by(IdentityApplication.id.desc()).limit(20)
+    ).all()
+    return render_template("admin/applications.html", admin=current_admin(), open_rows=open_rows, decided=decided,
+                           results=session.pop("application_results", []), statuses=ApplicationStatus)
+
+
+@bp.post("/applications/<int:application_id>/approve")
+def approve_application_view(application_id: int):
+    done = upgrades.approve_application(db.session, current_admin(), application_id)
+    session["application_results"] = [
+        f"「{done.shop_name}」：{'已开通' if done.status == ApplicationStatus.GRANTED else '未通过：' + done.decision_reason}"
+    ]
+    return redirect(url_for("admin.applications"))
+
+
+@bp.post("/applications/<int:application_id>/reject")
+def reject_application_view(application_id: int):
+    done = upgrades.reject_application(db.session, current_admin(), application_id, request.form.get("reason", ""))
+    session["application_results"] = [f"「{done.shop_name}」：已拒绝"]
+    return redirect(url_for("admin.applications"))

@@ -3,17 +3,19 @@ import io
 from pathlib import Path
 
 import qrcode
-from flask import Blueprint, abort, current_app, make_response, request, send_file
+from flask import Blueprint, abort, current_app, jsonify, make_response, request, send_file, url_for
+from sqlalchemy import select
 
 from ..extensions import db
 from ..fonts import FontMissing
-from ..models import Product
+from ..models import FactoryStore, Product, Region
 from ..services.posters import poster_input, poster_png
 from ..services.redemption import staff_outlet_ids
-from ..services.team import team_board
+from ..services.team import team_board, team_trends
+from ..services.upgrades import ApplicationInput, apply_for_identity, upgrade_progress, withdraw_application
 from ..services.wallet import wallet_view
 from ..wechat import WeChatError, js_sdk
-from ..web import arg_id, error_response, render_page
+from ..web import arg_id, error_response, parse_id, redirect_after_post, render_page
 from .access import current_member, require_member
 
 bp = Blueprint("me", __name__, url_prefix="/me")
@@ -66,6 +68,14 @@ def team():
     return render_page("me/team.html", board=team_board(db.session, current_member().id))
 
 
+@bp.get("/team/trends.json")
+def team_trends_json():
+    """The team board's charts: new members per week, the team's paid sales per month."""
+    response = jsonify(team_trends(db.session, current_member().id))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
 @bp.get("/poster.png")
 def poster():
     """The member's share poster, for the brand or one product (?product=ID); cached until inputs change."""
@@ -84,3 +94,30 @@ def poster():
     response = send_file(path, mimetype="image/png", max_age=0)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
+
+
+@bp.get("/upgrade")
+def upgrade():
+    """身份升级: each identity's rule in one sentence, how far the member is, and the application form."""
+    member = current_member()
+    regions = db.session.scalars(select(Region).order_by(Region.name)).all()
+    taken = dict(db.session.execute(select(FactoryStore.region_id, FactoryStore.name)).all())
+    return render_page("me/upgrade.html", member=member, progress=upgrade_progress(db.session, member),
+                       regions=regions, taken=taken)
+
+
+@bp.post("/upgrade")
+def apply():
+    form = request.form
+    apply_for_identity(db.session, current_member().id, ApplicationInput(
+        target=form.get("target", ""), region_id=parse_id(form.get("region_id")),
+        shop_name=form.get("shop_name", ""), address=form.get("address", ""), latitude=form.get("latitude", ""),
+        longitude=form.get("longitude", ""), phone=form.get("phone", ""), opening_hours=form.get("opening_hours", ""),
+    ))
+    return redirect_after_post(url_for("me.upgrade"))
+
+
+@bp.post("/upgrade/<int:application_id>/withdraw")
+def withdraw(application_id: int):
+    withdraw_application(db.session, current_member().id, application_id)
+    return redirect_after_post(url_for("me.upgrade"))

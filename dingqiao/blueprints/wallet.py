@@ -1,11 +1,11 @@
 """我的钱包: balances, earnings detail by kind and month, withdrawals."""
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
 from ..services.redemption import mask_name
-from ..services.wallet import earnings, parse_month, wallet_view
+from ..services.wallet import earnings, earnings_overview, parse_month, wallet_view
 from ..services.withdrawals import WithdrawalRules, parse_yuan, request_withdrawal
 from ..web import redirect_after_post, render_page
 from .access import current_member, owned_or_404, require_member
@@ -27,6 +27,14 @@ def index():
         "wallet/index.html", block="earnings", wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
         kinds=list(CommissionKind), kind=kind, month=month_raw, rules=WithdrawalRules.from_config(current_app.config),
     )
+
+
+@bp.get("/earnings.json")
+def earnings_json():
+    """The wallet's charts: earnings by kind, and by month and kind."""
+    response = jsonify(earnings_overview(db.session, current_member().id))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.post("/withdrawals")

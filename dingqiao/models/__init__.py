@@ -26,6 +26,16 @@ from .orders import (
     RefundStatus,
 )
 from .stock import RestockItem, RestockOrder, RestockStatus, StockLevel, StockMovement, StockReason
+from .upgrades import (
+    OPEN_APPLICATION,
+    ApplicationStatus,
+    CountsAt,
+    GrantMode,
+    IdentityApplication,
+    IdentityRuleVersion,
+    UpgradeMetric,
+    UpgradeTarget,
+)
 from .users import AdminRole, AdminUser, BindingAttempt, BindingSource, Identity, ReferralBinding, TeamPath, User
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -2,6 +2,7 @@
 pictures drawn locally, members in a referral tree, the first commission rule version and one admin."""
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -13,8 +14,11 @@ from ..fonts import FontMissing, find_cjk_font
 from ..models import (
     Category,
     CommissionRuleVersion,
+    CountsAt,
     FactoryStore,
+    GrantMode,
     Identity,
+    IdentityRuleVersion,
     LocationKind,
     Outlet,
     Product,
@@ -26,8 +30,11 @@ from ..models import (
     StockMovement,
     StockReason,
     TeamPath,
+    UpgradeMetric,
+    UpgradeTarget,
     User,
 )
+from ..models.base import utcnow
 from .accounts import create_admin, new_referral_code
 
 DEMO_ADMIN_USERNAME = "admin"
@@ -98,6 +105,13 @@ def seed_demo(session: Session, upload_folder: str, font_path: str | None = None
                 payout_cap_bps=3000, cooling_days=0, note="初始规则（演示）",
             )
         )
+        session.add_all([
+            IdentityRuleVersion(target=UpgradeTarget.OUTLET, metric=UpgradeMetric.GOODS_PURCHASES, threshold_fen=30_000,
+                                counts_at=CountsAt.REDEEMED, grant_mode=GrantMode.AUTO, note="初始规则（演示）"),
+            IdentityRuleVersion(target=UpgradeTarget.FACTORY, metric=UpgradeMetric.RESTOCK_VOLUME,
+                                threshold_fen=500_000, counts_at=CountsAt.REDEEMED, grant_mode=GrantMode.REVIEW,
+                                note="初始规则（演示）"),
+        ])
     create_admin(session, DEMO_ADMIN_USERNAME, DEMO_ADMIN_PASSWORD)
     return SeedSummary(True, len(users), len(products), len(outlets), font_file is not None)
 
@@ -125,8 +139,10 @@ def _seed_people(session: Session) -> dict[str, User]:
         "member8": "member3", "member9": "member4", "member10": "member5",
         "member11": "outlet1", "member12": "outlet2",
     }
-    for child, parent in uplines.items():
-        session.add(ReferralBinding(user_id=people[child].id, upline_id=people[parent].id, source="link"))
+    # Joined over the last weeks, so the team board's "new members per week" chart has a shape.
+    for index, (child, parent) in enumerate(uplines.items()):
+        session.add(ReferralBinding(user_id=people[child].id, upline_id=people[parent].id, source="link",
+                                    bound_at=utcnow() - timedelta(days=60 - index * 5)))
     for child in uplines:
         depth, ancestor = 1, uplines[child]
         while ancestor is not None:

@@ -1,4 +1,5 @@
-"""What happens, inside the order's own transaction, when an order is paid, picked up or refunded.
+"""What happens, inside the order's own transaction, when an order is paid, picked up or refunded: commission
+lines, messages, and the identity upgrade a purchase may complete (``upgrades.on_purchase_counted``).
 
 The payment, redemption and refund services call these at the one point where the order's state changes,
 so commission lines, wallet entries and outbox messages commit or roll back with that change.
@@ -7,10 +8,11 @@ from collections import defaultdict
 
 from sqlalchemy.orm import Session
 
-from ..models import CommissionLine, Order
+from ..models import CommissionLine, CountsAt, Order
 from ..money import format_yuan
 from .commissions import reverse_order_lines, settle_order_lines, write_order_lines
 from .messages import enqueue_message
+from .upgrades import on_purchase_counted
 
 
 def on_order_paid(session: Session, order: Order) -> None:
@@ -25,6 +27,7 @@ def on_order_paid(session: Session, order: Order) -> None:
             title="新增待结算收益", body=f"有一笔 {format_yuan(amount)} 的收益待买家提货后结算。",
             link="/wallet/",
         )
+    on_purchase_counted(session, order.user_id, CountsAt.PAID)
 
 
 def on_order_redeemed(session: Session, order: Order) -> None:
@@ -33,6 +36,7 @@ def on_order_redeemed(session: Session, order: Order) -> None:
         session, user_id=order.user_id, event="order_redeemed", object_id=order.id, title="已提货",
         body=f"订单 {order.order_no} 已在门店提货，感谢惠顾。", link=f"/orders/{order.order_no}",
     )
+    on_purchase_counted(session, order.user_id, CountsAt.REDEEMED)
 
 
 def on_order_refunded(session: Session, order: Order) -> None:

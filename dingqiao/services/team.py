@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..models import Order, OrderStatus, ReferralBinding, TeamPath, User
 from ..models.base import utcnow
 from .commissions import DEFAULT_REFERRAL_DEPTH, current_rule
+from .periods import bucket_sums, last_months, last_weeks
 from .redemption import mask_name
 
 PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
@@ -38,17 +39,24 @@ class TeamBoard:
         return sum(self.counts.values())
 
 
+def depth_in_force(session: Session) -> int:
+    rule = current_rule(session)
+    return rule.referral_depth if rule else DEFAULT_REFERRAL_DEPTH
+
+
+def _team(user_id: int, depth_limit: int):
+    return select(TeamPath.descendant_id).where(TeamPath.ancestor_id == user_id, TeamPath.depth <= depth_limit)
+
+
 def team_board(session: Session, user_id: int, now: datetime | None = None) -> TeamBoard:
     now = now or utcnow()
-    rule = current_rule(session)
-    depth_limit = rule.referral_depth if rule else DEFAULT_REFERRAL_DEPTH
-    team = select(TeamPath.descendant_id).where(TeamPath.ancestor_id == user_id, TeamPath.depth <= depth_limit)
+    depth_limit = depth_in_force(session)
+    team = _team(user_id, depth_limit)
     counts = dict(session.execute(
         select(TeamPath.depth, func.count()).where(TeamPath.ancestor_id == user_id, TeamPath.depth <= depth_limit)
         .group_by(TeamPath.depth)
     ).all())
-    china_now = now + timedelta(hours=8)  # months are China-time months
-    month_start = china_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=8)
+    month_start = last_months(now, 1).start  # months are China-time months
     sales = select(func.coalesce(func.sum(Order.total_fen), 0)).where(Order.user_id.in_(team), Order.status.in_(PAID))
     total = session.scalar(sales)
     month = session.scalar(sales.where(Order.paid_at >= month_start))
@@ -73,3 +81,21 @@ def team_board(session: Session, user_id: int, now: datetime | None = None) -> T
     return TeamBoard(depth_limit, {d: counts.get(d, 0) for d in range(1, depth_limit + 1)}, int(month), int(total),
                      int(new_this_week), members)
 
+
+
+def team_trends(session: Session, user_id: int, now: datetime | None = None, weeks: int = 12,
+                months: int = 6) -> dict:
+    """Chart data for the team board: new members per week and the team's paid sales per month (China time),
+    within the commission depth in force. Two queries, each one pass over the period."""
+    now = now or utcnow()
+    team = _team(user_id, depth_in_force(session))
+    week_buckets = last_weeks(now, weeks)
+    month_buckets = last_months(now, months)
+    joined = bucket_sums(session, week_buckets, ReferralBinding.bound_at, 1, ReferralBinding.user_id.in_(team))
+    sales = bucket_sums(session, month_buckets, Order.paid_at, Order.total_fen,
+                        Order.user_id.in_(team), Order.status.in_(PAID))
+    return {
+        "new_members": {"labels": week_buckets.labels, "series": [{"label": "新增成员", "data": joined}],
+                        "unit": "people"},
+        "sales": {"labels": month_buckets.labels, "series": [{"label": "团队业绩", "data": sales}], "unit": "fen"},
+    }

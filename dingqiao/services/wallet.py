@@ -1,15 +1,15 @@
 """Wallets and their ledger. Every change to a balance is one conditional UPDATE of the wallet row plus one
 append-only ledger entry, in the caller's transaction; nothing else writes balances."""
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import CommissionKind, CommissionLine, LedgerEntry, Wallet
+from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
+from ..models.base import utcnow
 from . import DomainError
-
-CHINA = timezone(timedelta(hours=8))
+from .periods import CHINA, bucket_sums, last_months, to_utc
 
 
 class InsufficientBalance(DomainError):
@@ -86,9 +86,30 @@ def earnings(session: Session, user_id: int, *, kind: str | None = None, month: 
         year, number = month
         start = datetime(year, number, 1, tzinfo=CHINA)
         end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=CHINA)
-        query = query.where(CommissionLine.created_at >= _utc(start), CommissionLine.created_at < _utc(end))
+        query = query.where(CommissionLine.created_at >= to_utc(start), CommissionLine.created_at < to_utc(end))
     return list(session.scalars(query.order_by(CommissionLine.created_at.desc(), CommissionLine.id.desc()).limit(limit)))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+EARNING_STATES = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)  # reversed and clawed-back lines earned nothing
+
+
+def earnings_overview(session: Session, user_id: int, now: datetime | None = None, months: int = 6) -> dict:
+    """Chart data for the wallet: earnings by kind (all time) and by month and kind (China-time months).
+    Lines a refund reversed or clawed back are left out."""
+    mine = (CommissionLine.beneficiary_user_id == user_id, CommissionLine.status.in_(EARNING_STATES))
+    totals = dict(session.execute(
+        select(CommissionLine.kind, func.sum(CommissionLine.amount_fen)).where(*mine).group_by(CommissionLine.kind)
+    ).all())
+    buckets = last_months(now or utcnow(), months)
+    by_month = [
+        {"label": kind.label, "data": bucket_sums(session, buckets, CommissionLine.created_at, CommissionLine.amount_fen,
+                                                  *mine, CommissionLine.kind == kind)}
+        for kind in CommissionKind
+    ]
+    return {
+        "by_kind": {"labels": [kind.label for kind in CommissionKind],
+                    "series": [{"label": "收益", "data": [int(totals.get(kind, 0)) for kind in CommissionKind]}],
+                    "unit": "fen"},
+        "by_month": {"labels": buckets.labels, "series": [s for s in by_month if any(s["data"])] or by_month[:1],
+                     "unit": "fen"},
+    }

@@ -108,8 +108,106 @@
     }, function () {});
   }
 
+  // "使用我的位置" on forms that record where a shop is: fills the hidden latitude/longitude inputs.
+  function initLocateButtons(root) {
+    var buttons = root.querySelectorAll ? root.querySelectorAll("[data-locate-button]") : [];
+    Array.prototype.forEach.call(buttons, function (button) {
+      if (button.dataset.bound) { return; }
+      button.dataset.bound = "1";
+      var box = button.parentNode;
+      var status = box.querySelector("[data-locate-status]");
+      button.addEventListener("click", function () {
+        status.textContent = "正在定位…";
+        locate(function (lat, lng) {
+          if (lat === null) { status.textContent = "未能获取位置，请允许定位后重试"; return; }
+          box.querySelector("[data-latitude]").value = lat;
+          box.querySelector("[data-longitude]").value = lng;
+          status.textContent = "已定位：" + Number(lat).toFixed(5) + ", " + Number(lng).toFixed(5);
+        });
+      });
+    });
+  }
+
+  // Charts: a <canvas data-chart-url data-chart-type> draws the JSON {labels, series: [{label, data}], unit}
+  // from its URL. Chart.js (vendored) is loaded the first time a page has a chart.
+  var chartLib = null;
+  function loadChartLib(src) {
+    if (window.Chart) { return Promise.resolve(); }
+    if (!chartLib) {
+      chartLib = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = src; script.onload = resolve; script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    }
+    return chartLib;
+  }
+
+  var PALETTE = ["#07c160", "#10aeff", "#ff8f1f", "#fa5151", "#6467f0", "#a0a0a0"];
+  function yuan(fen) { return "¥" + (fen / 100).toFixed(fen % 100 === 0 ? 0 : 2); }
+
+  function drawChart(canvas, data) {
+    var type = canvas.dataset.chartType || "bar";
+    var money = data.unit === "fen";
+    var round = type === "doughnut";
+    var datasets = data.series.map(function (s, i) {
+      return { label: s.label, data: s.data, borderWidth: round ? 0 : 2, tension: 0.3,
+               backgroundColor: round ? PALETTE : PALETTE[i % PALETTE.length],
+               borderColor: PALETTE[i % PALETTE.length], pointRadius: 2 };
+    });
+    var format = function (v) { return money ? yuan(v) : String(v); };
+    var options = {
+      responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: { legend: { display: round || datasets.length > 1, position: "bottom" },
+                 tooltip: { callbacks: { label: function (ctx) {
+                   return (ctx.dataset.label ? ctx.dataset.label + "：" : "") + format(ctx.parsed.y !== undefined ? ctx.parsed.y : ctx.parsed);
+                 } } } }
+    };
+    if (!round) {
+      options.scales = { x: { stacked: canvas.dataset.chartStacked === "1", grid: { display: false } },
+                         y: { stacked: canvas.dataset.chartStacked === "1", beginAtZero: true,
+                              ticks: { precision: 0, callback: format } } };
+    }
+    if (canvas.chart) { canvas.chart.destroy(); }
+    canvas.chart = new window.Chart(canvas, { type: type, data: { labels: data.labels, datasets: datasets }, options: options });
+    canvas.dataset.chartReady = "1";
+  }
+
+  // One request per JSON URL, however many charts a page draws from it.
+  var chartData = {};
+  function fetchChartData(url) {
+    if (!chartData[url]) {
+      chartData[url] = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (res) { if (!res.ok) { throw new Error(res.status); } return res.json(); });
+      chartData[url].then(function () { delete chartData[url]; }, function () { delete chartData[url]; });
+    }
+    return chartData[url];
+  }
+
+  function initCharts(root) {
+    var canvases = root.querySelectorAll ? root.querySelectorAll("canvas[data-chart-url]") : [];
+    Array.prototype.forEach.call(canvases, function (canvas) {
+      if (canvas.dataset.chartBound) { return; }
+      canvas.dataset.chartBound = "1";
+      var empty = canvas.parentNode.querySelector("[data-chart-empty]");
+      Promise.all([
+        loadChartLib(canvas.dataset.chartLib),
+        fetchChartData(canvas.dataset.chartUrl)
+      ]).then(function (results) {
+        var data = results[1][canvas.dataset.chartKey];
+        var total = data.series.reduce(function (sum, s) { return sum + s.data.reduce(function (a, b) { return a + b; }, 0); }, 0);
+        if (!total && empty) { empty.hidden = false; canvas.hidden = true; canvas.dataset.chartReady = "empty"; return; }
+        drawChart(canvas, data);
+      }).catch(function () {
+        if (empty) { empty.textContent = "图表加载失败，请稍后重试"; empty.hidden = false; }
+        canvas.dataset.chartReady = "error";
+      });
+    });
+  }
+
   function init(root) {
     initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root); initShare(root);
+    initLocateButtons(root); initCharts(root);
   }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
