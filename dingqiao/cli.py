@@ -12,7 +12,7 @@ from .services.accounts import create_admin
 from .services.audit import verify_audit_chain
 from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo
 from .services.commissions import settle_due_lines
-from .services.invariants import check_money
+from .services.invariants import check_money, check_stock
 from .services.payments import expire_unpaid_orders
 from .wechat import pay_gateway
 
@@ -23,6 +23,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(audit_verify_command)
     app.cli.add_command(cancel_expired_orders_command)
     app.cli.add_command(check_money_command)
+    app.cli.add_command(check_stock_command)
     app.cli.add_command(settle_commissions_command)
 
 
@@ -96,6 +97,19 @@ def check_money_command():
     if problems:
         sys.exit(1)
     click.echo("Money invariants hold.")
+
+
+@click.command("check-stock")
+@with_appcontext
+def check_stock_command():
+    """Check the stock invariants (levels = movements, reservations = open orders, restocks = movements);
+    print every problem, exit 1 if any."""
+    problems = check_stock(db.session)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("Stock invariants hold.")
 
 
 @click.command("settle-commissions")

@@ -36,14 +36,15 @@ TABS: dict[Identity, tuple[Tab, ...]] = {
     Identity.OUTLET: (
         Tab("shop.home", "首页", "home"),
         Tab("outlet.redeem_page", "核销", "scan"),
-        Tab("outlet.stock", "库存", "stock"),
+        Tab("stock.index", "库存", "stock"),
+        Tab("outlet.dashboard", "看板", "chart"),
         Tab("me.index", "我的", "me"),
     ),
     Identity.FACTORY: (
         Tab("shop.home", "首页", "home"),
         Tab("outlet.redeem_page", "核销", "scan"),
         Tab("factory.dashboard", "区域", "chart"),
-        Tab("factory.restock", "进货", "stock"),
+        Tab("restock.index", "进货", "stock"),
         Tab("me.index", "我的", "me"),
     ),
 }

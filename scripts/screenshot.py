@@ -6,8 +6,11 @@ BASE_URL defaults to http://127.0.0.1:5000 (the demo started by scripts/demo). L
 through the demo login page and walks the member's path at 390×844: home, a product, the cart, checkout,
 the unpaid order, then "模拟支付" and the paid order with its pickup QR code, and "我的". Then the back
 half of the loop: 李娜 (whose upline is 陈静) buys and pays, the region's factory store redeems the code
-by typing it, and 陈静's wallet shows the settled direct reward.
+by typing it, and 陈静's wallet shows the settled direct reward; the team board and 身份升级. Then the offline
+side: an outlet's stock page, a restock order placed by the outlet and partly shipped by the factory store,
+and the factory and outlet dashboards.
 """
+import re
 import sys
 from pathlib import Path
 
@@ -42,10 +45,12 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         page.locator("form", has_text=member_name).get_by_role("button").click()
         page.wait_for_url(f"{base_url}/")
 
-        def snap(name: str) -> None:
+        def snap(name: str, full_page: bool = False) -> None:
             page.wait_for_load_state("networkidle")
+            page.wait_for_function(  # charts drawn (or known empty) before the picture is taken
+                "() => [...document.querySelectorAll('canvas[data-chart-url]')].every(c => c.dataset.chartReady)")
             target = out_dir / f"{name}.png"
-            page.screenshot(path=str(target))
+            page.screenshot(path=str(target), full_page=full_page)
             shots.append(target)
 
         page.goto(base_url + "/")
@@ -86,7 +91,34 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         snap("redeem-done")
         login_as(page, base_url, "陈静")
         page.goto(base_url + "/wallet/")
-        snap("wallet")
+        snap("wallet", full_page=True)
+        login_as(page, base_url, "王丽")
+        page.goto(base_url + "/me/team")
+        snap("team", full_page=True)
+        page.goto(base_url + "/me/upgrade")
+        snap("upgrade", full_page=True)
+
+        # The offline side: an outlet's stock, a restock order through the factory store, the dashboards.
+        login_as(page, base_url, "文三路·黄姐")
+        page.goto(base_url + "/stock/")
+        snap("outlet-stock", full_page=True)
+        page.goto(base_url + "/restock/new")
+        page.locator("input[name^=qty-]").nth(0).fill("12")
+        page.locator("input[name^=qty-]").nth(1).fill("6")
+        page.get_by_role("button", name="提交进货单").click()
+        page.wait_for_url(re.compile(r".*/restock/\d+$"))
+        restock_url = page.url
+        login_as(page, base_url, "西湖工厂店·林总")
+        page.goto(restock_url)
+        page.locator("input[name^=qty-]").nth(0).fill("8")
+        page.get_by_role("button", name="确认发货").click()
+        page.get_by_text("部分发货").first.wait_for()
+        snap("restock-order", full_page=True)
+        page.goto(base_url + "/factory/")
+        snap("factory-dashboard", full_page=True)
+        login_as(page, base_url, "文三路·黄姐")
+        page.goto(base_url + "/outlet/dashboard")
+        snap("outlet-dashboard", full_page=True)
         browser.close()
     return shots
 

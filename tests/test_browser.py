@@ -275,6 +275,8 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     expect(page.locator(".dq-status__label")).to_have_text("待自提")
     code = page.locator(".dq-pickup__code").inner_text().replace(" ", "")
     assert re.fullmatch(r"\d{12}", code)
+    # The QR is a separate request: wait for it to arrive, then check it decoded into a real image.
+    page.wait_for_function("() => document.querySelector('img.dq-pickup__qr').complete")
     assert page.locator("img.dq-pickup__qr").evaluate("img => img.naturalWidth") > 0
 
     fresh_session(page)
@@ -328,3 +330,62 @@ def test_a_member_files_an_outlet_application_with_her_location(page, base_url):
     form.get_by_role("button", name="提交资料，达标后开通").click()
     expect(page.locator("#upgrade-outlet")).to_contain_text("等待达标")
     expect(page.locator("#upgrade-outlet")).to_contain_text("刘洋社区小店")
+
+
+def no_sideways_scroll(page) -> None:
+    """Nothing on the page is wider than the phone: no sideways scrolling."""
+    assert page.evaluate("() => document.scrollingElement.scrollWidth") <= VIEWPORT["width"], page.url
+
+
+def test_an_outlet_restocks_from_its_factory_store_on_a_phone(page, base_url, tmp_path):
+    """The outlet's stock page, a restock order placed by the outlet and partly shipped by the factory store,
+    received by the outlet, and the factory dashboard — each fitting a phone screen."""
+    demo_login(page, base_url, OUTLET)
+    page.locator("nav.dq-tabbar a", has_text="库存").click()
+    page.wait_for_url(f"{base_url}/stock/")
+    expect(page.locator(".dq-wallet-head__label")).to_contain_text("库存")
+    no_sideways_scroll(page)
+    page.screenshot(path=str(tmp_path / "outlet-stock.png"), full_page=True)
+    page.get_by_role("link", name="去进货").click()
+    page.wait_for_url(f"{base_url}/restock/new")
+    page.locator("input[name^=qty-]").nth(0).fill("12")
+    page.get_by_role("button", name="提交进货单").click()
+    page.wait_for_url(re.compile(r".*/restock/\d+$"))
+    restock_url = page.url
+    expect(page.locator(".dq-status__label")).to_have_text("待发货")
+
+    fresh_session(page)
+    demo_login(page, base_url, "西湖工厂店·林总")
+    page.goto(restock_url)
+    page.locator("input[name^=qty-]").first.fill("5")
+    page.get_by_role("button", name="确认发货").click()
+    expect(page.locator(".dq-status__label")).to_have_text("部分发货")
+    no_sideways_scroll(page)
+    page.screenshot(path=str(tmp_path / "restock-order.png"), full_page=True)
+    page.locator("nav.dq-tabbar a", has_text="区域").click()
+    page.wait_for_url(f"{base_url}/factory/")
+    expect(page.locator('canvas[data-chart-key="restock"]')).to_have_attribute("data-chart-ready", "1")
+    no_sideways_scroll(page)
+    page.screenshot(path=str(tmp_path / "factory-dashboard.png"), full_page=True)
+
+    fresh_session(page)
+    demo_login(page, base_url, OUTLET)
+    page.goto(restock_url)
+    page.get_by_role("button", name="确认收货（5 件）").click()
+    expect(page.locator(".weui-cells").first).to_contain_text("已收 5")
+
+
+def test_checkout_sorts_outlets_by_the_members_position_with_one_request(page, base_url):
+    """The located list replaces the first one once; it must not ask again for itself (it used to loop)."""
+    page.context.grant_permissions(["geolocation"], origin=base_url)
+    page.context.set_geolocation({"latitude": 30.2901, "longitude": 120.1355})  # next to 翠苑社区生活馆
+    located = []
+    page.on("request", lambda request: located.append(request.url) if "/checkout/outlets" in request.url else None)
+    demo_login(page, base_url, MEMBER)
+    page.goto(f"{base_url}/products/1")
+    page.get_by_role("button", name="立即购买").click()
+    page.wait_for_url(f"{base_url}/checkout/")
+    expect(page.locator("#outlet-list .dq-distance").first).to_be_visible()
+    expect(page.locator("#outlet-list .weui-cell").first).to_contain_text("翠苑社区生活馆")
+    page.wait_for_timeout(1500)
+    assert len(located) == 1, located

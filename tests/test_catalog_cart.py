@@ -750,6 +750,7 @@ def check_outlet_list_from(client, lat: float, lng: float) -> None:
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in body
     assert body.lstrip().startswith('<div id="outlet-list"') and "正在获取位置" not in body
+    assert 'data-located="1"' in body  # app.js must not ask for the position again (it would loop)
     rows = outlet_rows(body)
     expected = outlets_by_distance(lat, lng)
     assert [row["name"] for row in rows] == [name for name, _ in expected]
@@ -774,7 +775,7 @@ def test_outlet_list_ignores_nonsense_coordinates(app, client, member_with_laund
         response = client.get(f"/checkout/outlets{query}", headers=HX)
         body = response.get_data(as_text=True)
         assert response.status_code == 200 and "<html" not in body, query
-        assert "dq-distance" not in body and "正在获取位置" in body, query
+        assert "dq-distance" not in body and "按区域排列" in body and 'data-located="1"' in body, query
         assert [row["name"] for row in outlet_rows(body)] == by_region, query
 
 

@@ -50,7 +50,7 @@ from dingqiao.models import (
 from dingqiao.models.base import utcnow
 from dingqiao.services import DomainError, Forbidden, NotFound
 from dingqiao.services.commissions import BPS, RuleInput, create_rule_version, settle_due_lines
-from dingqiao.services.invariants import check_money
+from dingqiao.services.invariants import check_money, check_stock
 from dingqiao.services.orders import OrderError, cancel_order, place_order
 from dingqiao.services.redemption import RedeemError, redeem
 from dingqiao.services.refunds import (
@@ -664,6 +664,7 @@ OPERATIONS = {
 def check_invariants(world: World, session) -> None:
     """What must hold whatever happened, read from the database alone."""
     assert check_money(session) == []
+    assert check_stock(session) == []
 
     lines = session.scalars(select(CommissionLine)).all()
     withdrawals = session.scalars(select(Withdrawal)).all()

@@ -58,8 +58,8 @@ def test_category_switch_by_htmx_gets_only_the_product_list(client, seeded):
     ("identity", "price", "label", "tabs"),
     [
         (Identity.MEMBER, "¥39.90", "会员价", ["首页", "购物车", "订单", "我的"]),
-        (Identity.OUTLET, "¥31.92", "核销网点价", ["首页", "核销", "我的"]),
-        (Identity.FACTORY, "¥25.93", "工厂店价", ["首页", "核销", "我的"]),
+        (Identity.OUTLET, "¥31.92", "核销网点价", ["首页", "核销", "库存", "看板", "我的"]),
+        (Identity.FACTORY, "¥25.93", "工厂店价", ["首页", "核销", "区域", "进货", "我的"]),
     ],
 )
 def test_each_identity_sees_its_price_and_its_menu(app, client, seeded, identity, price, label, tabs):

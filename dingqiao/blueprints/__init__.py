@@ -37,9 +37,13 @@ def content_security_policy(config) -> str:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, cart, health, me, media, orders, outlet, shop, wallet, wechat
+    from . import (
+        admin, auth, cart, factory, health, me, media, nearby, orders, outlet, outlet_profile, restock, shop, stock,
+        wallet, wechat,
+    )
 
-    for module in (auth, admin, cart, health, me, media, orders, outlet, shop, wallet, wechat):
+    for module in (auth, admin, cart, factory, health, me, media, nearby, orders, outlet, outlet_profile, restock,
+                   shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
 
     login_manager.login_view = "auth.login"

@@ -25,7 +25,7 @@ from ..models import (
     WithdrawalStatus,
 )
 from ..services.accounts import InvalidCredentials, authenticate_admin
-from ..services import DomainError, Forbidden, commissions, upgrades
+from ..services import DomainError, Forbidden, commissions, restock, upgrades
 from ..services.payments import refund_stray_payment, resolve_payment_event
 from ..services.refunds import approve_refund, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
@@ -274,3 +274,29 @@ def reject_application_view(application_id: int):
     done = upgrades.reject_application(db.session, current_admin(), application_id, request.form.get("reason", ""))
     session["application_results"] = [f"「{done.shop_name}」：已拒绝"]
     return redirect(url_for("admin.applications"))
+
+
+@bp.get("/restocks")
+def restocks():
+    """Factory stores' restock orders from the platform warehouse: ship (in parts if need be) or cancel."""
+    platform = restock.platform_location_id(db.session)
+    orders = restock.restocks_of(db.session, platform, incoming=False, limit=100) if platform else []
+    products = {p.id: p for p in db.session.scalars(select(Product))}
+    return render_template("admin/restocks.html", admin=current_admin(), orders=orders, products=products,
+                           name=lambda location_id: restock.location_name(db.session, location_id))
+
+
+@bp.post("/restocks/<int:restock_id>/ship")
+def ship_restock_view(restock_id: int):
+    restock.ship_restock(db.session, _platform_party(), restock_id, restock.parse_quantities(request.form.to_dict()))
+    return redirect(url_for("admin.restocks"))
+
+
+@bp.post("/restocks/<int:restock_id>/cancel")
+def cancel_restock_view(restock_id: int):
+    restock.cancel_restock(db.session, _platform_party(), restock_id, request.form.get("reason", ""))
+    return redirect(url_for("admin.restocks"))
+
+
+def _platform_party() -> "restock.Party":
+    return restock.Party("admin", current_admin().id, None)

@@ -13,7 +13,16 @@ from .money import (
     Withdrawal,
     WithdrawalStatus,
 )
-from .network import FactoryStore, LocationKind, Outlet, OutletStaff, Region, SiteStatus, StockLocation
+from .network import (
+    FactoryStore,
+    LocationKind,
+    Outlet,
+    OutletStaff,
+    Region,
+    SiteStatus,
+    StaffInvite,
+    StockLocation,
+)
 from .orders import (
     Order,
     OrderItem,

@@ -101,3 +101,19 @@ class OutletStaff(db.Model):
     outlet_id: Mapped[int] = mapped_column(ForeignKey("outlets.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffInvite(db.Model):
+    """A one-time link (shown as a QR code) an outlet owner hands to a new 核销员. Only the token's SHA-256 is
+    stored; the link works once and until it expires."""
+
+    __tablename__ = "staff_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlets.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

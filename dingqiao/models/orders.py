@@ -40,6 +40,7 @@ class Order(db.Model):
         CheckConstraint("total_fen >= 0", name="total_not_negative"),
         Index("ix_orders_user_status_created", "user_id", "status", "created_at"),
         Index("ix_orders_outlet_status", "outlet_id", "status"),
+        Index("ix_orders_outlet_paid", "outlet_id", "paid_at"),  # outlet and regional dashboards by day
         Index("ix_orders_status_expires", "status", "expires_at"),
     )
 
@@ -66,6 +67,7 @@ class Order(db.Model):
 
     items: Mapped[list["OrderItem"]] = relationship(order_by="OrderItem.id")
     outlet: Mapped["Outlet"] = relationship()  # noqa: F821 - resolved by the registry
+    user: Mapped["User"] = relationship(foreign_keys=[user_id])  # noqa: F821 - resolved by the registry
 
     @property
     def status_enum(self) -> OrderStatus:

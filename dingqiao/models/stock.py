@@ -71,6 +71,11 @@ class RestockStatus(StrEnum):
     RECEIVED = "received"
     CANCELLED = "cancelled"
 
+    @property
+    def label(self) -> str:
+        return {"pending": "待发货", "shipping": "部分发货", "shipped": "已发货", "received": "已收货",
+                "cancelled": "已取消"}[self.value]
+
 
 class RestockOrder(db.Model):
     __tablename__ = "restock_orders"
@@ -86,6 +91,8 @@ class RestockOrder(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=RestockStatus.PENDING)
     total_fen: Mapped[int] = mapped_column(default=0)
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    cancel_reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

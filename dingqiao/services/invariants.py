@@ -1,6 +1,7 @@
-"""Invariants over the whole database, for `flask check-money` and for tests after every step.
+"""Invariants over the whole database, for `flask check-money` / `flask check-stock` and for tests after every
+step.
 
-Each check returns human-readable problems; an empty list means the money is consistent.
+Each check returns human-readable problems; an empty list means the money (or the stock) is consistent.
 """
 from collections import defaultdict
 
@@ -14,7 +15,14 @@ from ..models import (
     LedgerEntry,
     LedgerKind,
     Order,
+    OrderItem,
     OrderStatus,
+    Outlet,
+    RestockItem,
+    RestockOrder,
+    StockLevel,
+    StockMovement,
+    StockReason,
     Wallet,
     Withdrawal,
     WithdrawalStatus,
@@ -114,4 +122,94 @@ def _orders_match_lines(session: Session) -> list[str]:
         cap = caps.get(order.rule_version_id)
         if cap is not None and sum(line.amount_fen for line in lines) > order.total_fen * cap // 10_000:
             problems.append(f"order {order.order_no}: lines exceed the payout cap")
+    return problems
+
+
+def check_stock(session: Session) -> list[str]:
+    """Stock invariants, for `flask check-stock`: no goods created or lost.
+
+    - every level (on hand, reserved) is the sum of its movements;
+    - what is reserved at an outlet is exactly what its unpaid and paid-not-collected orders hold;
+    - what left outlets with buyers is exactly what collected orders contained;
+    - every restock line shipped exactly what left the supplier for it, and received exactly what arrived;
+      so, over the whole network, on hand + in transit = initial + adjustments − handed to buyers.
+    """
+    return _levels_match_movements(session) + _reservations_match_orders(session) + _restocks_match_movements(session)
+
+
+def _levels_match_movements(session: Session) -> list[str]:
+    moved = {
+        (location_id, product_id): (int(on_hand), int(reserved))
+        for location_id, product_id, on_hand, reserved in session.execute(
+            select(StockMovement.location_id, StockMovement.product_id, func.sum(StockMovement.on_hand_delta),
+                   func.sum(StockMovement.reserved_delta))
+            .group_by(StockMovement.location_id, StockMovement.product_id)
+        )
+    }
+    problems = []
+    for level in session.scalars(select(StockLevel)):
+        expected = moved.pop((level.location_id, level.product_id), (0, 0))
+        if (level.on_hand, level.reserved) != expected:
+            problems.append(f"stock at location {level.location_id}, product {level.product_id}: level "
+                            f"{level.on_hand} on hand / {level.reserved} reserved, movements say {expected[0]} / {expected[1]}")
+    for (location_id, product_id), (on_hand, reserved) in moved.items():
+        if on_hand or reserved:
+            problems.append(f"stock at location {location_id}, product {product_id}: movements without a level row")
+    return problems
+
+
+def _reservations_match_orders(session: Session) -> list[str]:
+    holding = (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID)
+    expected_reserved = _order_quantities(session, Order.status.in_(holding))
+    expected_redeemed = _order_quantities(session, Order.redeemed_at.is_not(None))
+    reserved = dict(((loc, prod), int(r)) for loc, prod, r in session.execute(
+        select(StockLevel.location_id, StockLevel.product_id, StockLevel.reserved).where(StockLevel.reserved != 0)))
+    redeemed = dict(((loc, prod), -int(q)) for loc, prod, q in session.execute(
+        select(StockMovement.location_id, StockMovement.product_id, func.sum(StockMovement.on_hand_delta))
+        .where(StockMovement.reason == StockReason.REDEEM)
+        .group_by(StockMovement.location_id, StockMovement.product_id)))
+    problems = []
+    for key in set(expected_reserved) | set(reserved):
+        if expected_reserved.get(key, 0) != reserved.get(key, 0):
+            problems.append(f"stock at location {key[0]}, product {key[1]}: {reserved.get(key, 0)} reserved, "
+                            f"open orders hold {expected_reserved.get(key, 0)}")
+    for key in set(expected_redeemed) | set(redeemed):
+        if expected_redeemed.get(key, 0) != redeemed.get(key, 0):
+            problems.append(f"stock at location {key[0]}, product {key[1]}: {redeemed.get(key, 0)} handed over, "
+                            f"collected orders contained {expected_redeemed.get(key, 0)}")
+    return problems
+
+
+def _order_quantities(session: Session, condition) -> dict[tuple[int, int], int]:
+    return {
+        (location_id, product_id): int(quantity)
+        for location_id, product_id, quantity in session.execute(
+            select(Outlet.location_id, OrderItem.product_id, func.sum(OrderItem.quantity))
+            .join(Order, Order.id == OrderItem.order_id).join(Outlet, Outlet.id == Order.outlet_id)
+            .where(condition).group_by(Outlet.location_id, OrderItem.product_id)
+        )
+    }
+
+
+def _restocks_match_movements(session: Session) -> list[str]:
+    moved = defaultdict(lambda: [0, 0])  # (restock order, product) → [out of the supplier, into the buyer]
+    for restock_id, product_id, reason, quantity in session.execute(
+        select(StockMovement.restock_order_id, StockMovement.product_id, StockMovement.reason,
+               func.sum(StockMovement.on_hand_delta))
+        .where(StockMovement.restock_order_id.is_not(None))
+        .group_by(StockMovement.restock_order_id, StockMovement.product_id, StockMovement.reason)
+    ):
+        if reason == StockReason.RESTOCK_OUT:
+            moved[(restock_id, product_id)][0] -= int(quantity)
+        elif reason == StockReason.RESTOCK_IN:
+            moved[(restock_id, product_id)][1] += int(quantity)
+    problems = []
+    for item, order in session.execute(select(RestockItem, RestockOrder)
+                                       .join(RestockOrder, RestockOrder.id == RestockItem.restock_order_id)):
+        out, into = moved.pop((order.id, item.product_id), [0, 0])
+        if (out, into) != (item.shipped_quantity, item.received_quantity):
+            problems.append(f"restock {order.restock_no}, product {item.product_id}: shipped {item.shipped_quantity} / "
+                            f"received {item.received_quantity}, movements say {out} / {into}")
+    for (restock_id, product_id), _quantities in moved.items():
+        problems.append(f"restock {restock_id}, product {product_id}: stock moved without a restock line")
     return problems

@@ -18,6 +18,8 @@ MAX_BUCKETS = 92  # a quarter of days; the date-range pickers are clamped to it
 class Buckets:
     labels: list[str]
     edges: list[datetime]  # naive UTC, len(labels) + 1, ascending
+    first_day: date | None = None  # for day buckets: the range as picked (China-time dates)
+    last_day: date | None = None
 
     @property
     def start(self) -> datetime:
@@ -71,18 +73,20 @@ def days_between(first: date, last: date) -> Buckets:
     first = max(first, last - timedelta(days=MAX_BUCKETS - 1))
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return Buckets([day.strftime("%m-%d") for day in days],
-                   [_midnight(day) for day in days] + [_midnight(last + timedelta(days=1))])
+                   [_midnight(day) for day in days] + [_midnight(last + timedelta(days=1))], first, last)
 
 
-def bucket_sums(session: Session, buckets: Buckets, time_column, value, *conditions) -> list[int]:
-    """Sum ``value`` (a column, or 1 to count rows) per bucket of ``time_column`` over rows matching
-    ``conditions``. One query; rows outside the buckets are not read beyond the period's range filter."""
+def bucket_sums(session: Session, buckets: Buckets, time_column, value, *conditions, joins=()) -> list[int]:
+    """Sum ``value`` (a column expression, or 1 to count rows) per bucket of ``time_column`` over rows matching
+    ``conditions`` (``joins``: (target, on) pairs when ``value`` needs another table). One query; rows outside
+    the buckets are not read beyond the period's range filter."""
     amount = value if not isinstance(value, int) else literal(value)
     columns = [
         func.coalesce(func.sum(case((and_(time_column >= low, time_column < high), amount), else_=0)), 0)
         for low, high in zip(buckets.edges, buckets.edges[1:])
     ]
-    row = session.execute(
-        select(*columns).where(time_column >= buckets.start, time_column < buckets.end, *conditions)
-    ).one()
+    query = select(*columns).select_from(time_column.table)
+    for target, on in joins:
+        query = query.join(target, on)
+    row = session.execute(query.where(time_column >= buckets.start, time_column < buckets.end, *conditions)).one()
     return [int(v) for v in row]

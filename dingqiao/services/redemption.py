@@ -20,9 +20,6 @@ from ..models import (
     Outlet,
     OutletStaff,
     SiteStatus,
-    StockLevel,
-    StockMovement,
-    StockReason,
     User,
 )
 from ..models.base import utcnow
@@ -30,6 +27,7 @@ from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .orders import CHINA_TIME
 from .settlement import on_order_redeemed
+from .stock import hand_over_stock
 
 CODE_PATTERN = re.compile(r"^\d{12}$")
 
@@ -105,7 +103,8 @@ def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
             raise RedeemError("订单状态已变化，请刷新后重试。")
         for item in session.scalars(select(OrderItem).where(OrderItem.order_id == order.id)
                                     .order_by(OrderItem.product_id)):
-            _hand_over(session, outlet.location_id, item.product_id, item.quantity, order.id)
+            hand_over_stock(session, location_id=outlet.location_id, product_id=item.product_id,
+                            quantity=item.quantity, order_id=order.id)
         session.refresh(order)
         on_order_redeemed(session, order)
         record_audit(session, actor_kind="user", actor_id=staff_user_id, action="order.redeem", target_type="order",
@@ -123,16 +122,3 @@ def _check_redeemable(order: Order) -> None:
         raise RedeemError("该订单未支付或已取消，不能核销。")
     if order.after_sales_open:
         raise RedeemError("该订单有退款申请正在处理，暂不能核销。")
-
-
-def _hand_over(session: Session, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
-    deducted = session.execute(
-        update(StockLevel)
-        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
-               StockLevel.reserved >= quantity, StockLevel.on_hand >= quantity)
-        .values(on_hand=StockLevel.on_hand - quantity, reserved=StockLevel.reserved - quantity)
-    ).rowcount
-    if deducted != 1:
-        raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
-    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
-                              reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id))

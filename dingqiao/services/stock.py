@@ -1,9 +1,18 @@
-"""Stock changes at one location. Each is one conditional UPDATE (never read-then-write) plus its movement row."""
-from sqlalchemy import update
+"""Stock changes at one location. Each is one conditional UPDATE (never read-then-write) plus its movement row,
+in the caller's transaction; ``flask check-stock`` checks that every level is the sum of its movements."""
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import StockLevel, StockMovement, StockReason
-from . import DomainError
+from ..db import write_transaction
+from ..models import FactoryStore, Outlet, Product, StockLevel, StockLocation, StockMovement, StockReason
+from . import DomainError, NotFound
+from .audit import record_audit
+
+MAX_ADJUSTMENT = 100_000
+MAX_THRESHOLD = 100_000
 
 
 class OutOfStock(DomainError):
@@ -42,3 +51,147 @@ def release_stock(session: Session, *, location_id: int, product_id: int, quanti
         raise RuntimeError(f"no reservation of {quantity} for product {product_id} at location {location_id}")
     session.add(StockMovement(location_id=location_id, product_id=product_id, reserved_delta=-quantity,
                               reason=StockReason.RELEASE, order_id=order_id))
+
+
+def hand_over_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
+    """Redemption: the reserved goods leave the outlet with the buyer."""
+    deducted = session.execute(
+        update(StockLevel)
+        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
+               StockLevel.reserved >= quantity, StockLevel.on_hand >= quantity)
+        .values(on_hand=StockLevel.on_hand - quantity, reserved=StockLevel.reserved - quantity)
+    ).rowcount
+    if deducted != 1:
+        raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
+    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
+                              reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id))
+
+
+def take_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
+               restock_order_id: int | None = None, note: str = "", product_name: str = "") -> None:
+    """Goods leave a location (shipped to another): only from what is on hand and not reserved for buyers."""
+    taken = session.execute(
+        update(StockLevel)
+        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
+               StockLevel.on_hand - StockLevel.reserved >= quantity)
+        .values(on_hand=StockLevel.on_hand - quantity)
+    ).rowcount
+    if taken != 1:
+        available = session.scalar(select(StockLevel.on_hand - StockLevel.reserved).where(
+            StockLevel.location_id == location_id, StockLevel.product_id == product_id)) or 0
+        raise OutOfStock(f"{product_name or '商品'}可发库存只有 {available} 件，不够发 {quantity} 件。")
+    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
+                              reason=reason, restock_order_id=restock_order_id, note=note))
+
+
+def add_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
+              restock_order_id: int | None = None, note: str = "") -> None:
+    """Goods arrive at a location; its level row is created on first arrival (a savepoint absorbs a race)."""
+    _ensure_level(session, location_id, product_id)
+    session.execute(
+        update(StockLevel).where(StockLevel.location_id == location_id, StockLevel.product_id == product_id)
+        .values(on_hand=StockLevel.on_hand + quantity)
+    )
+    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=quantity,
+                              reason=reason, restock_order_id=restock_order_id, note=note))
+
+
+def _ensure_level(session: Session, location_id: int, product_id: int) -> None:
+    exists = session.scalar(select(StockLevel.id).where(StockLevel.location_id == location_id,
+                                                        StockLevel.product_id == product_id))
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.add(StockLevel(location_id=location_id, product_id=product_id, on_hand=0, reserved=0))
+        except IntegrityError:
+            pass
+
+
+# ---------------------------------------------------------------- the owner's stock page
+
+def owned_location_id(session: Session, user_id: int) -> int | None:
+    """The stock location this person runs: their factory store's, else their outlet's."""
+    factory = session.scalar(select(FactoryStore.location_id).where(FactoryStore.owner_user_id == user_id))
+    return factory or session.scalar(select(Outlet.location_id).where(Outlet.owner_user_id == user_id))
+
+
+@dataclass(frozen=True)
+class StockRow:
+    product: Product
+    on_hand: int
+    reserved: int
+    threshold: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def low(self) -> bool:
+        return self.available <= self.threshold
+
+
+def location_stock(session: Session, location_id: int) -> list[StockRow]:
+    """Every product on sale with this location's levels (zero where it never had any); low stock first."""
+    levels = {level.product_id: level for level in session.scalars(
+        select(StockLevel).where(StockLevel.location_id == location_id))}
+    products = session.scalars(select(Product).order_by(Product.sort_order, Product.id)).all()
+    rows = []
+    for product in products:
+        level = levels.get(product.id)
+        if level is None and not product.is_on_sale:
+            continue
+        rows.append(StockRow(product, level.on_hand if level else 0, level.reserved if level else 0,
+                             level.low_stock_threshold if level else 0))
+    return sorted(rows, key=lambda row: (not row.low, row.product.sort_order, row.product.id))
+
+
+def recent_movements(session: Session, location_id: int, limit: int = 30) -> list[tuple[StockMovement, str]]:
+    return list(session.execute(
+        select(StockMovement, Product.name).join(Product, Product.id == StockMovement.product_id)
+        .where(StockMovement.location_id == location_id)
+        .order_by(StockMovement.id.desc()).limit(limit)
+    ).all())
+
+
+def adjust_stock(session: Session, *, location_id: int, product_id: int, delta: int, note: str,
+                 actor_kind: str, actor_id: int) -> None:
+    """手动调整 (breakage, a count, a gift): with a note, never below what is reserved for buyers; audited."""
+    note = " ".join((note or "").split())[:200]
+    if not note:
+        raise StockError("请填写调整原因（如盘点、破损）。")
+    if delta == 0 or abs(delta) > MAX_ADJUSTMENT:
+        raise StockError(f"调整数量需为 1 到 {MAX_ADJUSTMENT} 之间的正数或负数。")
+    with write_transaction(session):
+        if session.get(Product, product_id) is None or session.get(StockLocation, location_id) is None:
+            raise NotFound("商品不存在。")
+        _ensure_level(session, location_id, product_id)
+        changed = session.execute(
+            update(StockLevel)
+            .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
+                   StockLevel.on_hand + delta >= StockLevel.reserved)
+            .values(on_hand=StockLevel.on_hand + delta)
+        ).rowcount
+        if changed != 1:
+            raise StockError("调整后库存会少于已被订单预留的数量，不能调整。")
+        session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=delta,
+                                  reason=StockReason.ADJUST, note=note))
+        record_audit(session, actor_kind=actor_kind, actor_id=actor_id, action="stock.adjust",
+                     target_type="stock_location", target_id=location_id,
+                     detail={"product_id": product_id, "delta": delta, "note": note})
+
+
+def set_low_stock_threshold(session: Session, *, location_id: int, product_id: int, threshold: int) -> None:
+    if not 0 <= threshold <= MAX_THRESHOLD:
+        raise StockError(f"预警数量需在 0 到 {MAX_THRESHOLD} 之间。")
+    with write_transaction(session):
+        if session.get(Product, product_id) is None:
+            raise NotFound("商品不存在。")
+        _ensure_level(session, location_id, product_id)
+        session.execute(update(StockLevel).where(StockLevel.location_id == location_id,
+                                                 StockLevel.product_id == product_id)
+                        .values(low_stock_threshold=threshold))
+
+
+class StockError(DomainError):
+    pass

@@ -11,7 +11,6 @@
 - A factory store is one per region: checked under a lock, and guaranteed by the unique region_id.
 - Every change of identity and every decision is in the audit log; the person gets a message.
 """
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,7 +48,7 @@ from ..money import format_yuan
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
-from .outlets import parse_position
+from .outlets import PHONE_PATTERN, parse_position
 
 MAX_THRESHOLD_FEN = 100_000_000  # ¥1,000,000
 FACTORY_REGION_LOCK_KEY = 5_021_002  # advisory-lock key: factory-store grants run one at a time on Postgres
@@ -64,7 +63,6 @@ METRIC_FOR_TARGET = {UpgradeTarget.OUTLET: UpgradeMetric.GOODS_PURCHASES,
 TARGET_IDENTITY = {UpgradeTarget.OUTLET: Identity.OUTLET, UpgradeTarget.FACTORY: Identity.FACTORY}
 # Who may apply for what: the identity one holds before.
 APPLIES_FROM = {UpgradeTarget.OUTLET: Identity.MEMBER, UpgradeTarget.FACTORY: Identity.OUTLET}
-PHONE_PATTERN = re.compile(r"^[0-9+\- ]{5,20}$")
 
 
 class UpgradeError(DomainError):

@@ -153,7 +153,7 @@
     var datasets = data.series.map(function (s, i) {
       return { label: s.label, data: s.data, borderWidth: round ? 0 : 2, tension: 0.3,
                backgroundColor: round ? PALETTE : PALETTE[i % PALETTE.length],
-               borderColor: PALETTE[i % PALETTE.length], pointRadius: 2 };
+               borderColor: PALETTE[i % PALETTE.length], pointRadius: 2, maxBarThickness: 36 };
     });
     var format = function (v) { return money ? yuan(v) : String(v); };
     var options = {

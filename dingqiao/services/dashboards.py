@@ -1,0 +1,133 @@
+"""Dashboards for outlets and factory stores: pickups, sales and fees; regional sales by day and by outlet, the
+outlet ranking and restock volume. Each series is one query over the period (``periods.bucket_sums``)."""
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import (
+    CommissionKind,
+    CommissionLine,
+    CommissionStatus,
+    FactoryStore,
+    Order,
+    OrderStatus,
+    Outlet,
+    RestockItem,
+    StockMovement,
+    StockReason,
+)
+from ..models.base import utcnow
+from .periods import CHINA, Buckets, bucket_sums, china_today, days_between, last_months, to_utc
+
+PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
+EARNED = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
+DEFAULT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Figures:
+    pickups: int
+    sales_fen: int
+    service_fee_fen: int
+
+
+def _day_start(day: date) -> datetime:
+    return to_utc(datetime(day.year, day.month, day.day, tzinfo=CHINA))
+
+
+def _outlet_figures(session: Session, outlet: Outlet, start: datetime, end: datetime) -> Figures:
+    pickups, sales = session.execute(
+        select(func.count(), func.coalesce(func.sum(Order.total_fen), 0))
+        .where(Order.outlet_id == outlet.id, Order.redeemed_at >= start, Order.redeemed_at < end)
+    ).one()
+    fees = session.scalar(
+        select(func.coalesce(func.sum(CommissionLine.amount_fen), 0))
+        .where(CommissionLine.beneficiary_user_id == outlet.owner_user_id,
+               CommissionLine.kind == CommissionKind.SERVICE_FEE, CommissionLine.status.in_(EARNED),
+               CommissionLine.created_at >= start, CommissionLine.created_at < end)
+    )
+    return Figures(int(pickups), int(sales), int(fees))
+
+
+def outlet_summary(session: Session, outlet: Outlet, now: datetime | None = None) -> dict[str, Figures]:
+    """Today's and this month's pickups, sales handed over and service fees earned (China time)."""
+    now = now or utcnow()
+    today = china_today(now)
+    return {
+        "today": _outlet_figures(session, outlet, _day_start(today), _day_start(today + timedelta(days=1))),
+        "month": _outlet_figures(session, outlet, last_months(now, 1).start, last_months(now, 1).end),
+    }
+
+
+def parse_range(first: str | None, last: str | None, now: datetime | None = None) -> Buckets:
+    """A date-range picker's ``from``/``to`` (YYYY-MM-DD) → day buckets; the last 30 days when missing or bad;
+    at most a quarter."""
+    today = china_today(now or utcnow())
+
+    def parse(raw: str | None) -> date | None:
+        try:
+            return date.fromisoformat(raw) if raw and len(raw) == 10 and raw.isascii() else None
+        except ValueError:
+            return None
+
+    end = parse(last) or today
+    start = parse(first) or end - timedelta(days=DEFAULT_DAYS - 1)
+    return days_between(start, min(end, today + timedelta(days=1)))
+
+
+def outlet_trend(session: Session, outlet: Outlet, buckets: Buckets) -> dict:
+    """Pickups and sales handed over per day, for the outlet's chart."""
+    mine = (Order.outlet_id == outlet.id,)
+    return {
+        "pickups": {"labels": buckets.labels, "unit": "count",
+                    "series": [{"label": "提货单数", "data": bucket_sums(session, buckets, Order.redeemed_at, 1, *mine)}]},
+        "sales": {"labels": buckets.labels, "unit": "fen",
+                  "series": [{"label": "提货金额", "data": bucket_sums(session, buckets, Order.redeemed_at,
+                                                                    Order.total_fen, *mine)}]},
+    }
+
+
+@dataclass(frozen=True)
+class OutletRank:
+    outlet_id: int
+    name: str
+    orders: int
+    sales_fen: int
+
+
+def factory_dashboard(session: Session, factory: FactoryStore, buckets: Buckets) -> dict:
+    """The region's paid sales by day, per outlet (the ranking) and the restock volume shipped by day."""
+    region_outlets = select(Outlet.id).where(Outlet.region_id == factory.region_id)
+    paid_in_region = (Order.outlet_id.in_(region_outlets), Order.status.in_(PAID))
+    by_day = bucket_sums(session, buckets, Order.paid_at, Order.total_fen, *paid_in_region)
+    ranking = [
+        OutletRank(outlet_id, name, int(orders), int(sales))
+        for outlet_id, name, orders, sales in session.execute(
+            select(Outlet.id, Outlet.name, func.count(Order.id), func.coalesce(func.sum(Order.total_fen), 0))
+            .join(Order, Order.outlet_id == Outlet.id)
+            .where(Outlet.region_id == factory.region_id, Order.status.in_(PAID),
+                   Order.paid_at >= buckets.start, Order.paid_at < buckets.end)
+            .group_by(Outlet.id, Outlet.name).order_by(func.sum(Order.total_fen).desc(), Outlet.id)
+        )
+    ]
+    shipped_value = -StockMovement.on_hand_delta * RestockItem.unit_price_fen
+    restock = _restock_volume(session, factory, buckets, shipped_value)
+    return {
+        "sales": {"labels": buckets.labels, "unit": "fen", "series": [{"label": "区域销售额", "data": by_day}]},
+        "ranking": {"labels": [r.name for r in ranking[:10]], "unit": "fen",
+                    "series": [{"label": "销售额", "data": [r.sales_fen for r in ranking[:10]]}]},
+        "restock": {"labels": buckets.labels, "unit": "fen", "series": [{"label": "进货发货额", "data": restock}]},
+        "table": [r.__dict__ for r in ranking],
+        "totals": {"sales_fen": sum(by_day), "orders": sum(r.orders for r in ranking), "restock_fen": sum(restock)},
+    }
+
+
+def _restock_volume(session: Session, factory: FactoryStore, buckets: Buckets, value) -> list[int]:
+    """Value of the goods the factory store shipped to its outlets, by day of shipment."""
+    line = (RestockItem.restock_order_id == StockMovement.restock_order_id) & (
+        RestockItem.product_id == StockMovement.product_id)
+    return bucket_sums(session, buckets, StockMovement.created_at, value,
+                       StockMovement.location_id == factory.location_id,
+                       StockMovement.reason == StockReason.RESTOCK_OUT, joins=[(RestockItem, line)])

@@ -1,0 +1,288 @@
+"""进货单: restock orders up the supply chain.
+
+An outlet orders from the factory store of its region at the outlet price; a factory store orders from the
+platform warehouse at the factory price, shipped by an admin. The supplier ships — all at once or in parts —
+and its stock goes down with each shipment; the buyer confirms receipt and its stock goes up by what was
+shipped. Before anything ships either side may cancel. Each step is one transaction with its stock movements,
+so goods are never created or lost (``flask check-stock``); goods shipped and not yet received are in transit.
+
+Payment between the parties is settled offline (B2B invoice); the order records its value at the price tier.
+"""
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from ..db import write_transaction
+from ..models import (
+    FactoryStore,
+    LocationKind,
+    Outlet,
+    Product,
+    RestockItem,
+    RestockOrder,
+    RestockStatus,
+    SiteStatus,
+    StockLocation,
+    StockReason,
+)
+from ..models.base import utcnow
+from . import DomainError, Forbidden, NotFound
+from .audit import record_audit
+from .messages import enqueue_message
+from .stock import add_stock, take_stock
+from .upgrades import on_restock_received
+
+MAX_LINE_QUANTITY = 9_999
+MAX_LINES = 50
+OPEN = (RestockStatus.PENDING, RestockStatus.SHIPPING)
+
+
+class RestockError(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class Party:
+    """Who is acting on a restock order: a member running a location, or a platform admin."""
+
+    kind: str  # "user" or "admin"
+    id: int
+    location_id: int | None  # the location this party runs (None for an admin: the platform's)
+
+
+def party_for_user(session: Session, user_id: int) -> Party:
+    factory = session.scalar(select(FactoryStore).where(FactoryStore.owner_user_id == user_id))
+    if factory is not None:
+        return Party("user", user_id, factory.location_id)
+    outlet = session.scalar(select(Outlet).where(Outlet.owner_user_id == user_id))
+    if outlet is not None:
+        return Party("user", user_id, outlet.location_id)
+    raise Forbidden("只有门店店主或工厂店可以进货。")
+
+
+def platform_location_id(session: Session) -> int | None:
+    return session.scalar(select(StockLocation.id).where(StockLocation.kind == LocationKind.PLATFORM)
+                          .order_by(StockLocation.id).limit(1))
+
+
+def supplier_location_id(session: Session, buyer_location_id: int) -> tuple[int, str]:
+    """Where a location restocks from, and the price tier it buys at."""
+    location = session.get(StockLocation, buyer_location_id)
+    if location.kind == LocationKind.OUTLET:
+        outlet = session.scalar(select(Outlet).where(Outlet.location_id == buyer_location_id))
+        factory = session.scalar(select(FactoryStore).where(FactoryStore.region_id == outlet.region_id,
+                                                            FactoryStore.status == SiteStatus.ACTIVE))
+        if factory is None:
+            raise RestockError("您所在区域暂无工厂店，请联系平台客服进货。")
+        return factory.location_id, "outlet"
+    if location.kind == LocationKind.FACTORY:
+        platform = platform_location_id(session)
+        if platform is None:
+            raise RestockError("平台仓库尚未设置，请联系平台。")
+        return platform, "factory"
+    raise RestockError("平台仓库不通过进货单进货。")
+
+
+def parse_quantities(raw: dict[str, str]) -> dict[int, int]:
+    """Form fields ``qty-<product id>`` → {product id: quantity}; blanks and zeros dropped."""
+    quantities = {}
+    for key, value in raw.items():
+        if not key.startswith("qty-"):
+            continue
+        product_id, value = key[4:], (value or "").strip()
+        if not value or value == "0":
+            continue
+        if not (product_id.isascii() and product_id.isdigit() and value.isascii() and value.isdigit()
+                and len(product_id) <= 18 and len(value) <= 5):
+            raise RestockError("数量需为整数。")
+        quantities[int(product_id)] = int(value)
+    return quantities
+
+
+def place_restock(session: Session, user_id: int, quantities: dict[int, int], note: str = "") -> RestockOrder:
+    if not quantities:
+        raise RestockError("请至少填写一种商品的进货数量。")
+    if len(quantities) > MAX_LINES or any(not 1 <= q <= MAX_LINE_QUANTITY for q in quantities.values()):
+        raise RestockError(f"每种商品进货数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
+    with write_transaction(session):
+        buyer = party_for_user(session, user_id)
+        supplier_id, tier = supplier_location_id(session, buyer.location_id)
+        products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
+        if set(products) != set(quantities) or not all(p.is_on_sale for p in products.values()):
+            raise RestockError("有商品已下架或不存在，请刷新后重试。")
+        order = RestockOrder(
+            restock_no=_restock_no(), from_location_id=supplier_id, to_location_id=buyer.location_id,
+            status=RestockStatus.PENDING, created_by_user_id=user_id, note=" ".join(note.split())[:200],
+        )
+        session.add(order)
+        session.flush()
+        total = 0
+        for product_id in sorted(quantities):
+            price = products[product_id].price_for(tier)
+            session.add(RestockItem(restock_order_id=order.id, product_id=product_id, unit_price_fen=price,
+                                    quantity=quantities[product_id]))
+            total += price * quantities[product_id]
+        order.total_fen = total
+        record_audit(session, actor_kind="user", actor_id=user_id, action="restock.place", target_type="restock_order",
+                     target_id=order.restock_no, detail={"total_fen": total, "lines": len(quantities)})
+        owner = _location_owner(session, supplier_id)
+        if owner is not None:
+            enqueue_message(session, user_id=owner, event="restock_placed", object_id=order.id, title="新的进货单",
+                            body=f"进货单 {order.restock_no} 待发货。", link=f"/restock/{order.id}")
+    return order
+
+
+def ship_restock(session: Session, party: Party, restock_id: int, quantities: dict[int, int]) -> RestockOrder:
+    """Ship some or all of what is still open. Each quantity at most what is left to ship and what the supplier
+    has available (not reserved for its own buyers); the supplier's stock goes down in the same transaction."""
+    if not quantities or any(q < 0 for q in quantities.values()):
+        raise RestockError("请填写本次发货数量。")
+    with write_transaction(session):
+        order = _load(session, restock_id, for_update=True)
+        _must_be_supplier(session, party, order)
+        if order.status not in OPEN:
+            raise RestockError(f"该进货单{RestockStatus(order.status).label}，不能再发货。")
+        items = {item.product_id: item for item in order.items}
+        if not set(quantities) <= set(items):
+            raise RestockError("发货商品不在该进货单中。")
+        shipped_any = False
+        for product_id, quantity in sorted(quantities.items()):
+            if quantity == 0:
+                continue
+            item = items[product_id]
+            left = item.quantity - item.shipped_quantity
+            name = session.get(Product, product_id).name
+            if quantity > left:
+                raise RestockError(f"{name}只剩 {left} 件未发，不能发 {quantity} 件。")
+            take_stock(session, location_id=order.from_location_id, product_id=product_id, quantity=quantity,
+                       reason=StockReason.RESTOCK_OUT, restock_order_id=order.id, product_name=name)
+            session.execute(update(RestockItem).where(RestockItem.id == item.id)
+                            .values(shipped_quantity=RestockItem.shipped_quantity + quantity))
+            shipped_any = True
+        if not shipped_any:
+            raise RestockError("请填写本次发货数量。")
+        session.expire_all()
+        done = all(item.shipped_quantity == item.quantity for item in order.items)
+        order.status = RestockStatus.SHIPPED if done else RestockStatus.SHIPPING
+        order.updated_at = utcnow()
+        record_audit(session, actor_kind=party.kind, actor_id=party.id, action="restock.ship",
+                     target_type="restock_order", target_id=order.restock_no, detail={
+                         "shipped": {str(k): v for k, v in quantities.items() if v}})
+        buyer = _location_owner(session, order.to_location_id)
+        if buyer is not None:
+            count = sum(quantities.values())
+            enqueue_message(session, user_id=buyer, event="restock_shipped",
+                            object_id=f"{order.id}:{order.updated_at.isoformat()}", title="进货单已发货",
+                            body=f"进货单 {order.restock_no} 本次发出 {count} 件，收到后请确认收货。",
+                            link=f"/restock/{order.id}")
+    return order
+
+
+def receive_restock(session: Session, user_id: int, restock_id: int) -> RestockOrder:
+    """Confirm receipt of everything shipped so far; the buyer's stock goes up by exactly that."""
+    with write_transaction(session):
+        order = _load(session, restock_id, for_update=True)
+        buyer = party_for_user(session, user_id)
+        if buyer.location_id != order.to_location_id:
+            raise NotFound("进货单不存在。")
+        arriving = {item.id: item.shipped_quantity - item.received_quantity for item in order.items
+                    if item.shipped_quantity > item.received_quantity}
+        if not arriving:
+            raise RestockError("没有待收的货品。")
+        for item in order.items:
+            quantity = arriving.get(item.id)
+            if not quantity:
+                continue
+            session.execute(update(RestockItem).where(RestockItem.id == item.id)
+                            .values(received_quantity=RestockItem.received_quantity + quantity))
+            add_stock(session, location_id=order.to_location_id, product_id=item.product_id, quantity=quantity,
+                      reason=StockReason.RESTOCK_IN, restock_order_id=order.id)
+        session.expire_all()
+        if all(item.received_quantity == item.quantity for item in order.items):
+            order.status = RestockStatus.RECEIVED
+        order.updated_at = utcnow()
+        record_audit(session, actor_kind="user", actor_id=user_id, action="restock.receive",
+                     target_type="restock_order", target_id=order.restock_no,
+                     detail={"received": sum(arriving.values())})
+        on_restock_received(session, user_id)
+    return order
+
+
+def cancel_restock(session: Session, party: Party, restock_id: int, reason: str = "") -> RestockOrder:
+    """Either side, before anything has shipped."""
+    with write_transaction(session):
+        order = _load(session, restock_id, for_update=True)
+        is_buyer = party.kind == "user" and party.location_id == order.to_location_id
+        if not is_buyer:
+            _must_be_supplier(session, party, order)
+        cancelled = session.execute(
+            update(RestockOrder).where(RestockOrder.id == order.id, RestockOrder.status == RestockStatus.PENDING)
+            .values(status=RestockStatus.CANCELLED, cancel_reason=" ".join(reason.split())[:200],
+                    updated_at=utcnow())
+        ).rowcount
+        if not cancelled:
+            raise RestockError("已开始发货的进货单不能取消。")
+        record_audit(session, actor_kind=party.kind, actor_id=party.id, action="restock.cancel",
+                     target_type="restock_order", target_id=order.restock_no, detail={"reason": reason[:200]})
+        session.refresh(order)
+    return order
+
+
+def restock_for(session: Session, party: Party, restock_id: int) -> RestockOrder:
+    """One restock order, to its buyer or its supplier only (anyone else: not found)."""
+    order = _load(session, restock_id)
+    if party.kind == "admin":
+        if order.from_location_id != platform_location_id(session):
+            raise NotFound("进货单不存在。")
+    elif party.location_id not in (order.from_location_id, order.to_location_id):
+        raise NotFound("进货单不存在。")
+    return order
+
+
+def restocks_of(session: Session, location_id: int, *, incoming: bool, limit: int = 50) -> list[RestockOrder]:
+    """A location's restock orders: those it placed (incoming goods) or those it supplies."""
+    column = RestockOrder.to_location_id if incoming else RestockOrder.from_location_id
+    return list(session.scalars(
+        select(RestockOrder).where(column == location_id).options(selectinload(RestockOrder.items))
+        .order_by(RestockOrder.id.desc()).limit(limit)
+    ))
+
+
+def location_name(session: Session, location_id: int) -> str:
+    location = session.get(StockLocation, location_id)
+    return location.name if location else ""
+
+
+def _load(session: Session, restock_id: int, for_update: bool = False) -> RestockOrder:
+    """The order with its items; ``for_update`` locks its row on Postgres, so two steps on one order queue
+    (SQLite already runs one writer at a time)."""
+    query = select(RestockOrder).where(RestockOrder.id == restock_id).options(selectinload(RestockOrder.items))
+    if for_update:
+        query = query.with_for_update(of=RestockOrder).execution_options(populate_existing=True)
+    order = session.scalar(query)
+    if order is None:
+        raise NotFound("进货单不存在。")
+    return order
+
+
+def _must_be_supplier(session: Session, party: Party, order: RestockOrder) -> None:
+    if party.kind == "admin":
+        if order.from_location_id != platform_location_id(session):
+            raise NotFound("进货单不存在。")
+        return
+    if party.location_id != order.from_location_id:
+        if party.location_id == order.to_location_id:
+            raise Forbidden("只有供货方可以发货。")
+        raise NotFound("进货单不存在。")
+
+
+def _location_owner(session: Session, location_id: int) -> int | None:
+    owner = session.scalar(select(FactoryStore.owner_user_id).where(FactoryStore.location_id == location_id))
+    return owner or session.scalar(select(Outlet.owner_user_id).where(Outlet.location_id == location_id))
+
+
+def _restock_no(now: datetime | None = None) -> str:
+    return f"RS{(now or utcnow()).strftime('%Y%m%d%H%M%S')}{secrets.randbelow(10**6):06d}"
