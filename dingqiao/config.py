@@ -38,6 +38,11 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_APP_ID": os.environ.get("WECHAT_APP_ID", ""),
         "WECHAT_APP_SECRET": os.environ.get("WECHAT_APP_SECRET", ""),
         "WECHAT_TOKEN": os.environ.get("WECHAT_TOKEN", ""),
+        # Safe mode (安全模式) of the server callback: the 43-character EncodingAESKey; empty = plain-text mode.
+        "WECHAT_ENCODING_AES_KEY": os.environ.get("WECHAT_ENCODING_AES_KEY", ""),
+        # Template messages: JSON object event → template id, e.g. {"order_paid": "TmplId…"}; events without a
+        # template stay in the in-app message centre only.
+        "WECHAT_TEMPLATE_IDS": os.environ.get("WECHAT_TEMPLATE_IDS", "{}"),
         "WECHAT_MCH_ID": os.environ.get("WECHAT_MCH_ID", ""),
         "WECHAT_MCH_KEY": os.environ.get("WECHAT_MCH_KEY", ""),
         # The merchant API certificate (apiclient_cert.pem / apiclient_key.pem): refunds and transfers need it.
@@ -61,6 +66,11 @@ def from_environment(instance_path: str) -> dict:
         "BINDING_PROTECTION_DAYS": int(os.environ.get("BINDING_PROTECTION_DAYS", "0")),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": int(os.environ.get("ORDER_PAYMENT_TIMEOUT_MINUTES", "15")),
         "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
+        "UPLOAD_MAX_BYTES": int(os.environ.get("UPLOAD_MAX_BYTES", str(5 * 1024 * 1024))),
+        # Outbox delivery: attempts before a message is marked failed for admins; the first retry waits
+        # MESSAGE_RETRY_BASE_SECONDS, each next one twice as long.
+        "MESSAGE_MAX_ATTEMPTS": int(os.environ.get("MESSAGE_MAX_ATTEMPTS", "6")),
+        "MESSAGE_RETRY_BASE_SECONDS": int(os.environ.get("MESSAGE_RETRY_BASE_SECONDS", "30")),
         "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),
     }
 
@@ -89,6 +99,10 @@ def validate(config) -> None:
     """Refuse to start with settings that would be unsafe for real shops and real money."""
     testing = config.get("TESTING", False)
     demo = config.get("DINGQIAO_DEMO", False)
+    template_ids(config)  # raises ConfigError when malformed
+    aes_key = config.get("WECHAT_ENCODING_AES_KEY", "")
+    if aes_key and len(aes_key) != 43:
+        raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeChat admin.")
     if not config.get("SECRET_KEY"):
         if not (demo or testing):
             raise ConfigError("SECRET_KEY must be set outside demo mode and tests.")
@@ -106,3 +120,17 @@ def validate(config) -> None:
             if pem:
                 raise ConfigError("WeChat Pay needs the API key and the merchant certificate (refunds, payouts): "
                                   + ", ".join(pem))
+
+
+def template_ids(config) -> dict[str, str]:
+    """WECHAT_TEMPLATE_IDS as a dict event → template id."""
+    import json
+
+    raw = config.get("WECHAT_TEMPLATE_IDS") or "{}"
+    try:
+        mapping = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise ConfigError("WECHAT_TEMPLATE_IDS must be a JSON object, e.g. {\"order_paid\": \"TEMPLATE_ID\"}.") from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ConfigError("WECHAT_TEMPLATE_IDS must map event names to template id strings.")
+    return mapping

@@ -38,12 +38,12 @@ def content_security_policy(config) -> str:
 
 def register_blueprints(app: Flask) -> None:
     from . import (
-        admin, auth, cart, factory, health, me, media, nearby, orders, outlet, outlet_profile, restock, shop, stock,
-        wallet, wechat,
+        admin, admin_content, admin_service, auth, cart, content, factory, health, me, media, messages, nearby,
+        orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat,
     )
 
-    for module in (auth, admin, cart, factory, health, me, media, nearby, orders, outlet, outlet_profile, restock,
-                   shop, stock, wallet, wechat):
+    for module in (auth, admin, admin_content, admin_service, cart, content, factory, health, me, media, messages,
+                   nearby, orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
 
     login_manager.login_view = "auth.login"

@@ -34,6 +34,18 @@ from .orders import (
     Refund,
     RefundStatus,
 )
+from .service import (
+    Announcement,
+    Article,
+    ArticleKind,
+    Banner,
+    BannerTarget,
+    CaseKind,
+    CaseStatus,
+    ServiceCase,
+    ServiceMessage,
+    ServicePhoto,
+)
 from .stock import RestockItem, RestockOrder, RestockStatus, StockLevel, StockMovement, StockReason
 from .upgrades import (
     OPEN_APPLICATION,

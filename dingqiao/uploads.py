@@ -1,0 +1,61 @@
+"""Uploaded photos (after-sales photos, banners, article images): checked, decoded and re-encoded by Pillow
+before they are stored, so what we serve is always a plain image we wrote ourselves — never the uploader's
+bytes, never anything a browser could take for HTML or script."""
+import io
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .models.base import utcnow
+from .services import DomainError
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
+MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding them
+MAX_SIDE = 1600  # stored images are scaled down to this
+
+
+class UploadRefused(DomainError):
+    status = 400
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    path: str  # relative to the uploads folder, e.g. "service/2026-11/ab12….jpg"
+    width: int
+    height: int
+
+
+def save_image(stream, upload_folder: str, kind: str, max_bytes: int) -> SavedImage:
+    """Read at most ``max_bytes`` from ``stream``; refuse, with a Chinese message, anything larger or that is
+    not a JPG / PNG / WEBP / GIF image; store a re-encoded copy (JPEG, or PNG when it has transparency)."""
+    data = stream.read(max_bytes + 1)
+    if not data:
+        raise UploadRefused("请选择要上传的图片。")
+    if len(data) > max_bytes:
+        raise UploadRefused(f"图片不能超过 {max_bytes // (1024 * 1024)} MB，请压缩后重试。")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format not in ALLOWED_FORMATS:
+                raise UploadRefused("只支持 JPG、PNG、WEBP、GIF 格式的图片。")
+            if probe.width * probe.height > MAX_PIXELS:
+                raise UploadRefused("图片尺寸过大，请缩小后重试。")
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            has_alpha = image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)
+            image = image.convert("RGBA" if has_alpha else "RGB")
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+            suffix, fmt, options = (".png", "PNG", {"optimize": True}) if has_alpha else (
+                ".jpg", "JPEG", {"quality": 85, "optimize": True})
+            relative = Path(kind) / utcnow().strftime("%Y-%m") / f"{secrets.token_hex(12)}{suffix}"
+            target = Path(upload_folder) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target, fmt, **options)
+            return SavedImage(relative.as_posix(), image.width, image.height)
+    except UploadRefused:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        raise UploadRefused("无法识别的图片文件，请上传 JPG、PNG、WEBP 或 GIF 图片。") from None
