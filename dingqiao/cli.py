@@ -25,6 +25,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(check_money_command)
     app.cli.add_command(check_stock_command)
     app.cli.add_command(settle_commissions_command)
+    app.cli.add_command(push_menu_command)
+    app.cli.add_command(deliver_messages_command)
 
 
 @click.command("seed-demo")
@@ -117,3 +119,45 @@ def check_stock_command():
 def settle_commissions_command():
     """Make commissions available whose after-sales cooling period has ended (cron, hourly)."""
     click.echo(f"Settled {settle_due_lines(db.session)} commission line(s).")
+
+
+@click.command("deliver-messages")
+@with_appcontext
+@click.option("--once", is_flag=True, help="One pass, then exit (for cron); default: run until SIGTERM.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds to wait when nothing is due.")
+def deliver_messages_command(once: bool, poll: float):
+    """Send the outbox as WeChat template messages: claim, send, retry with backoff, mark failures."""
+    from .worker import run
+
+    totals = run(current_app._get_current_object(), once=once, poll_seconds=poll, echo=click.echo)
+    click.echo(f"Done: {totals.sent} sent, {totals.skipped} in-app only, {totals.retried} to retry, "
+               f"{totals.failed} failed.")
+
+
+@click.command("push-menu")
+@with_appcontext
+@click.option("--dry-run", is_flag=True, help="Print the menu JSON instead of sending it to WeChat.")
+def push_menu_command(dry_run: bool):
+    """Create the Official Account's custom menu (自定义菜单) with links into the H5 at PUBLIC_BASE_URL.
+    It replaces the current menu for every follower."""
+    import json
+
+    from .wechat import WeChatError
+    from .wechat.menu import official_account_menu, push_menu
+
+    config = current_app.config
+    if not config["PUBLIC_BASE_URL"].startswith(("https://", "http://")):
+        raise click.ClickException("push-menu needs PUBLIC_BASE_URL (e.g. https://shop.example.com): "
+                                   "every menu button links into the H5 there.")
+    menu = official_account_menu(config["PUBLIC_BASE_URL"])
+    if dry_run:
+        click.echo(json.dumps(menu, ensure_ascii=False, indent=2))
+        return
+    missing = [name for name in ("WECHAT_APP_ID", "WECHAT_APP_SECRET") if not config[name]]
+    if missing:
+        raise click.ClickException("push-menu needs the Official Account's credentials: " + ", ".join(missing))
+    try:
+        push_menu(current_app, menu)
+    except WeChatError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Menu pushed: {len(menu['button'])} buttons into {config['PUBLIC_BASE_URL']}.")

@@ -67,6 +67,9 @@ def from_environment(instance_path: str) -> dict:
         "ORDER_PAYMENT_TIMEOUT_MINUTES": int(os.environ.get("ORDER_PAYMENT_TIMEOUT_MINUTES", "15")),
         "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
         "UPLOAD_MAX_BYTES": int(os.environ.get("UPLOAD_MAX_BYTES", str(5 * 1024 * 1024))),
+        # Home-page banners and announcements are cached this long per worker process (saves clear it at once
+        # in the saving process).
+        "HOME_CONTENT_CACHE_SECONDS": int(os.environ.get("HOME_CONTENT_CACHE_SECONDS", "30")),
         # Outbox delivery: attempts before a message is marked failed for admins; the first retry waits
         # MESSAGE_RETRY_BASE_SECONDS, each next one twice as long.
         "MESSAGE_MAX_ATTEMPTS": int(os.environ.get("MESSAGE_MAX_ATTEMPTS", "6")),
@@ -84,7 +87,7 @@ DEFAULTS = {
     "PERMANENT_SESSION_LIFETIME": 30 * 24 * 3600,
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session; WeChat tabs stay open for days
     "WTF_CSRF_SSL_STRICT": False,  # the Referer is often stripped inside WeChat's webview
-    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+    "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,  # a message with up to six phone photos (each ≤ UPLOAD_MAX_BYTES)
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "TESTING": False,
     # Pickup-code lookups and redemptions: enough for a busy counter, far too few to guess 10^12 codes.
@@ -101,7 +104,7 @@ def validate(config) -> None:
     demo = config.get("DINGQIAO_DEMO", False)
     template_ids(config)  # raises ConfigError when malformed
     aes_key = config.get("WECHAT_ENCODING_AES_KEY", "")
-    if aes_key and len(aes_key) != 43:
+    if aes_key and not _valid_aes_key(aes_key):
         raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeChat admin.")
     if not config.get("SECRET_KEY"):
         if not (demo or testing):
@@ -134,3 +137,16 @@ def template_ids(config) -> dict[str, str]:
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigError("WECHAT_TEMPLATE_IDS must map event names to template id strings.")
     return mapping
+
+
+def _valid_aes_key(key: str) -> bool:
+    """43 base64 characters that decode (with the "=" WeChat leaves off) to a 32-byte AES key."""
+    import base64
+    import binascii
+
+    if len(key) != 43:
+        return False
+    try:
+        return len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False

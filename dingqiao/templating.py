@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask, current_app, request, url_for
 
+from .extensions import db
 from .models import CommissionKind, Identity
 from .money import format_yuan
 from .web import current_path
@@ -70,6 +71,7 @@ def register_templating(app: Flask) -> None:
     @app.context_processor
     def navigation():
         from .blueprints.access import current_member
+        from .services.messages import unread_count
 
         member = current_member()
         identity = member.identity_enum if member else Identity.MEMBER
@@ -80,4 +82,6 @@ def register_templating(app: Flask) -> None:
             "active_endpoint": request.endpoint,
             "member": member,
             "viewer_identity": identity,
+            # The tab bar's 消息中心 badge: one indexed count per page a member sees.
+            "unread_messages": unread_count(db.session, member.id) if member else None,
         }

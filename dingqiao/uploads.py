@@ -34,7 +34,8 @@ def save_image(stream, upload_folder: str, kind: str, max_bytes: int) -> SavedIm
     if not data:
         raise UploadRefused("请选择要上传的图片。")
     if len(data) > max_bytes:
-        raise UploadRefused(f"图片不能超过 {max_bytes // (1024 * 1024)} MB，请压缩后重试。")
+        limit = f"{max_bytes / (1024 * 1024):g} MB" if max_bytes >= 1024 * 1024 else f"{max(1, max_bytes // 1024)} KB"
+        raise UploadRefused(f"图片不能超过 {limit}，请压缩后重试。")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             if probe.format not in ALLOWED_FORMATS:

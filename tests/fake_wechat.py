@@ -4,7 +4,9 @@ It plays both halves of OAuth2 web login: the browser-facing authorize page (whi
 test decides who — and redirects back with a single-use code) and the server-to-server API (code →
 access token → user info), with WeChat's error codes for bad input.
 
-It also answers the JS-SDK calls (client_credential access token → jsapi ticket) and WeChat Pay API v2
+It also answers the JS-SDK calls (client_credential access token → jsapi ticket), the custom menu
+(菜单创建: kept as ``menu``), template messages (模板消息: kept in ``template_messages``, with switches for
+WeChat's transient and permanent errors) and WeChat Pay API v2
 (统一下单, 查询订单, 关闭订单, 申请退款) in XML. The fake stands for WeChat, so it parses and signs XML with its
 own small implementation of the documented algorithm and does not trust our adapter: every pay request's
 MD5 signature is checked with the merchant key, and every answer is signed as WeChat signs it.
@@ -20,6 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
+MENU_VIEW_TYPES = {"view"}
+MENU_KEY_TYPES = {"click", "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
+                  "location_select"}
 
 
 def pay_sign(fields: dict, key: str) -> str:
@@ -53,6 +58,31 @@ def signed_xml(fields: dict, key: str) -> bytes:
     fields["nonce_str"] = secrets.token_hex(16)
     fields["sign"] = pay_sign(fields, key)
     return to_xml(fields)
+
+
+def invalid_token() -> dict:
+    return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+
+
+def menu_button_error(button, *, sub: bool) -> dict | None:
+    """WeChat's error for one leaf button (a top-level one without sub-buttons, or a sub-button), else None."""
+    name_limit, codes = (60, (40024, 40025, 40026, 40027)) if sub else (16, (40017, 40018, 40019, 40020))
+    type_code, name_code, key_code, url_code = codes
+    name = button.get("name") if isinstance(button, dict) else None
+    if not (isinstance(name, str) and 1 <= len(name.encode()) <= name_limit):
+        return {"errcode": name_code, "errmsg": "invalid button name size"}
+    kind = button.get("type")
+    if kind in MENU_VIEW_TYPES:
+        url = button.get("url")
+        if not (isinstance(url, str) and url.startswith(("http://", "https://")) and len(url.encode()) <= 1024):
+            return {"errcode": url_code, "errmsg": "invalid button url size"}
+    elif kind in MENU_KEY_TYPES:
+        key = button.get("key")
+        if not (isinstance(key, str) and 1 <= len(key.encode()) <= 128):
+            return {"errcode": key_code, "errmsg": "invalid button key size"}
+    else:
+        return {"errcode": type_code, "errmsg": "invalid button type"}
+    return None
 
 
 def china_now() -> datetime:
@@ -108,6 +138,16 @@ class FakeWeChat:
     transfer_err_code: str = ""
     # When set, pay answers are signed with this key, not the merchant's: an impostor between us and WeChat.
     answer_key: str | None = None
+    # The last menu menu/create accepted.
+    menu: dict | None = None
+    # Template messages template/send accepted: the JSON sent, plus the "msgid" answered.
+    template_messages: list[dict] = field(default_factory=list)
+    # While > 0, each template/send call uses one up and answers errcode -1 (system error, worth retrying).
+    template_failures: int = 0
+    # When non-zero, every template/send call answers this errcode (43004 require subscribe, 40037 invalid
+    # template_id, …): errors a retry does not cure.
+    template_errcode: int = 0
+    _last_msgid: int = 2_000_000_000
     _access_tokens: set[str] = field(default_factory=set)
     _codes: dict[str, tuple[FakeWeChatUser, str]] = field(default_factory=dict)
     _tokens: dict[str, tuple[FakeWeChatUser, str]] = field(default_factory=dict)
@@ -128,6 +168,10 @@ class FakeWeChat:
             self.transfers.clear()
             self.transfer_err_code = ""
             self.answer_key = None
+            self.menu = None
+            self.template_messages.clear()
+            self.template_failures = 0
+            self.template_errcode = 0
 
     # --- browser side -------------------------------------------------------------------------------
     def authorize(self, params: dict) -> tuple[int, dict, bytes]:
@@ -199,7 +243,7 @@ class FakeWeChat:
     def create_qrcode(self, params: dict, body: bytes) -> dict:
         """带参数二维码: a permanent string-scene code gets the same ticket for the same scene."""
         if params.get("access_token") not in self._access_tokens:
-            return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+            return invalid_token()
         try:
             request = json.loads(body)
             scene = request["action_info"]["scene"]["scene_str"]
@@ -216,13 +260,66 @@ class FakeWeChat:
         if forced is not None:
             return {"errcode": forced, "errmsg": "invalid credential, access_token is invalid or not latest"}
         if params.get("access_token") not in self._access_tokens:
-            return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+            return invalid_token()
         if params.get("type") != "jsapi":
             return {"errcode": 40097, "errmsg": "invalid args"}
         ticket = secrets.token_urlsafe(64)
         with self._lock:
             self.issued_tickets.append(ticket)
         return {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": 7200}
+
+    # --- custom menu and template messages ----------------------------------------------------------
+    def create_menu(self, params: dict, body: bytes) -> dict:
+        """菜单创建: 1–3 buttons, each a leaf or 1–5 leaf sub-buttons; the accepted menu replaces ``menu``."""
+        if params.get("access_token") not in self._access_tokens:
+            return invalid_token()
+        try:
+            menu = json.loads(body)
+            buttons = menu["button"]
+        except (ValueError, KeyError, TypeError):
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return {"errcode": 40016, "errmsg": "invalid button size"}
+        for button in buttons:
+            subs = button.get("sub_button") if isinstance(button, dict) else None
+            if not subs:
+                error = menu_button_error(button, sub=False)
+            elif not isinstance(subs, list) or len(subs) > 5:
+                error = {"errcode": 40023, "errmsg": "invalid sub button size"}
+            elif not isinstance(button.get("name"), str) or not 1 <= len(button["name"].encode()) <= 16:
+                error = {"errcode": 40018, "errmsg": "invalid button name size"}
+            else:
+                error = next(filter(None, (menu_button_error(s, sub=True) for s in subs)), None)
+            if error:
+                return error
+        with self._lock:
+            self.menu = menu
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def send_template(self, params: dict, body: bytes) -> dict:
+        """模板消息: the token is checked first, then the injected errors, then the message itself."""
+        if params.get("access_token") not in self._access_tokens:
+            return invalid_token()
+        with self._lock:
+            if self.template_errcode:
+                return {"errcode": self.template_errcode, "errmsg": "injected error"}
+            if self.template_failures > 0:
+                self.template_failures -= 1
+                return {"errcode": -1, "errmsg": "system error"}
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(message.get("touser"), str) or not message["touser"]:
+            return {"errcode": 40003, "errmsg": "invalid openid"}
+        if not isinstance(message.get("template_id"), str) or not message["template_id"]:
+            return {"errcode": 40037, "errmsg": "invalid template_id"}
+        with self._lock:
+            self._last_msgid += 1
+            self.template_messages.append({**message, "msgid": self._last_msgid})
+            return {"errcode": 0, "errmsg": "ok", "msgid": self._last_msgid}
 
     # --- WeChat Pay v2 ------------------------------------------------------------------------------
     def pay_endpoint(self, path: str, body: bytes) -> bytes:
@@ -405,6 +502,10 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
         "/sns/oauth2/access_token": fake.access_token, "/sns/userinfo": fake.userinfo,
         "/cgi-bin/token": fake.client_token, "/cgi-bin/ticket/getticket": fake.jsapi_ticket,
     }
+    json_post_routes = {
+        "/cgi-bin/qrcode/create": fake.create_qrcode, "/cgi-bin/menu/create": fake.create_menu,
+        "/cgi-bin/message/template/send": fake.send_template,
+    }
     pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund",
                   "/mch/mmpaymkttransfers/promotion/transfers"}
 
@@ -432,11 +533,12 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
                 self._answer(fake.outage_status, {}, b"upstream unavailable", "text/plain")
             elif path in pay_routes:
                 self._answer(200, {}, fake.pay_endpoint(path, body), "text/xml; charset=utf-8")
-            elif path == "/cgi-bin/qrcode/create":
+            elif path in json_post_routes:
                 params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 fake.requests.append((path, params))
-                answer = fake.create_qrcode(params, body)
-                self._answer(200, {}, json.dumps(answer).encode(), "application/json; charset=utf-8")
+                answer = json_post_routes[path](params, body)
+                self._answer(200, {}, json.dumps(answer, ensure_ascii=False).encode(),
+                             "application/json; charset=utf-8")
             else:
                 self._answer(404, {}, b"not found", "text/plain")
 

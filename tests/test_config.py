@@ -69,3 +69,20 @@ def test_wechat_pay_without_the_merchant_certificate_refuses_to_start(tmp_path):
                          WECHAT_MCH_KEY="k" * 32, WECHAT_MCH_CERT_PATH="", WECHAT_MCH_KEY_PATH="")
     with pytest.raises(ConfigError, match="WECHAT_MCH_CERT_PATH"):
         create_app(config)
+
+
+def test_a_malformed_encoding_aes_key_is_refused_at_start(tmp_path):
+    """43 characters that are not base64 of 32 bytes would make every safe-mode callback fail later."""
+    import base64
+
+    from dingqiao import create_app
+    from dingqiao.config import ConfigError
+
+    good = base64.b64encode(b"k" * 32).decode().rstrip("=")
+    base = {"TESTING": True, "SECRET_KEY": "x", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/c.sqlite3"}
+    create_app({**base, "WECHAT_ENCODING_AES_KEY": good})
+    for bad in ("!" * 43, good[:-1], good + "A", "not json"):
+        with pytest.raises(ConfigError, match="EncodingAESKey"):
+            create_app({**base, "WECHAT_ENCODING_AES_KEY": bad})
+    with pytest.raises(ConfigError, match="WECHAT_TEMPLATE_IDS"):
+        create_app({**base, "WECHAT_TEMPLATE_IDS": "[1, 2]"})

@@ -1,9 +1,17 @@
-"""The Official Account's server callback: signed handshake, and follow/scan events that bind followers."""
+"""The Official Account's server callback (signed handshake, safe mode, follow/scan events that bind followers,
+auto-replies), the custom menu and its push-menu command, and the fake WeChat's template-message endpoint."""
+import base64
 import hashlib
+import json
+import logging
+import re
 import time
+import xml.etree.ElementTree as ElementTree
 
 import pytest
-from sqlalchemy import select
+import requests
+from sqlalchemy import func, select
+from wechatpy.crypto import WeChatCrypto
 
 from dingqiao.extensions import db
 from dingqiao.models import BindingAttempt, ReferralBinding, User
@@ -30,6 +38,44 @@ def event_xml(openid: str, event: str, event_key: str = "") -> bytes:
     ).encode()
 
 
+def message_xml(openid: str, msg_type: str, fields: str = "", account: str = "gh_dingqiao") -> bytes:
+    return (
+        f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{fields}"
+        f"<MsgId>1234567890123456</MsgId></xml>"
+    ).encode()
+
+
+def text_xml(openid: str, content: str, account: str = "gh_dingqiao") -> bytes:
+    return message_xml(openid, "text", f"<Content><![CDATA[{content}]]></Content>", account)
+
+
+def post_callback(client, body: bytes, query: dict | None = None, **kwargs):
+    return client.post("/wechat/callback", query_string=query or signed(), data=body, content_type="text/xml",
+                       **kwargs)
+
+
+def reply_of(answer) -> dict[str, str]:
+    """A passive reply's fields; fails unless it is a well-formed ``<xml>`` document."""
+    assert answer.mimetype == "application/xml"
+    return xml_fields(answer.data)
+
+
+def xml_fields(document: bytes | str) -> dict[str, str]:
+    root = ElementTree.fromstring(document)
+    assert root.tag == "xml"
+    return {child.tag: child.text or "" for child in root}
+
+
+def links_in(content: str) -> list[str]:
+    return re.findall(r'<a href="([^"]+)">', content)
+
+
+def count_users(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(User))
+
+
 def test_the_url_verification_handshake_echoes_only_when_signed(client):
     ok = client.get("/wechat/callback", query_string={**signed(), "echostr": "4711"})
     assert ok.status_code == 200 and ok.get_data(as_text=True) == "4711"
@@ -50,7 +96,9 @@ def test_a_follow_through_a_members_qr_binds_the_follower(app, client):
         sharer_id, code = sharer.id, sharer.referral_code
     answer = client.post("/wechat/callback", query_string=signed(),
                          data=event_xml("o-new-follower", "subscribe", f"qrscene_ref_{code}"), content_type="text/xml")
-    assert answer.status_code == 200 and answer.get_data(as_text=True) == "success"
+    assert answer.status_code == 200
+    welcome = reply_of(answer)
+    assert welcome["ToUserName"] == "o-new-follower" and "欢迎关注" in welcome["Content"]
     with app.app_context():
         follower = db.session.scalar(select(User).where(User.openid == "o-new-follower"))
         binding = db.session.get(ReferralBinding, follower.id)
@@ -62,18 +110,40 @@ def test_a_scan_by_an_existing_follower_binds_and_a_second_qr_is_refused(app, cl
         first, second, follower = make_user("甲"), make_user("乙"), make_user("粉丝", openid="o-fan")
         codes, follower_id, first_id = (first.referral_code, second.referral_code), follower.id, first.id
     for code in codes:
-        client.post("/wechat/callback", query_string=signed(), data=event_xml("o-fan", "SCAN", f"ref_{code}"),
-                    content_type="text/xml")
+        answer = client.post("/wechat/callback", query_string=signed(), data=event_xml("o-fan", "SCAN", f"ref_{code}"),
+                             content_type="text/xml")
+        assert answer.status_code == 200 and answer.get_data(as_text=True) == "success"
     with app.app_context():
         assert db.session.get(ReferralBinding, follower_id).upline_id == first_id
         reasons = [(a.source, a.accepted, a.reason) for a in db.session.scalars(select(BindingAttempt).order_by(BindingAttempt.id))]
         assert reasons == [("qrcode", True, ""), ("qrcode", False, "already_bound")]
 
 
-@pytest.mark.parametrize("body", [b"", b"<xml><broken>", b'<!DOCTYPE x [<!ENTITY e "x">]><xml>&e;</xml>', b"\xff\xfe"])
-def test_malformed_events_are_answered_without_a_500(client, body):
-    answer = client.post("/wechat/callback", query_string=signed(), data=body, content_type="text/xml")
+# Any DTD is refused, also one behind a long comment (a check of the first kilobyte only would let it in).
+LATE_DTD = b"<!--" + b"x" * 2000 + b"--><!DOCTYPE xml>" + text_xml("o-dtd", "hi")
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"   ", b"<xml><broken>", b'<!DOCTYPE x [<!ENTITY e "x">]><xml>&e;</xml>', b"\xff\xfe", b"hello, WeChat",
+    b'{"MsgType": "text"}', b"<xml>just text</xml>", b"<other><MsgType>text</MsgType></other>",
+    b"<xml><MsgType><![CDATA[text]]></MsgType><Content>hi</Content></xml>",  # no From/ToUserName
+    b"<xml><MsgType><a>text</a></MsgType></xml>",
+    b"<xml><ToUserName>gh_dingqiao</ToUserName><FromUserName>o-x]]&gt;</FromUserName><MsgType>text</MsgType>"
+    b"<Content>hi</Content></xml>",  # the user name would break out of the reply's CDATA
+    LATE_DTD,
+])
+def test_malformed_events_are_answered_without_a_500(app, client, body):
+    answer = post_callback(client, body)
     assert answer.status_code == 400 and "Traceback" not in answer.get_data(as_text=True)
+    assert count_users(app) == 0
+
+
+def test_a_huge_body_is_refused_before_it_is_parsed(app, client):
+    padding = "好" * (64 * 1024 // 3 + 1)
+    answer = post_callback(client, text_xml("o-huge", padding))
+    assert answer.status_code == 413 and "Traceback" not in answer.get_data(as_text=True)
+    just_under = post_callback(client, text_xml("o-big", "好" * (60 * 1024 // 3)))
+    assert just_under.status_code == 200 and reply_of(just_under)["ToUserName"] == "o-big"
 
 
 def test_an_unsigned_event_changes_nothing(app, client):
@@ -214,3 +284,352 @@ def test_the_share_page_shows_the_official_accounts_parametric_qr_made_once(app,
     fake_wechat.outage_status = 503
     degraded = client.get("/me/share")
     assert degraded.status_code == 200 and code in degraded.get_data(as_text=True)  # the link still works
+
+
+# --- auto-replies -------------------------------------------------------------------------------------------
+BASE = "http://localhost"  # make_config's PUBLIC_BASE_URL
+
+
+def test_a_text_message_gets_a_reply_with_links_into_the_h5(app, client):
+    answer = post_callback(client, text_xml("o-asker", "你好"))
+    assert answer.status_code == 200
+    reply = reply_of(answer)
+    assert reply["ToUserName"] == "o-asker" and reply["FromUserName"] == "gh_dingqiao"  # swapped
+    assert reply["MsgType"] == "text" and abs(int(reply["CreateTime"]) - time.time()) < 60
+    assert links_in(reply["Content"]) == [f"{BASE}/", f"{BASE}/orders/", f"{BASE}/service/", f"{BASE}/me/share"]
+    assert count_users(app) == 0  # answering writes nothing
+
+
+@pytest.mark.parametrize(("text", "first", "also"), [
+    ("我的订单到哪了？", "/orders/", "/service/"),
+    ("物流怎么查", "/orders/", "/service/"),
+    ("提货码在哪里", "/orders/", "/service/"),
+    ("我要退款", "/service/", "/orders/"),
+    ("售后找谁", "/service/", "/orders/"),
+    ("转人工客服", "/service/", "/orders/"),
+    ("推广有什么奖励", "/me/share", "/wallet/"),
+    ("分享给朋友", "/me/share", "/wallet/"),
+    ("佣金什么时候到账", "/me/share", "/wallet/"),
+])
+def test_keywords_put_the_matching_links_first(client, text, first, also):
+    links = links_in(reply_of(post_callback(client, text_xml("o-asker", text)))["Content"])
+    assert links[0] == BASE + first and BASE + also in links
+    assert f"{BASE}/" in links  # the shop is always offered
+    assert len(links) == len(set(links))
+
+
+def test_links_use_the_requests_host_when_public_base_url_is_empty(app, client):
+    app.config["PUBLIC_BASE_URL"] = ""
+    answer = post_callback(client, text_xml("o-asker", "订单"), base_url="https://shop.example.cn")
+    assert links_in(reply_of(answer)["Content"])[0] == "https://shop.example.cn/orders/"
+    app.config["PUBLIC_BASE_URL"] = "https://dq.example.com"
+    answer = post_callback(client, text_xml("o-asker", "订单"), base_url="https://shop.example.cn")
+    assert links_in(reply_of(answer)["Content"])[0] == "https://dq.example.com/orders/"
+
+
+@pytest.mark.parametrize(("msg_type", "fields"), [
+    ("image", "<PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[m1]]></MediaId>"),
+    ("voice", "<MediaId><![CDATA[m2]]></MediaId><Format><![CDATA[amr]]></Format>"),
+    ("location", "<Location_X>30.27</Location_X><Location_Y>120.15</Location_Y><Scale>15</Scale>"
+                 "<Label><![CDATA[杭州]]></Label>"),
+])
+def test_other_messages_get_the_generic_help(client, msg_type, fields):
+    reply = reply_of(post_callback(client, message_xml("o-sender", msg_type, fields)))
+    assert reply["ToUserName"] == "o-sender" and reply["MsgType"] == "text"
+    assert links_in(reply["Content"]) == [f"{BASE}/", f"{BASE}/orders/", f"{BASE}/service/", f"{BASE}/me/share"]
+
+
+def test_a_plain_follow_is_welcomed_with_links_and_binds_nobody(app, client):
+    reply = reply_of(post_callback(client, event_xml("o-plain-follower", "subscribe")))
+    assert reply["ToUserName"] == "o-plain-follower" and reply["FromUserName"] == "gh_dingqiao"
+    assert "欢迎关注" in reply["Content"]
+    assert links_in(reply["Content"]) == [f"{BASE}/", f"{BASE}/orders/", f"{BASE}/me/share"]
+    assert count_users(app) == 0
+
+
+def test_an_unfollow_is_logged_and_answered_success(app, client, caplog):
+    with app.app_context():
+        make_user("粉丝", openid="o-leaver")
+    with caplog.at_level(logging.INFO, logger=app.logger.name):
+        answer = post_callback(client, event_xml("o-leaver", "unsubscribe"))
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "success"
+    assert any("unsubscribe" in r.getMessage() and "o-leaver" in r.getMessage() for r in caplog.records)
+    assert count_users(app) == 1
+
+
+@pytest.mark.parametrize("body", [
+    message_xml("o-odd", "hologram", "<Content><![CDATA[订单]]></Content>"),
+    event_xml("o-odd", "TEMPLATESENDJOBFINISH"),
+    event_xml("o-odd", "VIEW", "http://localhost/orders/"),
+])
+def test_unknown_types_and_quiet_events_are_answered_success_and_write_nothing(app, client, body):
+    answer = post_callback(client, body)
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "success"
+    assert count_users(app) == 0
+
+
+# --- safe mode (安全模式) and compatible mode ---------------------------------------------------------------
+AES_KEY = base64.b64encode(bytes(range(32))).decode().rstrip("=")  # 43 characters, like the admin hands out
+
+
+@pytest.fixture
+def safe_app_config(app_config):
+    app_config["WECHAT_ENCODING_AES_KEY"] = AES_KEY
+    return app_config
+
+
+def wechat_crypto(app, app_id: str | None = None, key: str = AES_KEY) -> WeChatCrypto:
+    return WeChatCrypto(TOKEN, key, app_id or app.config["WECHAT_APP_ID"])
+
+
+def encrypted(crypto: WeChatCrypto, message: bytes, plain_copy: bytes = b"") -> tuple[bytes, dict]:
+    """The body and query WeChat sends in safe mode (or compatible mode, with ``plain_copy``'s fields too)."""
+    query = signed()
+    envelope = xml_fields(crypto.encrypt_message(message.decode(), query["nonce"], query["timestamp"]))
+    inner = b"<ToUserName><![CDATA[gh_dingqiao]]></ToUserName>"
+    if plain_copy:
+        inner = plain_copy[len(b"<xml>"):-len(b"</xml>")]
+    body = b"<xml>" + inner + f"<Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt></xml>".encode()
+    return body, {**query, "encrypt_type": "aes", "msg_signature": envelope["MsgSignature"]}
+
+
+def decrypted_reply(crypto: WeChatCrypto, answer) -> dict[str, str]:
+    envelope = reply_of(answer)
+    assert set(envelope) == {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}
+    return xml_fields(crypto.decrypt_message(answer.data, envelope["MsgSignature"], envelope["TimeStamp"],
+                                             envelope["Nonce"]))
+
+
+def test_safe_mode_decrypts_the_message_and_encrypts_the_reply(safe_app_config, app, client):
+    crypto = wechat_crypto(app)
+    body, query = encrypted(crypto, text_xml("o-secret", "退款"))
+    answer = post_callback(client, body, query)
+    assert answer.status_code == 200 and "退款" not in answer.get_data(as_text=True)
+    reply = decrypted_reply(crypto, answer)
+    assert reply["ToUserName"] == "o-secret" and reply["FromUserName"] == "gh_dingqiao" and reply["MsgType"] == "text"
+    assert links_in(reply["Content"])[0] == f"{BASE}/service/"
+
+
+def test_safe_mode_follow_through_a_members_qr_binds_and_welcomes(safe_app_config, app, client):
+    with app.app_context():
+        sharer = make_user("分享者")
+        sharer_id, code = sharer.id, sharer.referral_code
+    crypto = wechat_crypto(app)
+    body, query = encrypted(crypto, event_xml("o-safe-follower", "subscribe", f"qrscene_ref_{code}"))
+    reply = decrypted_reply(crypto, post_callback(client, body, query))
+    assert reply["ToUserName"] == "o-safe-follower" and "欢迎关注" in reply["Content"]
+    with app.app_context():
+        follower = db.session.scalar(select(User).where(User.openid == "o-safe-follower"))
+        assert db.session.get(ReferralBinding, follower.id).upline_id == sharer_id
+
+
+def test_compatible_mode_trusts_only_the_encrypted_copy(safe_app_config, app, client):
+    crypto = wechat_crypto(app)
+    body, query = encrypted(crypto, text_xml("o-real", "佣金"), plain_copy=text_xml("o-forged", "订单"))
+    reply = decrypted_reply(crypto, post_callback(client, body, query))
+    assert reply["ToUserName"] == "o-real" and links_in(reply["Content"])[0] == f"{BASE}/me/share"
+
+
+def test_safe_mode_unfollow_is_answered_success_in_plain(safe_app_config, app, client):
+    body, query = encrypted(wechat_crypto(app), event_xml("o-leaver", "unsubscribe"))
+    answer = post_callback(client, body, query)
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "success"
+
+
+def test_safe_mode_refuses_a_wrong_msg_signature_and_changes_nothing(safe_app_config, app, client):
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    body, query = encrypted(wechat_crypto(app), event_xml("o-intruder", "subscribe", f"qrscene_ref_{code}"))
+    for msg_signature in ("0" * 40, ""):
+        answer = post_callback(client, body, {**query, "msg_signature": msg_signature})
+        assert answer.status_code == 403 and "Traceback" not in answer.get_data(as_text=True)
+    # Signed with our token but encrypted with another key or for another app: not ours either.
+    for crypto in (wechat_crypto(app, app_id="wxsomeoneelse0001"), wechat_crypto(app, key="A" * 43)):
+        other_body, other_query = encrypted(crypto, event_xml("o-intruder", "subscribe", f"qrscene_ref_{code}"))
+        assert post_callback(client, other_body, other_query).status_code in (400, 403)
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.openid == "o-intruder")) is None
+
+
+def test_safe_mode_refuses_plain_messages(safe_app_config, app, client):
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    answer = post_callback(client, event_xml("o-plain", "subscribe", f"qrscene_ref_{code}"))
+    assert answer.status_code == 403
+    assert count_users(app) == 1
+
+
+@pytest.mark.parametrize("ciphertext", ["%%% not base64 %%%", base64.b64encode(b"ten bytes!").decode(), ""])
+def test_safe_mode_answers_an_undecryptable_body_400(safe_app_config, app, client, ciphertext):
+    query = signed()
+    msg_signature = hashlib.sha1("".join(sorted([TOKEN, query["timestamp"], query["nonce"], ciphertext])).encode())
+    body = f"<xml><ToUserName>gh_dingqiao</ToUserName><Encrypt><![CDATA[{ciphertext}]]></Encrypt></xml>".encode()
+    answer = post_callback(client, body, {**query, "encrypt_type": "aes", "msg_signature": msg_signature.hexdigest()})
+    assert answer.status_code == 400 and "Traceback" not in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("body", [b"", b"<xml><broken>", b"<xml><ToUserName>gh</ToUserName></xml>", b"\xff"])
+def test_safe_mode_answers_a_malformed_envelope_without_a_500(safe_app_config, client, body):
+    answer = post_callback(client, body, {**signed(), "encrypt_type": "aes", "msg_signature": "0" * 40})
+    assert answer.status_code == 400 and "Traceback" not in answer.get_data(as_text=True)
+
+
+def test_safe_mode_still_answers_the_handshake(safe_app_config, client):
+    answer = client.get("/wechat/callback", query_string={**signed(), "echostr": "4711"})
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "4711"
+
+
+def test_compatible_mode_without_a_key_is_answered_from_the_plain_copy(app, client):
+    crypto = WeChatCrypto(TOKEN, AES_KEY, app.config["WECHAT_APP_ID"])
+    body, query = encrypted(crypto, text_xml("o-compat", "你好"), plain_copy=text_xml("o-compat", "订单"))
+    reply = reply_of(post_callback(client, body, query))
+    assert reply["ToUserName"] == "o-compat" and links_in(reply["Content"])[0] == f"{BASE}/orders/"
+
+
+# --- custom menu (自定义菜单) and push-menu --------------------------------------------------------------------
+def test_the_menu_has_three_buttons_of_absolute_links_within_wechats_limits():
+    from dingqiao.wechat.menu import official_account_menu
+
+    menu = official_account_menu("https://dq.example.com")
+    buttons = menu["button"]
+    assert [b["name"] for b in buttons] == ["逛商城", "我的", "服务"]
+    assert buttons[0] == {"type": "view", "name": "逛商城", "url": "https://dq.example.com/"}
+    mine, service = ({s["name"]: s["url"] for s in b["sub_button"]} for b in buttons[1:])
+    assert mine == {"我的订单": "https://dq.example.com/orders/", "我的钱包": "https://dq.example.com/wallet/",
+                    "推广赚钱": "https://dq.example.com/me/share", "附近门店": "https://dq.example.com/nearby/"}
+    assert service == {"联系客服": "https://dq.example.com/service/", "品牌故事": "https://dq.example.com/articles/"}
+    for button in buttons:
+        assert len(button["name"].encode()) <= 16 and len(button.get("sub_button", [])) <= 5
+        for sub in button.get("sub_button", []):
+            assert sub["type"] == "view" and len(sub["name"].encode()) <= 60
+
+
+def run_cli(app, *args):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def test_push_menu_creates_the_menu_at_wechat(app, fake_wechat):
+    from dingqiao.wechat.menu import official_account_menu
+
+    result = run_cli(app, "push-menu")
+    assert result.exit_code == 0, result.output
+    assert "Menu pushed" in result.output
+    assert fake_wechat.menu == official_account_menu(BASE)
+    [call] = fake_wechat.calls("/cgi-bin/menu/create")
+    assert call["access_token"]
+
+
+def test_push_menu_replaces_a_stale_cached_token_once(app, fake_wechat):
+    from dingqiao.wechat import js_sdk
+
+    with app.app_context():
+        storage = js_sdk(app)._client.session
+        storage.set(f"{app.config['WECHAT_APP_ID']}_access_token", "stale-token")  # as another worker left it
+    result = run_cli(app, "push-menu")
+    assert result.exit_code == 0, result.output
+    assert [c["access_token"] == "stale-token" for c in fake_wechat.calls("/cgi-bin/menu/create")] == [True, False]
+    assert fake_wechat.menu is not None
+
+
+def test_push_menu_dry_run_prints_the_menu_and_sends_nothing(app, fake_wechat):
+    from dingqiao.wechat.menu import official_account_menu
+
+    app.config["WECHAT_APP_SECRET"] = ""  # a preview needs no credentials
+    result = run_cli(app, "push-menu", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == official_account_menu(BASE)
+    assert "逛商城" in result.output  # readable Chinese, not \\u escapes
+    assert fake_wechat.requests == [] and fake_wechat.menu is None
+
+
+@pytest.mark.parametrize(("setting", "value", "dry_run", "message"), [
+    ("PUBLIC_BASE_URL", "", False, "PUBLIC_BASE_URL"),
+    ("PUBLIC_BASE_URL", "", True, "PUBLIC_BASE_URL"),
+    ("PUBLIC_BASE_URL", "shop.example.com", False, "PUBLIC_BASE_URL"),
+    ("WECHAT_APP_ID", "", False, "WECHAT_APP_ID"),
+    ("WECHAT_APP_SECRET", "", False, "WECHAT_APP_SECRET"),
+])
+def test_push_menu_refuses_clearly_without_its_settings(app, fake_wechat, setting, value, dry_run, message):
+    app.config[setting] = value
+    result = run_cli(app, "push-menu", *(["--dry-run"] if dry_run else []))
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert fake_wechat.requests == [] and fake_wechat.menu is None
+
+
+def test_push_menu_reports_wechat_being_down(app, fake_wechat):
+    fake_wechat.outage_status = 503
+    result = run_cli(app, "push-menu")
+    assert result.exit_code != 0 and "暂时无法连接微信" in result.output and "Traceback" not in result.output
+    assert fake_wechat.menu is None
+
+
+# --- the fake's menu and template-message endpoints --------------------------------------------------------
+def fake_token(fake) -> str:
+    answer = requests.get(f"{fake.base_url}/cgi-bin/token", timeout=5, params={
+        "grant_type": "client_credential", "appid": fake.app_id, "secret": fake.app_secret})
+    return answer.json()["access_token"]
+
+
+def fake_post(fake, path: str, token: str, payload) -> dict:
+    answer = requests.post(f"{fake.base_url}/cgi-bin/{path}", params={"access_token": token}, timeout=5,
+                           data=json.dumps(payload, ensure_ascii=False).encode())
+    return answer.json()
+
+
+def test_the_fake_refuses_menus_wechat_would_refuse(fake_wechat):
+    token = fake_token(fake_wechat)
+    view = {"type": "view", "name": "看看", "url": "https://dq.example.com/"}
+    assert fake_post(fake_wechat, "menu/create", "wrong", {"button": [view]})["errcode"] == 40001
+    assert fake_post(fake_wechat, "menu/create", token, {"button": []})["errcode"] == 40016
+    assert fake_post(fake_wechat, "menu/create", token, {"button": [view] * 4})["errcode"] == 40016
+    too_many = {"name": "更多", "sub_button": [view] * 6}
+    assert fake_post(fake_wechat, "menu/create", token, {"button": [too_many]})["errcode"] == 40023
+    teleport = {"name": "怪", "type": "teleport"}
+    assert fake_post(fake_wechat, "menu/create", token, {"button": [teleport]})["errcode"] == 40017
+    relative = {"name": "更多", "sub_button": [{**view, "url": "/orders/"}]}
+    assert fake_post(fake_wechat, "menu/create", token, {"button": [relative]})["errcode"] == 40027
+    assert fake_wechat.menu is None
+    assert fake_post(fake_wechat, "menu/create", token, {"button": [view] * 3}) == {"errcode": 0, "errmsg": "ok"}
+    assert fake_wechat.menu == {"button": [view] * 3}
+
+
+def test_the_fake_sends_template_messages_and_injects_failures(fake_wechat):
+    token = fake_token(fake_wechat)
+    message = {"touser": "o-member", "template_id": "TmplOrderPaid", "url": "https://dq.example.com/orders/",
+               "data": {"first": {"value": "订单已支付"}}}
+    assert fake_post(fake_wechat, "message/template/send", "wrong", message)["errcode"] == 40001
+    sent = fake_post(fake_wechat, "message/template/send", token, message)
+    assert sent["errcode"] == 0 and sent["errmsg"] == "ok" and isinstance(sent["msgid"], int)
+    assert fake_wechat.template_messages == [{**message, "msgid": sent["msgid"]}]
+
+    fake_wechat.template_failures = 2
+    answers = [fake_post(fake_wechat, "message/template/send", token, message)["errcode"] for _ in range(3)]
+    assert answers == [-1, -1, 0] and fake_wechat.template_failures == 0
+    assert len(fake_wechat.template_messages) == 2
+
+    fake_wechat.template_errcode = 43004
+    assert [fake_post(fake_wechat, "message/template/send", token, message)["errcode"] for _ in range(2)] == [43004] * 2
+    fake_wechat.outage_status = 503
+    down = requests.post(f"{fake_wechat.base_url}/cgi-bin/message/template/send", params={"access_token": token},
+                         json=message, timeout=5)
+    assert down.status_code == 503
+    assert len(fake_wechat.template_messages) == 2
+
+    fake_wechat.reset()
+    assert (fake_wechat.template_messages, fake_wechat.template_failures, fake_wechat.template_errcode,
+            fake_wechat.outage_status) == ([], 0, 0, None)
+
+
+def test_wechatpys_send_template_is_accepted_by_the_fake(fake_wechat):
+    from wechatpy import WeChatClient
+    from wechatpy.exceptions import WeChatClientException
+
+    client = WeChatClient(fake_wechat.app_id, fake_wechat.app_secret, access_token=fake_token(fake_wechat))
+    client.API_BASE_URL = fake_wechat.base_url + "/cgi-bin/"
+    answer = client.message.send_template("o-member", "TmplOrderPaid", {"first": {"value": "已发货"}})
+    assert answer["msgid"] == fake_wechat.template_messages[-1]["msgid"]
+    assert fake_wechat.template_messages[-1]["touser"] == "o-member"
+    fake_wechat.template_failures = 1
+    with pytest.raises(WeChatClientException) as failure:
+        client.message.send_template("o-member", "TmplOrderPaid", {"first": {"value": "已发货"}})
+    assert failure.value.errcode == -1

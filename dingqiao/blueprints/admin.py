@@ -25,7 +25,7 @@ from ..models import (
     WithdrawalStatus,
 )
 from ..services.accounts import InvalidCredentials, authenticate_admin
-from ..services import DomainError, Forbidden, commissions, restock, upgrades
+from ..services import DomainError, Forbidden, commissions, delivery, restock, upgrades
 from ..services.payments import refund_stray_payment, resolve_payment_event
 from ..services.refunds import approve_refund, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
@@ -300,3 +300,15 @@ def cancel_restock_view(restock_id: int):
 
 def _platform_party() -> "restock.Party":
     return restock.Party("admin", current_admin().id, None)
+
+
+@bp.get("/messages")
+def failed_messages():
+    """Template messages WeChat would not take after every retry (or refused outright): why, and a retry."""
+    return render_template("admin/messages.html", admin=current_admin(), rows=delivery.failed_messages(db.session))
+
+
+@bp.post("/messages/<int:message_id>/retry")
+def retry_message(message_id: int):
+    delivery.retry_failed(db.session, message_id)
+    return redirect(url_for("admin.failed_messages"))

@@ -1,9 +1,9 @@
 """The shop front: open to visitors (who see the member price) and to every identity (who see theirs)."""
-from flask import Blueprint, request, url_for
+from flask import Blueprint, current_app, request, url_for
 
 from ..extensions import db
 from ..models import Identity
-from ..services import catalog
+from ..services import catalog, content
 from ..web import arg_id, render_page
 from .access import current_member
 
@@ -31,6 +31,7 @@ def home():
         keyword=keyword,
         page=page,
         identity=viewer_identity(),
+        home=content.home_content(db.session, current_app.config["HOME_CONTENT_CACHE_SECONDS"]),
     )
 
 

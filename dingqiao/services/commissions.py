@@ -10,6 +10,7 @@ refused at configuration time:
 - the total of an order's lines never exceeds the version's payout cap, itself at most MAX_PAYOUT_CAP_BPS;
 - amounts are floored to the fen; the remainder stays with the platform.
 """
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,8 +36,10 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
+from ..money import format_yuan
 from . import DomainError, Forbidden
 from .audit import record_audit
+from .messages import enqueue_once
 from .wallet import post_entry
 
 MAX_REFERRAL_DEPTH = 3
@@ -225,12 +228,18 @@ def _settle(session: Session, conditions: list, now: datetime) -> int:
         .order_by(CommissionLine.beneficiary_user_id, CommissionLine.id)  # wallets locked in one order
     ).all()
     settled = 0
+    credited: dict[tuple[int, int], int] = defaultdict(int)  # (order, beneficiary) → fen
     for line in due:
         if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.SETTLED, settled_at=now):
             post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_SETTLED, available=line.amount_fen,
                        frozen=-line.amount_fen, earned=line.amount_fen, commission_line_id=line.id,
                        order_id=line.order_id, memo=CommissionKind(line.kind).label)
+            credited[line.order_id, line.beneficiary_user_id] += line.amount_fen
             settled += 1
+    for (order_id, user_id), amount in credited.items():
+        enqueue_once(session, user_id=user_id, event="commission_settled", object_id=f"{order_id}:{user_id}",
+                     title="收益已到账", body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。",
+                     link="/wallet/")
     return settled
 
 

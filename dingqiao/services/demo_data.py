@@ -12,6 +12,11 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..fonts import FontMissing, find_cjk_font
 from ..models import (
+    Announcement,
+    Article,
+    ArticleKind,
+    Banner,
+    BannerTarget,
     Category,
     CommissionRuleVersion,
     CountsAt,
@@ -105,6 +110,7 @@ def seed_demo(session: Session, upload_folder: str, font_path: str | None = None
                 payout_cap_bps=3000, cooling_days=0, note="初始规则（演示）",
             )
         )
+        _seed_content(session, products)
         session.add_all([
             IdentityRuleVersion(target=UpgradeTarget.OUTLET, metric=UpgradeMetric.GOODS_PURCHASES, threshold_fen=30_000,
                                 counts_at=CountsAt.REDEEMED, grant_mode=GrantMode.AUTO, note="初始规则（演示）"),
@@ -114,6 +120,25 @@ def seed_demo(session: Session, upload_folder: str, font_path: str | None = None
         ])
     create_admin(session, DEMO_ADMIN_USERNAME, DEMO_ADMIN_PASSWORD)
     return SeedSummary(True, len(users), len(products), len(outlets), font_file is not None)
+
+
+def _seed_content(session: Session, products: list[Product]) -> None:
+    """A brand story, a banner pointing at it and one at a product, and an announcement (all editable in the
+    admin's 内容 pages). The banners reuse the products' drawn pictures."""
+    story = Article(kind=ArticleKind.BRAND, title="顶俏的故事：把工厂价带到社区门口", summary="从工厂到社区门店，少一层加价。",
+                    body_html="<p>顶俏专注家庭洗护，工厂直供社区门店，会员就近自提。</p>"
+                              "<h3>为什么更便宜</h3><ul><li>工厂店直供，区域独家</li><li>社区门店自提，省去物流</li></ul>",
+                    is_published=True)
+    session.add(story)
+    session.flush()
+    covers = {image.product_id: image.path for image in session.scalars(select(ProductImage))}
+    session.add_all([
+        Banner(title="品牌故事", image_path=covers[products[1].id], target_kind=BannerTarget.ARTICLE,
+               target_id=story.id, sort_order=1),
+        Banner(title=products[0].name, image_path=covers[products[0].id], target_kind=BannerTarget.PRODUCT,
+               target_id=products[0].id, sort_order=2),
+        Announcement(text="双 12 社区团购季：全场工厂价，门店自提更方便。", link="/articles/"),
+    ])
 
 
 def _seed_people(session: Session) -> dict[str, User]:

@@ -1,10 +1,15 @@
-"""Outgoing messages: rows in the outbox, written inside the business transaction that caused them, so a
-message exists if and only if its event committed. Delivery to WeChat happens later, elsewhere."""
+"""Messages to members: rows in the outbox, written inside the business transaction that caused them, so a
+message exists if and only if its event committed. Delivery to WeChat happens later (``services.delivery``);
+the same rows are the member's in-app message centre (消息中心), read here."""
 import json
 
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..db import write_transaction
 from ..models import OutboxMessage
+from ..models.base import utcnow
+from . import NotFound
 
 
 def enqueue_message(session: Session, *, user_id: int, event: str, object_id: int | str, title: str, body: str,
@@ -21,3 +26,49 @@ def enqueue_message(session: Session, *, user_id: int, event: str, object_id: in
     )
     session.add(message)
     return message
+
+
+def enqueue_once(session: Session, *, user_id: int, event: str, object_id: int | str, title: str, body: str,
+                 link: str = "", template_data: dict | None = None) -> OutboxMessage | None:
+    """``enqueue_message`` unless a message with the same deduplication key exists (then None): for events
+    that may be reached more than once, e.g. "you qualify" notices. Inside a write transaction, so the check
+    and the insert see the same database (the unique key stays the last guard)."""
+    key = f"{event}:{object_id}"
+    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
+        return None
+    return enqueue_message(session, user_id=user_id, event=event, object_id=object_id, title=title, body=body,
+                           link=link, template_data=template_data)
+
+
+# ---------------------------------------------------------------- 消息中心: the same rows, read in the H5
+
+def unread_count(session: Session, user_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.user_id == user_id, OutboxMessage.read_at.is_(None))) or 0
+
+
+def inbox(session: Session, user_id: int, *, before_id: int | None = None, limit: int = 30) -> list[OutboxMessage]:
+    """The member's messages, newest first, a page at a time (``before_id``: the last id of the previous page)."""
+    query = select(OutboxMessage).where(OutboxMessage.user_id == user_id)
+    if before_id is not None:
+        query = query.where(OutboxMessage.id < before_id)
+    return list(session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def mark_read(session: Session, user_id: int, message_id: int) -> OutboxMessage:
+    """Open one message: it is read from now on. Someone else's message is not found."""
+    with write_transaction(session):
+        message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id,
+                                                             OutboxMessage.user_id == user_id))
+        if message is None:
+            raise NotFound("消息不存在。")
+        if message.read_at is None:
+            message.read_at = utcnow()
+    return message
+
+
+def mark_all_read(session: Session, user_id: int) -> int:
+    with write_transaction(session):
+        return session.execute(update(OutboxMessage).where(OutboxMessage.user_id == user_id,
+                                                           OutboxMessage.read_at.is_(None))
+                               .values(read_at=utcnow())).rowcount

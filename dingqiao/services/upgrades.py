@@ -34,7 +34,6 @@ from ..models import (
     Order,
     OrderStatus,
     Outlet,
-    OutboxMessage,
     Region,
     RestockItem,
     RestockOrder,
@@ -47,7 +46,7 @@ from ..models.base import utcnow
 from ..money import format_yuan
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
-from .messages import enqueue_message
+from .messages import enqueue_message, enqueue_once
 from .outlets import PHONE_PATTERN, parse_position
 
 MAX_THRESHOLD_FEN = 100_000_000  # ¥1,000,000
@@ -327,11 +326,9 @@ def on_purchase_counted(session: Session, user_id: int, moment: CountsAt, now: d
         if application.status == ApplicationStatus.WAITING and application.target == UpgradeTarget.OUTLET:
             _advance(session, application, rule, now or utcnow())
         return
-    key = f"identity_eligible:{user_id}:{rule.target}"
-    if not _message_exists(session, key):
-        enqueue_message(session, user_id=user_id, event="identity_eligible", object_id=f"{user_id}:{rule.target}",
-                        title="可申请成为核销网点", body=f"您已满足条件：{rule_summary(rule)}填写门店信息即可开通。",
-                        link="/me/upgrade")
+    enqueue_once(session, user_id=user_id, event="identity_eligible", object_id=f"{user_id}:{rule.target}",
+                 title="可申请成为核销网点", body=f"您已满足条件：{rule_summary(rule)}填写门店信息即可开通。",
+                 link="/me/upgrade")
 
 
 def on_restock_received(session: Session, owner_user_id: int, now: datetime | None = None) -> None:
@@ -428,10 +425,6 @@ def _decide(session: Session, application: IdentityApplication, status: Applicat
                      target_id=application.id, detail={"reason": reason})
         enqueue_message(session, user_id=application.user_id, event="identity_refused", object_id=application.id,
                         title="申请未通过", body=reason, link="/me/upgrade")
-
-
-def _message_exists(session: Session, key: str) -> bool:
-    return session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None
 
 
 # ---------------------------------------------------------------- admin decisions

@@ -117,6 +117,10 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="withdrawal.approve",
                      target_type="withdrawal", target_id=withdrawal.withdrawal_no,
                      detail={"amount_fen": withdrawal.amount_fen, "fee_fen": withdrawal.fee_fen})
+        if claimed:
+            enqueue_message(session, user_id=withdrawal.user_id, event="withdrawal_approved", object_id=withdrawal.id,
+                            title="提现审核通过", body=f"您的提现 {format_yuan(withdrawal.amount_fen)} 已审核通过，正在打款。",
+                            link="/wallet/")
     openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
     try:
         payment_no = gateway.transfer(partner_trade_no=withdrawal.withdrawal_no, openid=openid,

@@ -110,3 +110,31 @@ class JsSdk:
                 raise WeChatError("暂时无法连接微信，请稍后再试。", detail=repr(exc)) from exc
             self._client.session.set(key, ticket)
         return self._client.qrcode.get_url(ticket)
+
+    def _call(self, call, unreachable: str, refused: str):
+        """``call(client)`` with a token WeChat calls stale replaced once; WeChat's refusals and network failures
+        become WeChatError (errcode None when WeChat could not be reached)."""
+        try:
+            try:
+                return call(self._client)
+            except WeChatClientException as exc:
+                if exc.errcode not in _STALE_TOKEN:
+                    raise
+                self._client.fetch_access_token()
+                return call(self._client)
+        except WeChatClientException as exc:
+            if exc.errcode is None:  # HTTP error
+                raise WeChatError(unreachable, detail=repr(exc)) from exc
+            raise WeChatError(f"{refused}：{exc.errcode} {exc.errmsg}", errcode=exc.errcode, detail=repr(exc)) from exc
+        except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
+            raise WeChatError(unreachable, detail=repr(exc)) from exc
+
+    def send_template_message(self, openid: str, template_id: str, url: str, data: dict) -> int:
+        """模板消息 to a follower; returns WeChat's msgid."""
+        answer = self._call(lambda client: client.message.send_template(openid, template_id, data, url=url or None),
+                            "暂时无法连接微信。", "模板消息发送失败")
+        return int(answer.get("msgid", 0))
+
+    def create_menu(self, menu: dict) -> None:
+        """Replace the Official Account's custom menu (shares this signer's token cache with the web workers)."""
+        self._call(lambda client: client.menu.create(menu), "暂时无法连接微信，请稍后再试。", "微信拒绝了菜单")
