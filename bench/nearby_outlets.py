@@ -8,24 +8,17 @@ city centre, some in the towns between), plus a few suspended ones, then times t
 centre, a suburb, the countryside between cities and a place far from every outlet (where every outlet is
 ranked). Prints numbers; asserts nothing.
 """
-import argparse
 import math
 import random
-import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import on_each_database, scratch_app, timed
+from sqlalchemy import insert
 
-from sqlalchemy import insert  # noqa: E402
-
-from dingqiao import create_app  # noqa: E402
-from dingqiao.extensions import db  # noqa: E402
-from dingqiao.models import LocationKind, Outlet, Region, StockLocation, User  # noqa: E402
-from dingqiao.models.base import utcnow  # noqa: E402
-from dingqiao.services.outlets import nearby_outlets  # noqa: E402
+from dingqiao.extensions import db
+from dingqiao.models import LocationKind, Outlet, Region, StockLocation, User
+from dingqiao.models.base import utcnow
+from dingqiao.services.outlets import nearby_outlets
 
 BATCH = 5_000
 # (name, latitude, longitude, share of the outlets); GCJ-02 degrees, roughly the city centres.
@@ -84,22 +77,9 @@ def build(count: int) -> None:
         conn.commit()
 
 
-def timed(position: tuple[int, int], runs: int = 15) -> tuple[float, float]:
-    samples = []
-    for _ in range(runs):
-        db.session.remove()
-        start = time.perf_counter()
-        nearby_outlets(db.session, position)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), max(samples)
-
 
 def run(label: str, url: str, count: int) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
-                      "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench"},
-                     instance_path=tempfile.mkdtemp(prefix="dq-bench-"))
-    with app.app_context():
-        db.create_all()
+    with scratch_app(url):
         started = time.perf_counter()
         build(count)
         print(f"{label}: generated {count:,} active outlets (+{count // 50:,} suspended) "
@@ -107,30 +87,10 @@ def run(label: str, url: str, count: int) -> None:
         for what, lat, lng in POSITIONS:
             position = (round(lat * 1_000_000), round(lng * 1_000_000))
             found = nearby_outlets(db.session, position)
-            median, worst = timed(position)
+            median, worst = timed(lambda: nearby_outlets(db.session, position), runs=15)
             print(f"{label}: {what}: nearest {found[0].distance_m / 1000:.1f} km, "
                   f"20th {found[-1].distance_m / 1000:.1f} km; median {median:.1f} ms, max {worst:.1f} ms")
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--outlets", type=int, default=10_000)
-    parser.add_argument("--postgres", default="")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args.outlets)
-    if args.postgres:
-        from tests.conftest import create_postgres_database, drop_postgres_database
-
-        url = create_postgres_database(args.postgres)
-        try:
-            run("Postgres", url, args.outlets)
-        finally:
-            drop_postgres_database(args.postgres, url)
 
 
 if __name__ == "__main__":
-    main()
+    on_each_database(run, "outlets", 10_000)

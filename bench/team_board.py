@@ -7,21 +7,14 @@ generates a root member with 300 direct members and the rest at level 2, one pai
 `services.team.team_board` and the chart data `services.team.team_trends` for the root (the worst case) and
 for a direct member. Prints numbers; asserts nothing.
 """
-import argparse
-import statistics
-import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import on_each_database, scratch_app, timed
+from sqlalchemy import insert
 
-from sqlalchemy import insert  # noqa: E402
-
-from dingqiao import create_app  # noqa: E402
-from dingqiao.extensions import db  # noqa: E402
-from dingqiao.models import (  # noqa: E402
+from dingqiao.extensions import db
+from dingqiao.models import (
     LocationKind,
     Order,
     Outlet,
@@ -31,8 +24,8 @@ from dingqiao.models import (  # noqa: E402
     TeamPath,
     User,
 )
-from dingqiao.models.base import utcnow  # noqa: E402
-from dingqiao.services.team import team_board, team_trends  # noqa: E402
+from dingqiao.models.base import utcnow
+from dingqiao.services.team import team_board, team_trends
 
 DIRECT = 300
 BATCH = 5_000
@@ -71,51 +64,18 @@ def build(members: int) -> None:
         conn.commit()
 
 
-def timed(work, user_id: int, runs: int = 7) -> tuple[float, float]:
-    samples = []
-    for _ in range(runs):
-        db.session.remove()
-        start = time.perf_counter()
-        work(db.session, user_id)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), max(samples)
-
 
 def run(label: str, url: str, members: int) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
-                      "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench"},
-                     instance_path=tempfile.mkdtemp(prefix="dq-bench-"))
-    with app.app_context():
-        db.create_all()
+    with scratch_app(url):
         started = time.perf_counter()
         build(members)
         print(f"{label}: generated {members:,} members, {members:,} paid orders in {time.perf_counter() - started:.1f} s")
         for user_id, who in ((1, "the root"), (2, "a direct member")):
             size = team_board(db.session, user_id).size
             for work, what in ((team_board, "team board"), (team_trends, "team charts JSON (12 weeks + 6 months)")):
-                median, worst = timed(work, user_id)
+                median, worst = timed(lambda: work(db.session, user_id))
                 print(f"{label}: {what} of {who} (team {size:,}): median {median:.1f} ms, max {worst:.1f} ms")
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--postgres", default="")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args.members)
-    if args.postgres:
-        from tests.conftest import create_postgres_database, drop_postgres_database
-
-        url = create_postgres_database(args.postgres)
-        try:
-            run("Postgres", url, args.members)
-        finally:
-            drop_postgres_database(args.postgres, url)
 
 
 if __name__ == "__main__":
-    main()
+    on_each_database(run, "members", 100_000)

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, request, url_for
 
 from .extensions import db
-from .models import CommissionKind, Identity
+from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
 from .web import current_path
 
@@ -66,6 +66,9 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.filters["commission_label"] = lambda kind: CommissionKind(kind).label
+    app.jinja_env.filters["restock_status"] = lambda status: RestockStatus(status).label
+    app.jinja_env.filters["application_status"] = lambda status: ApplicationStatus(status).label
+    app.jinja_env.filters["upgrade_target"] = lambda target: UpgradeTarget(target).label
     app.jinja_env.globals["current_path"] = current_path
 
     @app.context_processor
@@ -82,6 +85,7 @@ def register_templating(app: Flask) -> None:
             "active_endpoint": request.endpoint,
             "member": member,
             "viewer_identity": identity,
-            # The tab bar's 消息中心 badge: one indexed count per page a member sees.
-            "unread_messages": unread_count(db.session, member.id) if member else None,
+            # The tab bar's 消息中心 badge: one indexed count, made only when a whole page draws the tab bar
+            # (htmx fragments never do).
+            "count_unread": (lambda: unread_count(db.session, member.id)) if member else None,
         }

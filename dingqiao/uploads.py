@@ -3,6 +3,8 @@ before they are stored, so what we serve is always a plain image we wrote oursel
 bytes, never anything a browser could take for HTML or script."""
 import io
 import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +62,15 @@ def save_image(stream, upload_folder: str, kind: str, max_bytes: int) -> SavedIm
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
         raise UploadRefused("无法识别的图片文件，请上传 JPG、PNG、WEBP 或 GIF 图片。") from None
+
+
+@contextmanager
+def removed_on_failure(upload_folder: str, saved: Sequence[SavedImage | None]) -> Iterator[None]:
+    """Around the write that records stored images: if it fails, the files go too (no orphans on disk)."""
+    try:
+        yield
+    except BaseException:
+        for image in saved:
+            if image is not None:
+                (Path(upload_folder) / image.path).unlink(missing_ok=True)
+        raise

@@ -51,6 +51,7 @@ from dingqiao.models.base import utcnow
 from dingqiao.services import DomainError, Forbidden, NotFound
 from dingqiao.services.commissions import BPS, RuleInput, create_rule_version, settle_due_lines
 from dingqiao.services.invariants import check_money, check_stock
+from dingqiao.services.periods import china_midnight, china_today
 from dingqiao.services.orders import OrderError, cancel_order, place_order
 from dingqiao.services.redemption import RedeemError, redeem
 from dingqiao.services.refunds import (
@@ -67,7 +68,6 @@ from dingqiao.services.withdrawals import (
     WithdrawalError,
     WithdrawalRules,
     approve_withdrawal,
-    china_day_start,
     mark_paid_offline,
     reject_withdrawal,
     request_withdrawal,
@@ -259,7 +259,7 @@ class Model:
                 self.move(line.user, frozen=-line.amount, available=line.amount, earned=line.amount)
 
     def today_fen(self, user: str) -> int:
-        start = china_day_start(utcnow())
+        start = china_midnight(china_today(utcnow()))
         return sum(w.amount for w in self.withdrawals
                    if w.user == user and w.status not in ("rejected", "failed") and w.created_at >= start)
 

@@ -257,7 +257,7 @@ def applications():
         .order_by(IdentityApplication.id.desc()).limit(20)
     ).all()
     return render_template("admin/applications.html", admin=current_admin(), open_rows=open_rows, decided=decided,
-                           results=session.pop("application_results", []), statuses=ApplicationStatus)
+                           results=session.pop("application_results", []))
 
 
 @bp.post("/applications/<int:application_id>/approve")

@@ -10,15 +10,16 @@ import base64
 import io
 
 import qrcode
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db, limiter
-from ..models import Order, OrderStatus, Outlet
+from ..models import Order, OrderStatus
 from ..services import DomainError
 from ..services.dashboards import outlet_summary, outlet_trend, parse_range
+from ..services.outlets import outlet_owned_by
 from ..services.redemption import find_for_redemption, mask_name, redeem, staff_outlet_ids
 from ..services.staff import accept_invite, create_invite, invite_preview, remove_staff, staff_of
 from ..services.team import team_board
@@ -38,16 +39,14 @@ def guard():
     if request.endpoint in ANY_MEMBER:
         return None
     if request.endpoint in OWNER_ONLY:
-        if _owned_outlet() is None:
+        g.outlet = outlet_owned_by(db.session, current_member().id)
+        if g.outlet is None:
             abort(403)
         return None
-    if not staff_outlet_ids(db.session, current_member().id):
+    g.outlet_ids = staff_outlet_ids(db.session, current_member().id)  # read once per request
+    if not g.outlet_ids:
         abort(403)
     return None
-
-
-def _owned_outlet() -> Outlet | None:
-    return db.session.scalar(select(Outlet).where(Outlet.owner_user_id == current_member().id))
 
 
 def _per_user() -> str:
@@ -55,7 +54,7 @@ def _per_user() -> str:
 
 
 def _per_outlet() -> str:
-    outlets = sorted(staff_outlet_ids(db.session, current_member().id))
+    outlets = sorted(g.outlet_ids)
     return f"outlet:{outlets[0]}" if outlets else "outlet:none"
 
 
@@ -118,7 +117,7 @@ def _confirm(code: str):
 @bp.get("/orders")
 def orders():
     """Orders to hand over at the outlets this person serves, and the latest collected ones."""
-    outlet_ids = staff_outlet_ids(db.session, current_member().id)
+    outlet_ids = g.outlet_ids
     waiting = db.session.scalars(
         select(Order).where(Order.outlet_id.in_(outlet_ids), Order.status == OrderStatus.PAID)
         .options(selectinload(Order.items)).order_by(Order.paid_at).limit(100)
@@ -132,14 +131,14 @@ def orders():
 
 @bp.get("/staff")
 def staff():
-    outlet = _owned_outlet()
+    outlet = g.outlet
     return render_page("outlet/staff.html", outlet=outlet, staff=staff_of(db.session, outlet.id), invite=None)
 
 
 @bp.post("/staff/invite")
 def invite():
     """A fresh one-time link as a QR code; shown once, here (only its hash is stored)."""
-    outlet = _owned_outlet()
+    outlet = g.outlet
     created, token = create_invite(db.session, current_member().id)
     base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
     link = f"{base}{url_for('outlet.join', token=token)}"
@@ -172,7 +171,7 @@ def join_confirm(token: str):
 
 @bp.get("/dashboard")
 def dashboard():
-    outlet = _owned_outlet()
+    outlet = g.outlet
     buckets = parse_range(request.args.get("from"), request.args.get("to"))
     return render_page("outlet/dashboard.html", outlet=outlet, figures=outlet_summary(db.session, outlet),
                        board=team_board(db.session, outlet.owner_user_id), buckets=buckets)
@@ -181,6 +180,6 @@ def dashboard():
 @bp.get("/dashboard.json")
 def dashboard_json():
     buckets = parse_range(request.args.get("from"), request.args.get("to"))
-    response = jsonify(outlet_trend(db.session, _owned_outlet(), buckets))
+    response = jsonify(outlet_trend(db.session, g.outlet, buckets))
     response.headers["Cache-Control"] = "private, no-cache"
     return response

@@ -14,11 +14,9 @@ import re
 import threading
 import time
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
 
 import nh3
@@ -28,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import Announcement, Article, ArticleKind, Banner, BannerTarget, Category, Product
 from ..models.base import utcnow
-from ..uploads import SavedImage, save_image
+from ..uploads import SavedImage, removed_on_failure, save_image
 from . import DomainError, NotFound
 from .audit import record_audit
 from .periods import CHINA, to_utc
@@ -229,15 +227,9 @@ def _store_image(image: ImageUpload | None, kind: str) -> SavedImage | None:
     return save_image(image.stream, image.folder, kind, image.max_bytes) if image is not None else None
 
 
-@contextmanager
-def _kept_only_if_saved(image: ImageUpload | None, saved: SavedImage | None) -> Iterator[None]:
+def _kept_only_if_saved(image: ImageUpload | None, saved: SavedImage | None):
     """Around the write that uses a stored image: when it fails, the file goes too."""
-    try:
-        yield
-    except BaseException:
-        if image is not None and saved is not None:
-            (Path(image.folder) / saved.path).unlink(missing_ok=True)
-        raise
+    return removed_on_failure(image.folder if image is not None else "", [saved])
 
 
 def upload_article_image(session: Session, admin_id: int, image: ImageUpload) -> SavedImage:

@@ -19,7 +19,7 @@ from ..models import (
     StockReason,
 )
 from ..models.base import utcnow
-from .periods import CHINA, Buckets, bucket_sums, china_today, days_between, last_months, to_utc
+from .periods import Buckets, bucket_sums, china_midnight, china_today, days_between, last_months
 
 PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
 EARNED = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
@@ -31,10 +31,6 @@ class Figures:
     pickups: int
     sales_fen: int
     service_fee_fen: int
-
-
-def _day_start(day: date) -> datetime:
-    return to_utc(datetime(day.year, day.month, day.day, tzinfo=CHINA))
 
 
 def _outlet_figures(session: Session, outlet: Outlet, start: datetime, end: datetime) -> Figures:
@@ -54,10 +50,10 @@ def _outlet_figures(session: Session, outlet: Outlet, start: datetime, end: date
 def outlet_summary(session: Session, outlet: Outlet, now: datetime | None = None) -> dict[str, Figures]:
     """Today's and this month's pickups, sales handed over and service fees earned (China time)."""
     now = now or utcnow()
-    today = china_today(now)
+    today, month = china_today(now), last_months(now, 1)
     return {
-        "today": _outlet_figures(session, outlet, _day_start(today), _day_start(today + timedelta(days=1))),
-        "month": _outlet_figures(session, outlet, last_months(now, 1).start, last_months(now, 1).end),
+        "today": _outlet_figures(session, outlet, china_midnight(today), china_midnight(today + timedelta(days=1))),
+        "month": _outlet_figures(session, outlet, month.start, month.end),
     }
 
 

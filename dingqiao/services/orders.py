@@ -30,11 +30,16 @@ class OrderError(DomainError):
     status = 409
 
 
-def new_order_no(now: datetime) -> str:
-    """DQ + China-time timestamp + 6 random digits: sortable, readable on the phone, unguessable enough
-    that it is no key to anything (ownership is checked on every access anyway)."""
+def new_number(prefix: str, now: datetime) -> str:
+    """Prefix + China-time timestamp + 6 random digits — the shape of every business number (orders DQ…,
+    withdrawals WD…, restock orders RS…, service cases SV…): sortable, readable on the phone, unguessable
+    enough that it is no key to anything (ownership is checked on every access anyway)."""
     stamp = now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S")
-    return f"DQ{stamp}{secrets.randbelow(10**6):06d}"
+    return f"{prefix}{stamp}{secrets.randbelow(10**6):06d}"
+
+
+def new_order_no(now: datetime) -> str:
+    return new_number("DQ", now)
 
 
 def transition(session: Session, order_id: int, expected: OrderStatus, new: OrderStatus, **values) -> bool:

@@ -38,7 +38,8 @@ def china_today(now: datetime) -> date:
     return now.replace(tzinfo=timezone.utc).astimezone(CHINA).date()
 
 
-def _midnight(day: date) -> datetime:
+def china_midnight(day: date) -> datetime:
+    """The start of a China-time day, as naive UTC."""
     return to_utc(datetime(day.year, day.month, day.day, tzinfo=CHINA))
 
 
@@ -51,9 +52,9 @@ def last_months(now: datetime, count: int) -> Buckets:
         months.append((year, month))
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     months.reverse()
-    edges = [_midnight(date(y, m, 1)) for y, m in months]
+    edges = [china_midnight(date(y, m, 1)) for y, m in months]
     y, m = months[-1]
-    edges.append(_midnight(date(y + (m == 12), m % 12 + 1, 1)))
+    edges.append(china_midnight(date(y + (m == 12), m % 12 + 1, 1)))
     return Buckets([f"{y}-{m:02d}" for y, m in months], edges)
 
 
@@ -62,7 +63,7 @@ def last_weeks(now: datetime, count: int) -> Buckets:
     today = china_today(now)
     monday = today - timedelta(days=today.weekday())
     starts = [monday - timedelta(weeks=count - 1 - i) for i in range(count)]
-    edges = [_midnight(day) for day in starts] + [_midnight(monday + timedelta(weeks=1))]
+    edges = [china_midnight(day) for day in starts] + [china_midnight(monday + timedelta(weeks=1))]
     return Buckets([day.strftime("%m-%d") for day in starts], edges)
 
 
@@ -73,7 +74,7 @@ def days_between(first: date, last: date) -> Buckets:
     first = max(first, last - timedelta(days=MAX_BUCKETS - 1))
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return Buckets([day.strftime("%m-%d") for day in days],
-                   [_midnight(day) for day in days] + [_midnight(last + timedelta(days=1))], first, last)
+                   [china_midnight(day) for day in days] + [china_midnight(last + timedelta(days=1))], first, last)
 
 
 def bucket_sums(session: Session, buckets: Buckets, time_column, value, *conditions, joins=()) -> list[int]:

@@ -8,9 +8,7 @@ so goods are never created or lost (``flask check-stock``); goods shipped and no
 
 Payment between the parties is settled offline (B2B invoice); the order records its value at the price tier.
 """
-import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
@@ -32,6 +30,8 @@ from ..models.base import utcnow
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
+from .orders import new_number
+from .outlets import outlet_owned_by
 from .stock import add_stock, take_stock
 from .upgrades import on_restock_received
 
@@ -57,7 +57,7 @@ def party_for_user(session: Session, user_id: int) -> Party:
     factory = session.scalar(select(FactoryStore).where(FactoryStore.owner_user_id == user_id))
     if factory is not None:
         return Party("user", user_id, factory.location_id)
-    outlet = session.scalar(select(Outlet).where(Outlet.owner_user_id == user_id))
+    outlet = outlet_owned_by(session, user_id)
     if outlet is not None:
         return Party("user", user_id, outlet.location_id)
     raise Forbidden("只有门店店主或工厂店可以进货。")
@@ -284,5 +284,5 @@ def _location_owner(session: Session, location_id: int) -> int | None:
     return owner or session.scalar(select(Outlet.owner_user_id).where(Outlet.location_id == location_id))
 
 
-def _restock_no(now: datetime | None = None) -> str:
-    return f"RS{(now or utcnow()).strftime('%Y%m%d%H%M%S')}{secrets.randbelow(10**6):06d}"
+def _restock_no() -> str:
+    return new_number("RS", utcnow())

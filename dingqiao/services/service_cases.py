@@ -11,11 +11,9 @@ A refund case on an order also asks ``refunds.request_refund`` for the money bac
 allow that, the case is opened all the same and the refusal is recorded in the thread as a system note
 (a message with neither a member nor an admin as author), so the member and the team both see why.
 """
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import BinaryIO
 
 from sqlalchemy import case as sql_case
@@ -37,11 +35,11 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..money import format_yuan
-from ..uploads import SavedImage, UploadRefused, save_image
+from ..uploads import SavedImage, UploadRefused, removed_on_failure, save_image
 from . import DomainError, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
-from .orders import CHINA_TIME
+from .orders import new_number
 from .refunds import RefundError, request_refund
 
 MAX_SUBJECT_LENGTH = 64
@@ -72,9 +70,7 @@ class CaseThread:
 
 
 def new_case_no(now: datetime) -> str:
-    """SV + China-time timestamp + 6 random digits, the same shape as order numbers (DQ…)."""
-    stamp = now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S")
-    return f"SV{stamp}{secrets.randbelow(10**6):06d}"
+    return new_number("SV", now)
 
 
 def open_case(session: Session, user_id: int, *, kind: str, subject: str, body: str, order_no: str | None = None,
@@ -86,24 +82,20 @@ def open_case(session: Session, user_id: int, *, kind: str, subject: str, body: 
     subject = _clean_subject(subject) or " ".join(body.split())[:MAX_SUBJECT_LENGTH]
     order_no = (order_no or "").strip() or None
     saved = _save_photos(photos, upload_folder, max_bytes)
-    try:
-        with write_transaction(session):
-            order = None
-            if order_no is not None:
-                order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
-                if order is None:
-                    raise NotFound("订单不存在。")
-            now = utcnow()
-            case = ServiceCase(case_no=new_case_no(now), user_id=user_id, order_id=order.id if order else None,
-                               kind=kind, subject=subject, status=CaseStatus.OPEN, created_at=now, updated_at=now)
-            session.add(case)
-            session.flush()
-            _add_message(session, case.id, body, saved, now, author_user_id=user_id)
-            if kind == CaseKind.REFUND and order is not None:
-                _add_message(session, case.id, _start_refund(session, user_id, order, case, body), [], now)
-    except BaseException:
-        _discard(saved, upload_folder)
-        raise
+    with removed_on_failure(upload_folder, saved), write_transaction(session):
+        order = None
+        if order_no is not None:
+            order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
+            if order is None:
+                raise NotFound("订单不存在。")
+        now = utcnow()
+        case = ServiceCase(case_no=new_case_no(now), user_id=user_id, order_id=order.id if order else None,
+                           kind=kind, subject=subject, status=CaseStatus.OPEN, created_at=now, updated_at=now)
+        session.add(case)
+        session.flush()
+        _add_message(session, case.id, body, saved, now, author_user_id=user_id)
+        if kind == CaseKind.REFUND and order is not None:
+            _add_message(session, case.id, _start_refund(session, user_id, order, case, body), [], now)
     return case
 
 
@@ -112,21 +104,17 @@ def add_member_message(session: Session, user_id: int, case_id: int, body: str, 
     """The member writes in their own case; it goes back to the team's queue as OPEN."""
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
-    try:
-        with write_transaction(session):
-            now = utcnow()
-            moved = session.execute(
-                update(ServiceCase)
-                .where(ServiceCase.id == case_id, ServiceCase.user_id == user_id,
-                       ServiceCase.status != CaseStatus.CLOSED)
-                .values(status=CaseStatus.OPEN, updated_at=now)
-            ).rowcount
-            if not moved:
-                _refuse(session, case_id, user_id, "该服务单已关闭，不能再留言；如有新问题请重新提交。")
-            message = _add_message(session, case_id, body, saved, now, author_user_id=user_id)
-    except BaseException:
-        _discard(saved, upload_folder)
-        raise
+    with removed_on_failure(upload_folder, saved), write_transaction(session):
+        now = utcnow()
+        moved = session.execute(
+            update(ServiceCase)
+            .where(ServiceCase.id == case_id, ServiceCase.user_id == user_id,
+                   ServiceCase.status != CaseStatus.CLOSED)
+            .values(status=CaseStatus.OPEN, updated_at=now)
+        ).rowcount
+        if not moved:
+            _refuse(session, case_id, user_id, "该服务单已关闭，不能再留言；如有新问题请重新提交。")
+        message = _add_message(session, case_id, body, saved, now, author_user_id=user_id)
     return message
 
 
@@ -135,27 +123,23 @@ def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str,
     """The team answers any open case: ANSWERED, a message to the member, and an audit row."""
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
-    try:
-        with write_transaction(session):
-            now = utcnow()
-            moved = session.execute(
-                update(ServiceCase)
-                .where(ServiceCase.id == case_id, ServiceCase.status != CaseStatus.CLOSED)
-                .values(status=CaseStatus.ANSWERED, updated_at=now)
-            ).rowcount
-            if not moved:
-                _refuse(session, case_id, None, "该服务单已关闭，不能再回复。")
-            message = _add_message(session, case_id, body, saved, now, author_admin_id=admin.id)
-            case = session.get(ServiceCase, case_id)
-            enqueue_message(session, user_id=case.user_id, event="service_reply", object_id=message.id,
-                            title="客服回复了您的售后单", body=f"「{case.subject}」：{_excerpt(body)}",
-                            link=f"/service/{case.id}")
-            record_audit(session, actor_kind="admin", actor_id=admin.id, action="service.reply",
-                         target_type="service_case", target_id=case.case_no,
-                         detail={"message_id": message.id, "photos": len(saved)})
-    except BaseException:
-        _discard(saved, upload_folder)
-        raise
+    with removed_on_failure(upload_folder, saved), write_transaction(session):
+        now = utcnow()
+        moved = session.execute(
+            update(ServiceCase)
+            .where(ServiceCase.id == case_id, ServiceCase.status != CaseStatus.CLOSED)
+            .values(status=CaseStatus.ANSWERED, updated_at=now)
+        ).rowcount
+        if not moved:
+            _refuse(session, case_id, None, "该服务单已关闭，不能再回复。")
+        message = _add_message(session, case_id, body, saved, now, author_admin_id=admin.id)
+        case = session.get(ServiceCase, case_id)
+        enqueue_message(session, user_id=case.user_id, event="service_reply", object_id=message.id,
+                        title="客服回复了您的售后单", body=f"「{case.subject}」：{_excerpt(body)}",
+                        link=f"/service/{case.id}")
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="service.reply",
+                     target_type="service_case", target_id=case.case_no,
+                     detail={"message_id": message.id, "photos": len(saved)})
     return message
 
 
@@ -311,7 +295,7 @@ def _save_photos(photos: Sequence[BinaryIO], upload_folder: str, max_bytes: int)
     if len(photos) > MAX_PHOTOS:
         raise CaseError(f"每条留言最多 {MAX_PHOTOS} 张图片。")
     saved: list[SavedImage] = []
-    try:
+    with removed_on_failure(upload_folder, saved):
         for number, stream in enumerate(photos, start=1):
             try:
                 saved.append(save_image(stream, upload_folder, PHOTO_KIND, max_bytes))
@@ -319,12 +303,4 @@ def _save_photos(photos: Sequence[BinaryIO], upload_folder: str, max_bytes: int)
                 if len(photos) == 1:
                     raise
                 raise UploadRefused(f"第 {number} 张图片：{exc.message}") from None
-    except BaseException:
-        _discard(saved, upload_folder)
-        raise
     return saved
-
-
-def _discard(saved: Sequence[SavedImage], upload_folder: str) -> None:
-    for image in saved:
-        Path(upload_folder, image.path).unlink(missing_ok=True)

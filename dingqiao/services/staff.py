@@ -18,6 +18,7 @@ from ..models.base import utcnow
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
+from .outlets import outlet_owned_by
 
 INVITE_HOURS = 24
 MAX_STAFF = 20
@@ -32,7 +33,7 @@ def _hash(token: str) -> str:
 
 
 def owned_outlet(session: Session, user_id: int) -> Outlet:
-    outlet = session.scalar(select(Outlet).where(Outlet.owner_user_id == user_id))
+    outlet = outlet_owned_by(session, user_id)
     if outlet is None:
         raise Forbidden("只有门店店主可以管理核销员。")
     return outlet

@@ -319,12 +319,13 @@ def on_purchase_counted(session: Session, user_id: int, moment: CountsAt, now: d
     user = session.get(User, user_id)
     if user is None or user.identity != Identity.MEMBER:
         return
-    if metric_value(session, user_id, rule) < rule.threshold_fen:
+    value = metric_value(session, user_id, rule)
+    if value < rule.threshold_fen:
         return
     application = _open_application(session, user_id)
     if application is not None:
         if application.status == ApplicationStatus.WAITING and application.target == UpgradeTarget.OUTLET:
-            _advance(session, application, rule, now or utcnow())
+            _advance(session, application, rule, now or utcnow(), value)
         return
     enqueue_once(session, user_id=user_id, event="identity_eligible", object_id=f"{user_id}:{rule.target}",
                  title="可申请成为核销网点", body=f"您已满足条件：{rule_summary(rule)}填写门店信息即可开通。",
@@ -342,12 +343,15 @@ def on_restock_received(session: Session, owner_user_id: int, now: datetime | No
         _advance(session, application, rule, now or utcnow())
 
 
-def _advance(session: Session, application: IdentityApplication, rule: IdentityRuleVersion, now: datetime) -> None:
-    """WAITING → granted / REVIEW once the rule holds; otherwise nothing changes."""
-    if metric_value(session, application.user_id, rule) < rule.threshold_fen:
+def _advance(session: Session, application: IdentityApplication, rule: IdentityRuleVersion, now: datetime,
+             value: int | None = None) -> None:
+    """WAITING → granted / REVIEW once the rule holds; otherwise nothing changes. ``value``: the measure, when
+    the caller has just read it."""
+    value = metric_value(session, application.user_id, rule) if value is None else value
+    if value < rule.threshold_fen:
         return
     if rule.grant_mode == GrantMode.AUTO:
-        _grant(session, application, rule, admin_id=None, now=now)
+        _grant(session, application, rule, admin_id=None, now=now, value=value)
     elif rule.grant_mode == GrantMode.REVIEW:
         application.status = ApplicationStatus.REVIEW
         application.rule_version_id = rule.id
@@ -359,7 +363,7 @@ def _advance(session: Session, application: IdentityApplication, rule: IdentityR
 
 
 def _grant(session: Session, application: IdentityApplication, rule: IdentityRuleVersion | None, *,
-           admin_id: int | None, now: datetime) -> bool:
+           admin_id: int | None, now: datetime, value: int | None = None) -> bool:
     """Open the outlet or factory store and change the identity, in the caller's transaction. A taken region
     refuses the application with the reason instead (returns False)."""
     target = UpgradeTarget(application.target)
@@ -400,7 +404,8 @@ def _grant(session: Session, application: IdentityApplication, rule: IdentityRul
     if rule is not None:
         application.rule_version_id = rule.id
     _decide(session, application, ApplicationStatus.GRANTED, admin_id, now, "")
-    value = metric_value(session, user.id, rule) if rule is not None else None
+    if value is None and rule is not None:
+        value = metric_value(session, user.id, rule)
     record_audit(session, actor_kind="admin" if admin_id else "system", actor_id=admin_id, action="identity.upgrade",
                  target_type="user", target_id=user.id,
                  detail={"from": before, "to": user.identity, "application_id": application.id,

@@ -1,8 +1,7 @@
 """Withdrawals: the amount leaves "available" for "withdrawing" in one conditional update (never overdrawn,
 whatever runs at once), then finance pays it out through WeChat — or by hand — or returns it."""
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -15,7 +14,8 @@ from ..wechat.pay import PayError, PayGateway
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
-from .orders import CHINA_TIME
+from .orders import new_number
+from .periods import china_midnight, china_today
 from .wallet import post_entry
 
 BPS = 10_000
@@ -56,12 +56,6 @@ def parse_yuan(raw: str | None) -> int:
     return int(whole) * 100 + int(cents.ljust(2, "0") if cents else 0)
 
 
-def china_day_start(now: datetime) -> datetime:
-    local = now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: WithdrawalRules,
                        now: datetime | None = None) -> Withdrawal:
     now = now or utcnow()
@@ -76,7 +70,7 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
         user = session.get(User, user_id)
         if user is None or not user.is_active:
             raise Forbidden("账户不可用。")
-        withdrawal = Withdrawal(withdrawal_no=f"WD{now:%Y%m%d%H%M%S}{secrets.randbelow(10**6):06d}", user_id=user_id,
+        withdrawal = Withdrawal(withdrawal_no=new_number("WD", now), user_id=user_id,
                                 wallet_id=0, amount_fen=amount_fen, fee_fen=fee, created_at=now)
         # The balance moves first: the wallet row update is the lock that serialises this user's requests.
         entry = post_entry(session, user_id, LedgerKind.WITHDRAWAL_REQUESTED, available=-amount_fen,
@@ -84,7 +78,7 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
         withdrawal.wallet_id = entry.wallet_id
         today = session.scalar(
             select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
-                Withdrawal.user_id == user_id, Withdrawal.created_at >= china_day_start(now),
+                Withdrawal.user_id == user_id, Withdrawal.created_at >= china_midnight(china_today(now)),
                 Withdrawal.status.not_in([WithdrawalStatus.REJECTED, WithdrawalStatus.FAILED]))
         )
         if today + amount_fen > rules.daily_cap_fen:
