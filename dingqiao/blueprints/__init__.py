@@ -38,12 +38,14 @@ def content_security_policy(config) -> str:
 
 def register_blueprints(app: Flask) -> None:
     from . import (
-        admin, admin_content, admin_service, auth, cart, content, factory, health, me, media, messages, nearby,
-        orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat,
+        admin, admin_content, admin_exports, admin_members, admin_orders, admin_service, admin_stock, auth, cart,
+        content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile, restock, service,
+        shop, stock, wallet, wechat,
     )
 
-    for module in (auth, admin, admin_content, admin_service, cart, content, factory, health, me, media, messages,
-                   nearby, orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
+    for module in (auth, admin, admin_content, admin_exports, admin_members, admin_orders, admin_service,
+                   admin_stock, cart, content, factory, health, me, media, messages, nearby, orders, outlet,
+                   outlet_profile, restock, service, shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
 
     login_manager.login_view = "auth.login"
