@@ -7,7 +7,7 @@ from flask import Flask
 
 from . import config as settings
 from .db import configure_sqlite
-from .extensions import csrf, db, htmx, limiter, login_manager, migrate
+from .extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
+    babel.init_app(app, locale_selector=lambda: "zh_Hans_CN")
     with app.app_context():
         configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
 

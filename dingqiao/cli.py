@@ -10,7 +10,7 @@ from .models import AdminRole
 from .services import DomainError
 from .services.accounts import create_admin
 from .services.audit import verify_audit_chain
-from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo
+from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo, seed_demo_history
 from .services.commissions import settle_due_lines
 from .services.invariants import check_money, check_stock
 from .services.payments import expire_unpaid_orders
@@ -41,8 +41,10 @@ def seed_demo_command(force: bool):
     if not summary.created:
         click.echo("The database already has users; demo data not added.")
         return
+    history = seed_demo_history(db.session)
     click.echo(
-        f"Demo data: {summary.users} users, {summary.products} products, {summary.outlets} outlets. "
+        f"Demo data: {summary.users} users, {summary.products} products, {summary.outlets} outlets, "
+        f"{history} orders over the last weeks. "
         f"Admin login: {DEMO_ADMIN_USERNAME} / {DEMO_ADMIN_PASSWORD}"
     )
     if not summary.images_with_text:

@@ -1,4 +1,5 @@
 """Flask extensions, created unbound and bound to the app in ``create_app``."""
+from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -32,6 +33,8 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Only Flask-Admin's data pages are translated (its bundled zh_Hans_CN catalogue); our own templates are Chinese.
+babel = Babel()
 htmx = HTMX()
 # Limits are declared on the views that need them (pickup-code guessing, logins); storage from
 # RATELIMIT_STORAGE_URI (memory:// per process by default, redis://… to share across workers).

@@ -16,6 +16,7 @@ from .services import DomainError
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding them
 MAX_SIDE = 1600  # stored images are scaled down to this
+THUMBNAIL_SIDE = 400  # product lists and the cart show this copy (a 300 px card at 1.3x density)
 
 
 class UploadRefused(DomainError):
@@ -27,11 +28,17 @@ class SavedImage:
     path: str  # relative to the uploads folder, e.g. "service/2026-11/ab12….jpg"
     width: int
     height: int
+    thumb_path: str | None = None  # a THUMBNAIL_SIDE copy beside it, when one was asked for
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path, *([self.thumb_path] if self.thumb_path else [])]
 
 
-def save_image(stream, upload_folder: str, kind: str, max_bytes: int) -> SavedImage:
+def save_image(stream, upload_folder: str, kind: str, max_bytes: int, *, thumbnail: bool = False) -> SavedImage:
     """Read at most ``max_bytes`` from ``stream``; refuse, with a Chinese message, anything larger or that is
-    not a JPG / PNG / WEBP / GIF image; store a re-encoded copy (JPEG, or PNG when it has transparency)."""
+    not a JPG / PNG / WEBP / GIF image; store a re-encoded copy (JPEG, or PNG when it has transparency), and
+    with ``thumbnail`` a small copy named ``<name>_t.<ext>`` beside it."""
     data = stream.read(max_bytes + 1)
     if not data:
         raise UploadRefused("请选择要上传的图片。")
@@ -57,7 +64,14 @@ def save_image(stream, upload_folder: str, kind: str, max_bytes: int) -> SavedIm
             target = Path(upload_folder) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             image.save(target, fmt, **options)
-            return SavedImage(relative.as_posix(), image.width, image.height)
+            thumb_relative = None
+            if thumbnail:
+                thumb_relative = relative.with_name(f"{relative.stem}_t{suffix}")
+                small = image.copy()
+                small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                small.save(Path(upload_folder) / thumb_relative, fmt, **options)
+            return SavedImage(relative.as_posix(), image.width, image.height,
+                              thumb_relative.as_posix() if thumb_relative else None)
     except UploadRefused:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
@@ -72,5 +86,6 @@ def removed_on_failure(upload_folder: str, saved: Sequence[SavedImage | None]) -
     except BaseException:
         for image in saved:
             if image is not None:
-                (Path(upload_folder) / image.path).unlink(missing_ok=True)
+                for path in image.paths:
+                    (Path(upload_folder) / path).unlink(missing_ok=True)
         raise

@@ -68,6 +68,15 @@ def parse_id(raw: str | None) -> int | None:
     return int(raw) if raw is not None and _ID.fullmatch(raw.strip()) else None
 
 
+def parse_signed_int(raw: str | None) -> int | None:
+    """"+12" / "-3" / "7" → int (at most 7 digits, for stock changes); anything else → None."""
+    text = (raw or "").strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 7:
+        return None
+    return int(text)
+
+
 def arg_id(name: str) -> int | None:
     return parse_id(request.args.get(name))
 

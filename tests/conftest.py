@@ -147,6 +147,13 @@ def csrf_token(client) -> str:
     return match.group(1)
 
 
+def log_in_admin(client, admin_id: int) -> None:
+    """Make the test client's session an admin's, as the admin login would."""
+    with client.session_transaction() as s:
+        s["_user_id"] = f"admin:{admin_id}"
+        s["_fresh"] = True
+
+
 class Unexpected(Exception):
     """Raised in place of anything but a domain error inside ``run_concurrently``: always a bug."""
 

@@ -12,7 +12,14 @@ import pytest
 
 from dingqiao import create_app
 from dingqiao.extensions import db
-from dingqiao.services.demo_data import CATEGORIES, PRODUCTS, seed_demo
+from dingqiao.services.demo_data import (
+    CATEGORIES,
+    DEMO_ADMIN_PASSWORD,
+    DEMO_ADMIN_USERNAME,
+    PRODUCTS,
+    seed_demo,
+    seed_demo_history,
+)
 from dingqiao.money import format_yuan as yuan
 from tests.conftest import empty_database, make_config
 from tests.live_server import live_server
@@ -389,3 +396,73 @@ def test_checkout_sorts_outlets_by_the_members_position_with_one_request(page, b
     expect(page.locator("#outlet-list .weui-cell").first).to_contain_text("翠苑社区生活馆")
     page.wait_for_timeout(1500)
     assert len(located) == 1, located
+
+
+# --------------------------------------------------------------------------------------------- the admin
+
+DESKTOP = {"width": 1366, "height": 900}
+
+
+@pytest.fixture
+def admin_site(database_url, tmp_path):
+    """The demo with a few weeks of trade (``seed_demo_history``) on a live server, for the desktop admin."""
+    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    app = create_app(config)
+    try:
+        with app.app_context():
+            db.create_all()
+            seed_demo(db.session, config["UPLOAD_FOLDER"], None)
+            seed_demo_history(db.session)
+            db.session.remove()
+        with live_server(app) as url:
+            yield url
+    finally:
+        empty_database(app)
+
+
+@pytest.fixture
+def desktop(browser, admin_site):
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(f"{admin_site}/admin/login")
+    page.get_by_label("用户名").fill(DEMO_ADMIN_USERNAME)
+    page.get_by_label("密码").fill(DEMO_ADMIN_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{admin_site}/admin/")
+    yield page
+    context.close()
+
+
+def fits_the_screen(page) -> None:
+    assert page.evaluate("() => document.scrollingElement.scrollWidth") <= DESKTOP["width"], page.url
+
+
+def test_the_admin_dashboard_order_detail_and_withdrawal_queue_on_a_desktop(desktop, admin_site, tmp_path):
+    """What the operations team sees first: figures with money in yuan, the 30-day chart drawn, an order's
+    whole story reached from the order search, and the withdrawal queue with its bulk actions."""
+    page = desktop
+    expect(page.locator('[data-stat="month-sales"]')).to_have_text(PRICE)
+    page.wait_for_function("() => document.querySelectorAll('canvas[data-chart-url]').length === 2"
+                           " && [...document.querySelectorAll('canvas[data-chart-url]')].every(c => c.dataset.chartReady)")
+    fits_the_screen(page)
+    page.screenshot(path=str(tmp_path / "admin-dashboard.png"), full_page=True)
+
+    page.get_by_role("navigation").get_by_role("link", name="订单", exact=True).click()
+    expect(page.locator("table.model-list tbody tr")).to_have_count(48)
+    page.get_by_placeholder(re.compile("订单号")).fill("DQ")
+    page.get_by_placeholder(re.compile("订单号")).press("Enter")
+    first = page.locator("table.model-list tbody tr").first.locator("a", has_text=re.compile(r"^DQ\d+$"))
+    order_no = first.inner_text()
+    first.click()
+    expect(page.get_by_role("heading", name=re.compile(f"订单 {order_no}"))).to_be_visible()
+    for section in ("商品", "支付", "佣金", "钱包流水", "库存变动"):
+        expect(page.get_by_role("heading", name=section, exact=True)).to_be_visible()
+    fits_the_screen(page)
+    page.screenshot(path=str(tmp_path / "admin-order.png"), full_page=True)
+
+    page.get_by_role("link", name="提现审核").click()
+    expect(page.locator("tbody tr", has_text="待审核")).to_have_count(1)
+    expect(page.get_by_role("button", name="同意（微信打款）")).to_be_visible()
+    fits_the_screen(page)
+    page.screenshot(path=str(tmp_path / "admin-withdrawals.png"), full_page=True)

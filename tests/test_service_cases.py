@@ -28,7 +28,7 @@ from dingqiao.services import service_cases
 from dingqiao.services.accounts import create_admin
 from dingqiao.services.audit import verify_audit_chain
 from dingqiao.services.refunds import request_refund
-from tests.conftest import Unexpected, csrf_token, run_concurrently
+from tests.conftest import Unexpected, csrf_token, log_in_admin, run_concurrently
 from tests.factories import make_order, make_outlet, make_product, make_user
 from tests.money_world import build_world, buy, pay, pick_up
 from tests.test_access import log_in
@@ -46,12 +46,6 @@ def noisy_png(side: int = 64) -> bytes:
     buffer = io.BytesIO()
     Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def log_in_admin(client, admin_id: int) -> None:
-    with client.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
-        s["_fresh"] = True
 
 
 def post_form(client, url: str, fields: dict, photos=(), headers=None):

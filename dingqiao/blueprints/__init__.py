@@ -1,7 +1,7 @@
 """Blueprint registration, the login loader, error pages and the security headers every response carries."""
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -48,6 +48,10 @@ def register_blueprints(app: Flask) -> None:
                    outlet_profile, restock, service, shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
 
+    from .admin_data import init_admin_data
+
+    init_admin_data(app)
+
     login_manager.login_view = "auth.login"
     login_manager.user_loader(_load_principal)
 
@@ -76,7 +80,9 @@ def register_blueprints(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", csp)
+        nonce = g.get("csp_nonce")  # set when a Flask-Admin page rendered script tags that carry it
+        response.headers.setdefault(
+            "Content-Security-Policy", csp.replace("script-src 'self'", f"script-src 'self' 'nonce-{nonce}'") if nonce else csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -1,7 +1,7 @@
 """Admin area (desktop): username + password login, and the home page the admin issue builds on."""
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..extensions import db, limiter
 from ..models import (
@@ -13,7 +13,6 @@ from ..models import (
     IdentityApplication,
     IdentityRuleVersion,
     Order,
-    OrderStatus,
     PaymentEvent,
     Product,
     Refund,
@@ -25,7 +24,7 @@ from ..models import (
     WithdrawalStatus,
 )
 from ..services.accounts import InvalidCredentials, authenticate_admin
-from ..services import DomainError, Forbidden, commissions, delivery, restock, upgrades
+from ..services import DomainError, Forbidden, commissions, dashboards, delivery, restock, upgrades
 from ..services.payments import refund_stray_payment, resolve_payment_event
 from ..services.refunds import approve_refund, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
@@ -76,19 +75,15 @@ def logout():
 
 @bp.get("/")
 def home():
-    counts = {
-        "members": db.session.scalar(select(func.count()).select_from(User)),
-        "products_on_sale": db.session.scalar(
-            select(func.count()).select_from(Product).where(Product.is_on_sale.is_(True))
-        ),
-        "orders_awaiting_pickup": db.session.scalar(
-            select(func.count()).select_from(Order).where(Order.status == OrderStatus.PAID)
-        ),
-        "withdrawals_pending": db.session.scalar(
-            select(func.count()).select_from(Withdrawal).where(Withdrawal.status == WithdrawalStatus.REQUESTED)
-        ),
-    }
-    return render_template("admin/home.html", admin=current_admin(), counts=counts)
+    """The dashboard: today's and this month's figures, the queues waiting for someone, a 30-day chart."""
+    return render_template("admin/home.html", admin=current_admin(), overview=dashboards.admin_overview(db.session))
+
+
+@bp.get("/dashboard.json")
+def dashboard_json():
+    response = jsonify(dashboards.sales_trend(db.session))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.get("/refunds")
@@ -106,13 +101,13 @@ def refunds():
 @bp.post("/refunds/<int:refund_id>/approve")
 def approve_refund_view(refund_id: int):
     approve_refund(db.session, pay_gateway(current_app.config), current_admin(), refund_id)
-    return redirect(url_for("admin.refunds"))
+    return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
 
 
 @bp.post("/refunds/<int:refund_id>/reject")
 def reject_refund_view(refund_id: int):
     reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""))
-    return redirect(url_for("admin.refunds"))
+    return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
 
 
 @bp.get("/withdrawals")

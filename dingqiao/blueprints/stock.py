@@ -6,7 +6,7 @@ from ..extensions import db
 from ..services import DomainError
 from ..services.restock import location_name
 from ..services.stock import adjust_stock, location_stock, owned_location_id, recent_movements, set_low_stock_threshold
-from ..web import parse_id, redirect_after_post, render_page
+from ..web import parse_id, parse_signed_int, redirect_after_post, render_page
 from .access import current_member, require_member
 
 bp = Blueprint("stock", __name__, url_prefix="/stock")
@@ -36,7 +36,7 @@ def index():
 @bp.post("/adjust")
 def adjust():
     product_id = parse_id(request.form.get("product_id"))
-    delta = _signed_int(request.form.get("delta"))
+    delta = parse_signed_int(request.form.get("delta"))
     if product_id is None or delta is None:
         raise DomainError("请填写调整数量，例如 5 或 -2。")
     adjust_stock(db.session, location_id=g.location_id, product_id=product_id, delta=delta,
@@ -53,10 +53,3 @@ def threshold():
     set_low_stock_threshold(db.session, location_id=g.location_id, product_id=product_id, threshold=value)
     return redirect_after_post(url_for("stock.index"))
 
-
-def _signed_int(raw: str | None) -> int | None:
-    text = (raw or "").strip()
-    digits = text[1:] if text[:1] in "+-" else text
-    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 7:
-        return None
-    return int(text)

@@ -57,6 +57,16 @@ from .upgrades import (
     UpgradeMetric,
     UpgradeTarget,
 )
-from .users import AdminRole, AdminUser, BindingAttempt, BindingSource, Identity, ReferralBinding, TeamPath, User
+from .users import (
+    MONEY_REVIEWERS,
+    AdminRole,
+    AdminUser,
+    BindingAttempt,
+    BindingSource,
+    Identity,
+    ReferralBinding,
+    TeamPath,
+    User,
+)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

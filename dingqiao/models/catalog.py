@@ -17,6 +17,9 @@ class Category(db.Model):
     sort_order: Mapped[int] = mapped_column(default=0)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class Product(db.Model):
     __tablename__ = "products"
@@ -54,6 +57,11 @@ class Product(db.Model):
     def cover_path(self) -> str | None:
         return self.images[0].path if self.images else None
 
+    @property
+    def cover_thumb_path(self) -> str | None:
+        """The small copy for lists and the cart; images from before thumbnails existed fall back to the cover."""
+        return (self.images[0].thumb_path or self.images[0].path) if self.images else None
+
 
 class ProductImage(db.Model):
     __tablename__ = "product_images"
@@ -61,6 +69,7 @@ class ProductImage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     path: Mapped[str] = mapped_column(String(256))  # relative to the instance uploads folder
+    thumb_path: Mapped[str | None] = mapped_column(String(256))
     sort_order: Mapped[int] = mapped_column(default=0)
 
 

@@ -79,6 +79,7 @@ class CommissionLine(db.Model):
         one_of("status", CommissionStatus, "status"),
         CheckConstraint("amount_fen >= 0 AND base_fen >= 0 AND rate_bps >= 0", name="amounts_not_negative"),
         CheckConstraint("level BETWEEN 0 AND 3", name="level_range"),
+        Index("ix_commission_lines_created_at", "created_at"),  # exports by date
         Index("ix_commission_lines_beneficiary_created", "beneficiary_user_id", "created_at"),
     )
 
@@ -166,6 +167,7 @@ class Withdrawal(db.Model):
         one_of("status", WithdrawalStatus, "status"),
         CheckConstraint("amount_fen > 0 AND fee_fen >= 0 AND fee_fen < amount_fen", name="amounts"),
         Index("ix_withdrawals_status_created", "status", "created_at"),
+        Index("ix_withdrawals_created_at", "created_at"),  # exports by date
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

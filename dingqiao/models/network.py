@@ -19,6 +19,9 @@ class Region(db.Model):
 
     factory_store: Mapped["FactoryStore | None"] = relationship(back_populates="region", uselist=False)
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class LocationKind(StrEnum):
     PLATFORM = "platform"
@@ -90,6 +93,9 @@ class Outlet(db.Model):
 
     region: Mapped[Region] = relationship()
     location: Mapped[StockLocation] = relationship()
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class OutletStaff(db.Model):

@@ -41,6 +41,8 @@ class Order(db.Model):
         Index("ix_orders_user_status_created", "user_id", "status", "created_at"),
         Index("ix_orders_outlet_status", "outlet_id", "status"),
         Index("ix_orders_outlet_paid", "outlet_id", "paid_at"),  # outlet and regional dashboards by day
+        Index("ix_orders_paid_at", "paid_at"),  # the admin dashboard's sales by day
+        Index("ix_orders_created_at", "created_at"),  # exports and the admin order list by date
         Index("ix_orders_status_expires", "status", "expires_at"),
     )
 

@@ -25,7 +25,10 @@ class User(UserMixin, db.Model):
     """A person using the H5. One identity at a time; the menu and the price tier follow it."""
 
     __tablename__ = "users"
-    __table_args__ = (one_of("identity", Identity, "identity"),)
+    __table_args__ = (
+        one_of("identity", Identity, "identity"),
+        Index("ix_users_created_at", "created_at"),  # new members per day on the admin dashboard
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     openid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -57,11 +60,18 @@ class User(UserMixin, db.Model):
     def display_name(self) -> str:
         return self.nickname or f"用户{self.referral_code}"
 
+    def __str__(self) -> str:
+        return self.display_name
+
 
 class AdminRole(StrEnum):
     OPERATOR = "operator"
     FINANCE = "finance"
     SUPERADMIN = "superadmin"
+
+
+# Money leaves the business only with finance's approval (refunds, withdrawals, stray payments).
+MONEY_REVIEWERS = frozenset({AdminRole.FINANCE, AdminRole.SUPERADMIN})
 
 
 class AdminUser(UserMixin, db.Model):

@@ -1,17 +1,32 @@
-"""Accounts: members created from their WeChat identity, admin accounts, referral codes."""
+"""Accounts: members created from their WeChat identity, admin accounts, referral codes; a member account
+as the operations team sees it, and disabling or enabling it."""
+import json
 import re
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..db import write_transaction
-from ..models import AdminRole, AdminUser, User
+from ..models import (
+    AdminRole,
+    AdminUser,
+    AuditLog,
+    BindingAttempt,
+    Order,
+    ReferralBinding,
+    TeamPath,
+    User,
+    Wallet,
+    Withdrawal,
+    WithdrawalStatus,
+)
 from ..models.base import utcnow
 from ..wechat.oauth import WeChatProfile
-from . import DomainError
+from . import DomainError, NotFound
 from .audit import record_audit
 
 # No 0/O, 1/I/L: codes are read aloud and typed from posters.
@@ -20,10 +35,16 @@ REFERRAL_CODE_LENGTH = 8
 REFERRAL_CODE_PATTERN = re.compile(r"^[0-9A-Za-z]{4,16}$")
 USERNAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]{3,64}$")
 MIN_ADMIN_PASSWORD_LENGTH = 10
+MAX_ADMIN_REASON_LENGTH = 200
+DISABLED_MESSAGE = "该账号已停用，如有疑问请联系客服。"
 
 
 class InvalidCredentials(DomainError):
     status = 401
+
+
+class AccountDisabled(DomainError):
+    status = 403
 
 
 def new_referral_code() -> str:
@@ -39,8 +60,9 @@ def clean_referral_code(raw: str | None) -> str | None:
 
 
 def login_wechat_user(session: Session, profile: WeChatProfile, ref_code: str | None) -> User:
-    """Find the member by openid or create them; refresh nickname and avatar. Safe against two first logins
-    of the same person at once: the unique openid lets one insert win and the other reads it."""
+    """Find the member by openid or create them; refresh nickname and avatar. A disabled account is refused
+    and left as it was. Safe against two first logins of the same person at once: the unique openid lets one
+    insert win and the other reads it."""
     for _attempt in range(3):
         try:
             with write_transaction(session):
@@ -52,6 +74,8 @@ def login_wechat_user(session: Session, profile: WeChatProfile, ref_code: str | 
                         signup_ref_code=ref_code,
                     )
                     session.add(user)
+                elif not user.is_active:
+                    raise AccountDisabled(DISABLED_MESSAGE)
                 if profile.unionid:
                     user.unionid = profile.unionid
                 if profile.nickname:
@@ -69,8 +93,10 @@ def record_member_login(session: Session, user_id: int) -> User:
     """Demo login: the user exists already; only the login time changes."""
     with write_transaction(session):
         user = session.get(User, user_id)
-        if user is None or not user.is_active:
-            raise InvalidCredentials("该用户不存在或已停用。")
+        if user is None:
+            raise InvalidCredentials("该用户不存在。")
+        if not user.is_active:
+            raise AccountDisabled(DISABLED_MESSAGE)
         user.last_login_at = utcnow()
     return user
 
@@ -125,3 +151,96 @@ def authenticate_admin(session: Session, username: str, password: str) -> AdminU
             target_id=admin.id,
         )
     return admin
+
+
+def admin_reason(raw: str | None, missing: str = "") -> str:
+    """The reason an admin gives for an audited change, spaces folded. Too long is refused rather than cut, so
+    the audit keeps what was written; with ``missing`` given, an empty reason is refused with that message."""
+    reason = " ".join((raw or "").split())
+    if len(reason) > MAX_ADMIN_REASON_LENGTH:
+        raise DomainError(f"原因最多 {MAX_ADMIN_REASON_LENGTH} 字。")
+    if missing and not reason:
+        raise DomainError(missing)
+    return reason
+
+
+def set_member_active(session: Session, admin: AdminUser, user_id: int, active: bool, reason: str) -> bool:
+    """Disable or enable a member account, audited. Returns False, writing nothing, when it already was so.
+
+    A disabled member's session ends at their next request (the login loader refuses inactive accounts) and
+    both login paths refuse them. Money is left alone: the wallet stays and pending withdrawals are not
+    cancelled — finance reviews them."""
+    reason = admin_reason(reason, "" if active else "请填写停用原因。")
+    with write_transaction(session):
+        if session.get(User, user_id) is None:
+            raise NotFound("会员不存在。")
+        changed = session.execute(
+            update(User).where(User.id == user_id, User.is_active == (not active)).values(is_active=active)
+        ).rowcount
+        if changed:
+            record_audit(session, actor_kind="admin", actor_id=admin.id,
+                         action="member.enabled" if active else "member.disabled", target_type="user",
+                         target_id=user_id, detail={"reason": reason})
+    return bool(changed)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    row: AuditLog
+    actor: str  # the admin's username; empty for the system
+    detail: dict
+
+
+@dataclass(frozen=True)
+class MemberOverview:
+    member: User
+    binding: ReferralBinding | None
+    direct_count: int
+    team_size: int
+    wallet: Wallet | None
+    open_withdrawals: int
+    orders: list[Order]
+    attempts: list[BindingAttempt]
+    audit: list[AuditEntry]
+
+
+OVERVIEW_ROWS = 10
+AUDIT_ROWS = 50
+
+
+def member_overview(session: Session, user_id: int) -> MemberOverview:
+    """One member for the admin detail page: identity, upline and team, money, latest orders, how they were
+    bound and what admins did to the account."""
+    member = session.get(User, user_id)
+    if member is None:
+        raise NotFound("会员不存在。")
+    direct_count, team_size = session.execute(
+        select(func.count(case((TeamPath.depth == 1, 1))), func.count()).where(TeamPath.ancestor_id == user_id)
+    ).one()
+    audit_rows = session.execute(
+        select(AuditLog, AdminUser.username)
+        .outerjoin(AdminUser, (AuditLog.actor_kind == "admin") & (AdminUser.id == AuditLog.actor_id))
+        .where(AuditLog.target_type == "user", AuditLog.target_id == str(user_id))
+        .order_by(AuditLog.id.desc()).limit(AUDIT_ROWS)
+    ).all()
+    return MemberOverview(
+        member=member,
+        binding=member.binding,
+        direct_count=direct_count,
+        team_size=team_size,
+        wallet=session.scalar(select(Wallet).where(Wallet.user_id == user_id)),
+        open_withdrawals=session.scalar(
+            select(func.count()).select_from(Withdrawal).where(
+                Withdrawal.user_id == user_id,
+                Withdrawal.status.in_([WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED]))
+        ),
+        orders=list(session.scalars(
+            select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc(), Order.id.desc())
+            .limit(OVERVIEW_ROWS)
+        )),
+        attempts=list(session.scalars(
+            select(BindingAttempt).where(BindingAttempt.user_id == user_id).order_by(BindingAttempt.id.desc())
+            .limit(OVERVIEW_ROWS)
+        )),
+        audit=[AuditEntry(row, username or "", json.loads(row.detail)) for row, username in audit_rows],
+    )

@@ -3,7 +3,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from ..models import AuditChainHead, AuditLog
@@ -90,3 +90,19 @@ def verify_audit_chain(session: Session) -> ChainBreak | None:
     if head is not None and (head.last_id != last_id or head.last_hash != expected_prev):
         return ChainBreak(last_id or 0, "the newest rows are missing (chain head points past the end)")
     return None
+
+
+def snapshot(row, exclude: frozenset[str] = frozenset()) -> dict:
+    """A row's column values as JSON-able text, for "what changed" in an audit row (secrets left out)."""
+    values = {}
+    for column in inspect(row).mapper.column_attrs:
+        if column.key in exclude:
+            continue
+        value = getattr(row, column.key)
+        values[column.key] = value if value is None or isinstance(value, (bool, int, str)) else str(value)
+    return values
+
+
+def changed_fields(before: dict, after: dict) -> dict:
+    """{field: [old, new]} for every field whose value differs."""
+    return {key: [before.get(key), value] for key, value in after.items() if before.get(key) != value}

@@ -4,8 +4,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Category, LocationKind, Outlet, Product, SiteStatus, StockLevel, StockLocation
-from . import NotFound
+from ..models import Category, LocationKind, Outlet, Product, ProductImage, SiteStatus, StockLevel, StockLocation
+from ..money import format_yuan
+from ..uploads import SavedImage
+from . import DomainError, NotFound
+from .withdrawals import parse_yuan
 
 PAGE_SIZE = 10
 MAX_PAGE = 1000
@@ -76,3 +79,62 @@ def available_units(session: Session, product_ids: list[int]) -> dict[int, int]:
     )
     found = {product_id: int(units or 0) for product_id, units in rows}
     return {product_id: found.get(product_id, 0) for product_id in product_ids}
+
+
+# ---------------------------------------------------------------- the admin's side of the catalog
+
+MAX_PRICE_FEN = 100_000_000  # ¥1,000,000: far above any wash-care product, low enough to catch a slipped key
+MAX_PRODUCT_IMAGES = 9
+
+
+class CatalogError(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class TierPrices:
+    member_fen: int
+    outlet_fen: int
+    factory_fen: int
+
+
+def parse_tier_prices(member: str | None, outlet: str | None, factory: str | None) -> TierPrices:
+    """The three identity prices from what the admin typed in yuan. A factory store buys at or below an
+    outlet and an outlet at or below a member — otherwise the upgrade would make goods dearer."""
+    prices = []
+    for label, raw in (("会员价", member), ("网点价", outlet), ("工厂店价", factory)):
+        try:
+            fen = parse_yuan(raw)
+        except DomainError:
+            raise CatalogError(f"{label}：请输入正确的金额（元，最多两位小数）。") from None
+        if not 0 < fen <= MAX_PRICE_FEN:
+            raise CatalogError(f"{label}需大于 0 且不超过 {format_yuan(MAX_PRICE_FEN)}。")
+        prices.append(fen)
+    member_fen, outlet_fen, factory_fen = prices
+    if not factory_fen <= outlet_fen <= member_fen:
+        raise CatalogError("价格需满足：工厂店价 ≤ 网点价 ≤ 会员价。")
+    return TierPrices(member_fen, outlet_fen, factory_fen)
+
+
+def attach_images(session: Session, product: Product, saved: list[SavedImage]) -> None:
+    """Add stored uploads (with their thumbnails) after the product's existing pictures."""
+    if len(product.images) + len(saved) > MAX_PRODUCT_IMAGES:
+        raise CatalogError(f"每个商品最多 {MAX_PRODUCT_IMAGES} 张图片。")
+    next_order = max((image.sort_order for image in product.images), default=-1) + 1
+    for offset, image in enumerate(saved):
+        product.images.append(ProductImage(path=image.path, thumb_path=image.thumb_path,
+                                           sort_order=next_order + offset))
+    session.flush()
+
+
+def detach_images(session: Session, product: Product, image_ids: set[int]) -> list[str]:
+    """Remove the chosen pictures of this product (others' ids are ignored); returns the files to delete once
+    the transaction has committed."""
+    doomed = [image for image in product.images if image.id in image_ids]
+    paths = []
+    for image in doomed:
+        paths += [image.path, *([image.thumb_path] if image.thumb_path else [])]
+        product.images.remove(image)
+        session.delete(image)
+    session.flush()
+    return paths

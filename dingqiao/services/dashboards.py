@@ -1,5 +1,6 @@
-"""Dashboards for outlets and factory stores: pickups, sales and fees; regional sales by day and by outlet, the
-outlet ranking and restock volume. Each series is one query over the period (``periods.bucket_sums``)."""
+"""Dashboards for outlets and factory stores (pickups, sales and fees; regional sales by day and by outlet, the
+outlet ranking and restock volume) and the operations team's overview. Each series is one query over the
+period (``periods.bucket_sums``)."""
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -7,16 +8,25 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import (
+    ApplicationStatus,
+    CaseStatus,
     CommissionKind,
     CommissionLine,
     CommissionStatus,
     FactoryStore,
+    IdentityApplication,
     Order,
     OrderStatus,
     Outlet,
+    Refund,
+    RefundStatus,
     RestockItem,
+    ServiceCase,
     StockMovement,
     StockReason,
+    User,
+    Withdrawal,
+    WithdrawalStatus,
 )
 from ..models.base import utcnow
 from .periods import Buckets, bucket_sums, china_midnight, china_today, days_between, last_months
@@ -127,3 +137,69 @@ def _restock_volume(session: Session, factory: FactoryStore, buckets: Buckets, v
     return bucket_sums(session, buckets, StockMovement.created_at, value,
                        StockMovement.location_id == factory.location_id,
                        StockMovement.reason == StockReason.RESTOCK_OUT, joins=[(RestockItem, line)])
+
+
+# ---------------------------------------------------------------- the operations team's overview
+
+@dataclass(frozen=True)
+class PeriodFigures:
+    sales_fen: int  # paid in the period and not refunded since
+    orders: int
+    new_members: int
+
+
+@dataclass(frozen=True)
+class AdminOverview:
+    today: PeriodFigures
+    month: PeriodFigures
+    withdrawals_pending: int
+    withdrawals_pending_fen: int
+    refunds_pending: int
+    orders_awaiting_pickup: int
+    cases_open: int
+    applications_in_review: int
+
+
+def _period_figures(session: Session, start: datetime, end: datetime) -> PeriodFigures:
+    orders, sales = session.execute(
+        select(func.count(), func.coalesce(func.sum(Order.total_fen), 0))
+        .where(Order.paid_at >= start, Order.paid_at < end, Order.status.in_(PAID))
+    ).one()
+    members = session.scalar(select(func.count()).select_from(User).where(User.created_at >= start, User.created_at < end))
+    return PeriodFigures(int(sales), int(orders), int(members))
+
+
+def admin_overview(session: Session, now: datetime | None = None) -> AdminOverview:
+    """Today's and this month's sales (China time), orders and new members, and the queues waiting for someone."""
+    now = now or utcnow()
+    today, month = china_today(now), last_months(now, 1)
+    waiting, waiting_fen = session.execute(
+        select(func.count(), func.coalesce(func.sum(Withdrawal.amount_fen), 0))
+        .where(Withdrawal.status == WithdrawalStatus.REQUESTED)
+    ).one()
+
+    def count(model, *conditions) -> int:
+        return int(session.scalar(select(func.count()).select_from(model).where(*conditions)))
+
+    return AdminOverview(
+        today=_period_figures(session, china_midnight(today), china_midnight(today + timedelta(days=1))),
+        month=_period_figures(session, month.start, month.end),
+        withdrawals_pending=int(waiting), withdrawals_pending_fen=int(waiting_fen),
+        refunds_pending=count(Refund, Refund.status == RefundStatus.REQUESTED),
+        orders_awaiting_pickup=count(Order, Order.status == OrderStatus.PAID),
+        cases_open=count(ServiceCase, ServiceCase.status == CaseStatus.OPEN),
+        applications_in_review=count(IdentityApplication, IdentityApplication.status == ApplicationStatus.REVIEW),
+    )
+
+
+def sales_trend(session: Session, now: datetime | None = None, days: int = DEFAULT_DAYS) -> dict:
+    """The last ``days`` China-time days: sales and paid orders per day, for the dashboard chart."""
+    today = china_today(now or utcnow())
+    buckets = days_between(today - timedelta(days=days - 1), today)
+    paid = (Order.status.in_(PAID),)
+    return {
+        "sales": {"labels": buckets.labels, "unit": "fen",
+                  "series": [{"label": "销售额", "data": bucket_sums(session, buckets, Order.paid_at, Order.total_fen, *paid)}]},
+        "orders": {"labels": buckets.labels, "unit": "count",
+                   "series": [{"label": "订单数", "data": bucket_sums(session, buckets, Order.paid_at, 1, *paid)}]},
+    }

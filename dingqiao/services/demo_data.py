@@ -18,6 +18,7 @@ from ..models import (
     Banner,
     BannerTarget,
     Category,
+    CommissionLine,
     CommissionRuleVersion,
     CountsAt,
     FactoryStore,
@@ -25,6 +26,7 @@ from ..models import (
     Identity,
     IdentityRuleVersion,
     LocationKind,
+    Order,
     Outlet,
     Product,
     ProductImage,
@@ -38,9 +40,15 @@ from ..models import (
     UpgradeMetric,
     UpgradeTarget,
     User,
+    Wallet,
 )
 from ..models.base import utcnow
+from ..wechat import WeChatSettings
 from .accounts import create_admin, new_referral_code
+from .orders import place_order
+from .payments import apply_payment
+from .redemption import redeem
+from .withdrawals import WithdrawalRules, request_withdrawal
 
 DEMO_ADMIN_USERNAME = "admin"
 DEMO_ADMIN_PASSWORD = "dingqiao-demo"
@@ -277,3 +285,46 @@ def _draw_product_image(path: Path, name: str, subtitle: str, colour: tuple[int,
         draw.text((size // 2, 518), name, font=title, fill=(40, 40, 40), anchor="mm")
         draw.text((size // 2, 562), subtitle, font=small, fill=(110, 110, 110), anchor="mm")
     image.save(path, "PNG", optimize=True)
+
+
+HISTORY_DAYS = 24  # how far back the demo's sales go: the admin dashboard's 30-day chart gets a shape
+
+
+def seed_demo_history(session: Session) -> int:
+    """A few weeks of trade on top of ``seed_demo``, made by the real services: members order at the outlets,
+    pay (the payment is applied as a verified WeChat notification would be), and most pick up — so
+    commissions are written and settled — then one member asks to withdraw. Only the dates are moved back
+    afterwards, to spread the orders over the last weeks. Returns how many orders were made."""
+    demo_merchant = WeChatSettings(app_id="demo-history", app_secret="", mch_id="demo-history")
+    members = list(session.scalars(select(User).where(User.identity == Identity.MEMBER).order_by(User.id)))
+    outlets = list(session.scalars(select(Outlet).order_by(Outlet.id)))
+    orders = []
+    for index in range(HISTORY_DAYS * 2):
+        buyer, outlet = members[index % len(members)], outlets[index % len(outlets)]
+        stocked = session.scalars(
+            select(StockLevel.product_id).where(StockLevel.location_id == outlet.location_id,
+                                                StockLevel.on_hand - StockLevel.reserved > 2).order_by(StockLevel.product_id)
+        ).all()
+        product_id = stocked[(index * 7) % len(stocked)]
+        order = place_order(session, buyer, outlet.id, {product_id: 1 + index % 2}, timeout_minutes=15, from_cart=False)
+        apply_payment(session, demo_merchant, out_trade_no=order.order_no, transaction_id=f"demo{order.id:020d}",
+                      total_fee=order.total_fen, mch_id="demo-history", appid="demo-history", raw={"demo": True})
+        if index % 4:
+            redeem(session, outlet.owner_user_id, session.scalar(select(Order.pickup_code).where(Order.id == order.id)))
+        orders.append(order.id)
+    with write_transaction(session):
+        for index, person in enumerate(session.scalars(select(User).order_by(User.id))):
+            person.created_at -= timedelta(days=HISTORY_DAYS + 20 - index * 3)  # joined over the weeks too
+        for index, order_id in enumerate(orders):
+            back = timedelta(days=HISTORY_DAYS - 1 - index // 2, hours=index % 5)
+            order = session.get(Order, order_id)
+            for column in ("created_at", "paid_at", "redeemed_at"):
+                if getattr(order, column) is not None:
+                    setattr(order, column, getattr(order, column) - back)
+            for line in session.scalars(select(CommissionLine).where(CommissionLine.order_id == order_id)):
+                line.created_at -= back
+    earner = session.scalar(select(Wallet).where(Wallet.available_fen >= 500).order_by(Wallet.available_fen.desc()))
+    if earner is not None:
+        half_in_whole_yuan = earner.available_fen // 2 // 100 * 100
+        request_withdrawal(session, earner.user_id, half_in_whole_yuan, WithdrawalRules())
+    return len(orders)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from ..db import write_transaction
-from ..models import Outlet, Region, SiteStatus, StockLevel
+from ..models import FactoryStore, Outlet, Region, SiteStatus, StockLevel
 from . import DomainError, NotFound
 from .audit import record_audit
 
@@ -196,3 +196,27 @@ def update_outlet_profile(session: Session, owner_user_id: int, form: OutletProf
         record_audit(session, actor_kind="user", actor_id=owner_user_id, action="outlet.profile_update",
                      target_type="outlet", target_id=outlet.id, detail=changed)
     return outlet
+
+
+# ---------------------------------------------------------------- the admin's side: suspend and reopen
+
+SITE_MODELS = {"outlet": Outlet, "factory_store": FactoryStore}
+
+
+def set_site_status(session: Session, admin_id: int, kind: str, site_ids: list[int], status: str) -> int:
+    """Suspend or reopen outlets or factory stores, each audited. A suspended outlet takes no new orders and
+    redeems nothing; a suspended factory store takes no restock orders and earns no regional commission.
+    Returns how many changed (those already in that status are left alone)."""
+    if status not in (SiteStatus.ACTIVE, SiteStatus.SUSPENDED):
+        raise DomainError("只能暂停或恢复营业。")
+    model = SITE_MODELS[kind]
+    changed = 0
+    with write_transaction(session):
+        for site in session.scalars(select(model).where(model.id.in_(site_ids)).order_by(model.id).with_for_update()):
+            if site.status == status:
+                continue
+            record_audit(session, actor_kind="admin", actor_id=admin_id, action=f"{kind}.status",
+                         target_type=kind, target_id=site.id, detail={"status": [site.status, status]})
+            site.status = status
+            changed += 1
+    return changed

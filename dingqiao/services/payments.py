@@ -218,6 +218,8 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
             payment.transaction_id = transaction_id
             payment.paid_at = now
             record(PaymentEventKind.ACCEPTED, False)
+            record_audit(session, actor_kind="system", actor_id=None, action="payment.accepted", target_type="order",
+                         target_id=order.order_no, detail={"amount": total_fee, "transaction_id": transaction_id})
             session.flush()
             session.refresh(order)
             on_order_paid(session, order)

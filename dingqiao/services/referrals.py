@@ -3,7 +3,7 @@
 Refused, with the reason kept: an unknown code, binding to oneself, a cycle (the upline is already in the
 person's own team), an already bound person (unless the protection-period setting lets a relation that
 never led to a purchase be replaced). The tree is kept as a closure table (team_paths) so team queries are
-index range scans.
+index range scans. An admin may correct a relation whatever its lock (``correct_upline``), audited.
 """
 from datetime import datetime, timedelta
 
@@ -12,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import serialize_writers, write_transaction
-from ..models import BindingAttempt, BindingSource, Order, OrderStatus, ReferralBinding, TeamPath, User
+from ..models import AdminUser, BindingAttempt, BindingSource, Order, OrderStatus, ReferralBinding, TeamPath, User
 from ..models.base import utcnow
-from . import DomainError
-from .accounts import clean_referral_code, new_referral_code
+from . import DomainError, NotFound
+from .accounts import admin_reason, clean_referral_code, new_referral_code
+from .audit import record_audit
 
 BINDING_LOCK_KEY = 5_021_001  # advisory-lock key: bindings run one at a time on Postgres (no cross cycles)
 PAID_STATES = (OrderStatus.PAID, OrderStatus.COMPLETED)
@@ -26,6 +27,13 @@ REFUSALS = {
     "cycle": "对方已在您的团队中，不能互相绑定。",
     "already_bound": "您已有推荐人，推荐关系已锁定。",
 }
+CORRECTION_REFUSALS = {  # reason → (status, message): what an admin is told, nothing written
+    "unknown_code": (400, "推广码不存在，或该推荐人账号已停用。"),
+    "self": (400, "不能把会员设为自己的推荐人。"),
+    "cycle": (409, "新推荐人在该会员的团队中，改绑会形成循环。"),
+    "unchanged": (409, "新推荐人与现在的相同，无需修改。"),
+    "already_root": (409, "该会员现在没有推荐人，无需修改。"),
+}
 
 
 class BindingRefused(DomainError):
@@ -33,6 +41,13 @@ class BindingRefused(DomainError):
 
     def __init__(self, reason: str):
         super().__init__(REFUSALS[reason])
+        self.reason = reason
+
+
+class CorrectionRefused(DomainError):
+    def __init__(self, reason: str):
+        self.status, message = CORRECTION_REFUSALS[reason]
+        super().__init__(message)
         self.reason = reason
 
 
@@ -67,11 +82,7 @@ def bind_upline(session: Session, user_id: int, raw_code: str, source: BindingSo
 
 def _bind(session: Session, user_id: int, upline: User, source: BindingSource, protection_days: int,
           now: datetime) -> ReferralBinding:
-    existing = session.get(ReferralBinding, user_id)
-    if existing is not None:  # replaceable (see _refusal): the old relation and its paths go
-        _unlink(session, user_id)
-        session.delete(existing)
-        session.flush()
+    _unbind(session, user_id)  # a replaceable relation (see _refusal) or an admin correction: the old one goes
     locked_until = now + timedelta(days=protection_days) if protection_days else None
     binding = ReferralBinding(user_id=user_id, upline_id=upline.id, source=source, bound_at=now,
                               locked_until=locked_until)
@@ -79,6 +90,68 @@ def _bind(session: Session, user_id: int, upline: User, source: BindingSource, p
     session.flush()
     _link(session, user_id, upline.id)
     return binding
+
+
+def _unbind(session: Session, user_id: int) -> None:
+    existing = session.get(ReferralBinding, user_id)
+    if existing is not None:
+        _unlink(session, user_id)
+        session.delete(existing)
+        session.flush()
+
+
+def correct_upline(session: Session, admin: AdminUser, user_id: int, raw_code: str, reason: str, *,
+                   now: datetime | None = None) -> ReferralBinding | None:
+    """An admin's correction of who brought ``user_id``: the owner of ``raw_code`` becomes the upline, or with
+    an empty code nobody does (the member becomes a root; returns None). The member's whole team moves along.
+
+    Unlike a member's own binding it ignores the lock and the protection period — overriding them is its
+    point — and the new binding (source ADMIN) is locked for good. Refused with CorrectionRefused, nothing
+    written: an unknown code or inactive upline, the member themself, a cycle, no change. Checked and moved
+    under the same lock as ``bind_upline``, so no pair of bindings and corrections can make a cycle together.
+
+    Commission lines already written are not changed, whether frozen or settled: an order's beneficiaries are
+    fixed when it is paid, so only orders paid after the correction follow the new tree."""
+    reason = admin_reason(reason, "请填写改绑原因。")
+    wanted = (raw_code or "").strip()
+    now = now or utcnow()
+    with write_transaction(session):
+        serialize_writers(session, BINDING_LOCK_KEY)
+        if session.get(User, user_id) is None:
+            raise NotFound("会员不存在。")
+        upline = None
+        if wanted:
+            code = clean_referral_code(wanted)
+            upline = session.scalar(select(User).where(User.referral_code == code)) if code else None
+        existing = session.get(ReferralBinding, user_id)
+        old_upline_id = existing.upline_id if existing else None
+        refusal = _correction_refusal(session, user_id, wanted, upline, old_upline_id)
+        if refusal:
+            raise CorrectionRefused(refusal)
+        if upline is None:
+            _unbind(session, user_id)
+            binding = None
+        else:
+            binding = _bind(session, user_id, upline, BindingSource.ADMIN, protection_days=0, now=now)
+        _attempt(session, user_id, upline.referral_code if upline else "", upline, BindingSource.ADMIN, "")
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="member.upline_corrected",
+                     target_type="user", target_id=user_id,
+                     detail={"old_upline_id": old_upline_id, "new_upline_id": upline.id if upline else None,
+                             "reason": reason})
+    return binding
+
+
+def _correction_refusal(session: Session, user_id: int, wanted: str, upline: User | None,
+                        old_upline_id: int | None) -> str:
+    if not wanted:
+        return "" if old_upline_id is not None else "already_root"
+    if upline is None or not upline.is_active:
+        return "unknown_code"
+    if upline.id == user_id:
+        return "self"
+    if upline.id == old_upline_id:
+        return "unchanged"
+    return "cycle" if _in_team(session, user_id, upline.id) else ""
 
 
 def bind_by_openid(session: Session, openid: str, raw_code: str, source: BindingSource, **kwargs) -> ReferralBinding:
@@ -103,10 +176,13 @@ def _refusal(session: Session, user_id: int, upline: User | None, now: datetime)
     existing = session.get(ReferralBinding, user_id)
     if existing is not None and not _replaceable(session, existing, now):
         return "already_bound"
-    in_own_team = session.scalar(
-        select(TeamPath.depth).where(TeamPath.ancestor_id == user_id, TeamPath.descendant_id == upline.id)
-    )
-    return "cycle" if in_own_team is not None else ""
+    return "cycle" if _in_team(session, user_id, upline.id) else ""
+
+
+def _in_team(session: Session, ancestor_id: int, user_id: int) -> bool:
+    return session.scalar(
+        select(TeamPath.depth).where(TeamPath.ancestor_id == ancestor_id, TeamPath.descendant_id == user_id)
+    ) is not None
 
 
 def _replaceable(session: Session, binding: ReferralBinding, now: datetime) -> bool:

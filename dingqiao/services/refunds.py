@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import AdminRole, AdminUser, Order, OrderStatus, Refund, RefundStatus
+from ..models import MONEY_REVIEWERS, AdminUser, Order, OrderStatus, Refund, RefundStatus
 from ..models.base import utcnow
 from ..wechat.pay import PayError, PayGateway
 from . import DomainError, Forbidden, NotFound
@@ -161,5 +161,5 @@ def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: st
 
 
 def _require_finance(admin: AdminUser) -> None:
-    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
+    if admin.role not in MONEY_REVIEWERS:
         raise Forbidden("只有财务可以审核退款。")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
 from ..models.base import utcnow
 from . import DomainError
+from .audit import record_audit
 from .periods import CHINA, bucket_sums, last_months, to_utc
 
 
@@ -40,7 +41,8 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
                withdrawing: int = 0, earned: int = 0, withdrawn: int = 0, needs_available: int | None = None,
                commission_line_id: int | None = None, withdrawal_id: int | None = None,
                order_id: int | None = None, memo: str = "") -> LedgerEntry:
-    """Apply the deltas to the user's wallet and record them. With ``needs_available``, the change only
+    """Apply the deltas to the user's wallet and record them: a ledger entry, and an audit row in the same
+    transaction (every money movement is in the hash-chained log). With ``needs_available``, the change only
     happens while the available balance covers that much — checked by the UPDATE itself, so concurrent
     withdrawals can never overdraw."""
     wallet = wallet_for(session, user_id)
@@ -65,6 +67,12 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
         order_id=order_id, memo=memo,
     )
     session.add(entry)
+    session.flush()
+    record_audit(session, actor_kind="system", actor_id=None, action=f"ledger.{kind}", target_type="wallet",
+                 target_id=wallet.id, detail={
+                     "entry": entry.id, "user": user_id, "available": available, "frozen": frozen,
+                     "withdrawing": withdrawing, "order": order_id, "commission_line": commission_line_id,
+                     "withdrawal": withdrawal_id})
     return entry
 
 

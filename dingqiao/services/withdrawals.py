@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import AdminRole, AdminUser, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
+from ..models import MONEY_REVIEWERS, AdminUser, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayError, PayGateway
@@ -186,5 +186,5 @@ def _finish(session: Session, admin: AdminUser, withdrawal_id: int, expected: Wi
 
 
 def _require_finance(admin: AdminUser) -> None:
-    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
+    if admin.role not in MONEY_REVIEWERS:
         raise Forbidden("只有财务可以审核提现。")
