@@ -409,3 +409,34 @@ def test_every_money_movement_is_in_the_audit_chain(app):
         [paid] = db.session.scalars(select(AuditLog).where(AuditLog.action == "payment.accepted")).all()
         assert paid.target_id == order_no and json.loads(paid.detail)["amount"] == 10_000
         assert verify_audit_chain(db.session) is None
+
+
+def test_audit_rows_commit_with_their_transaction_and_vanish_with_a_rolled_back_savepoint(app):
+    from dingqiao.db import write_transaction
+    from dingqiao.services.audit import record_audit
+
+    def note(action: str) -> None:
+        record_audit(db.session, actor_kind="system", actor_id=None, action=action)
+
+    with app.app_context():
+        with write_transaction(db.session):
+            note("kept.outer")
+            with db.session.begin_nested():
+                note("kept.released_savepoint")
+            try:
+                with db.session.begin_nested():
+                    note("dropped.savepoint")
+                    raise ValueError
+            except ValueError:
+                pass
+        try:
+            with write_transaction(db.session):
+                note("dropped.transaction")
+                raise ValueError
+        except ValueError:
+            pass
+        with write_transaction(db.session):
+            pass  # a later commit must not carry anything left over
+        assert db.session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all() == [
+            "kept.outer", "kept.released_savepoint"]
+        assert verify_audit_chain(db.session) is None

@@ -16,6 +16,8 @@ from dingqiao.services.demo_data import (
     CATEGORIES,
     DEMO_ADMIN_PASSWORD,
     DEMO_ADMIN_USERNAME,
+    OUTLET_KEEPERS,
+    OUTLETS,
     PRODUCTS,
     seed_demo,
     seed_demo_history,
@@ -262,8 +264,8 @@ def test_logout_from_me_ends_the_session(page, base_url):
 
 
 def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
-    """A new visitor arrives by 陈静's share link, logs in (demo), buys and pays (demo pay); the region's
-    factory store redeems the code by typing it; 陈静's wallet shows the settled direct reward."""
+    """A new visitor arrives by 陈静's share link, logs in (demo), buys and pays (demo pay); the pickup outlet's
+    keeper logs in and redeems the code by typing it; 陈静's wallet shows the settled direct reward."""
     demo_login(page, base_url, "陈静")
     page.goto(f"{base_url}/me/")
     sharer_code = page.locator(".dq-profile__meta strong").inner_text().strip()
@@ -286,8 +288,11 @@ def test_the_whole_loop_from_share_link_to_the_sharers_wallet(page, base_url):
     page.wait_for_function("() => document.querySelector('img.dq-pickup__qr').complete")
     assert page.locator("img.dq-pickup__qr").evaluate("img => img.naturalWidth") > 0
 
+    pickup_at = page.locator(".weui-cell", has_text="自提门店").locator(".weui-cell__ft").inner_text().strip()
+    outlet_keeper = OUTLET_KEEPERS[[name for name, *_ in OUTLETS].index(pickup_at)]
+
     fresh_session(page)
-    demo_login(page, base_url, "西湖工厂店·林总")
+    demo_login(page, base_url, outlet_keeper)  # the person who runs the pickup outlet
     page.locator("nav.dq-tabbar a", has_text="核销").click()
     page.get_by_placeholder("或输入 12 位核销码").fill(code)
     page.get_by_role("button", name="查询").click()

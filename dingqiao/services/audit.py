@@ -3,8 +3,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect, select, update
+from sqlalchemy.orm import Session, scoped_session
 
 from ..models import AuditChainHead, AuditLog
 from ..models.base import utcnow
@@ -31,6 +31,9 @@ def _row_hash(row: AuditLog) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+PENDING = "dingqiao_pending_audit"
+
+
 def record_audit(
     session: Session,
     *,
@@ -40,8 +43,30 @@ def record_audit(
     target_type: str = "",
     target_id: str | int = "",
     detail: dict | None = None,
-) -> AuditLog:
-    """Append one row. Call inside the caller's write transaction, so the row commits with the change."""
+) -> None:
+    """Add one row to the caller's write transaction. It is chained when that transaction commits (and
+    forgotten if it, or the savepoint it was recorded in, rolls back).
+
+    Appending takes the lock on the single chain-head row. Taking it at commit — after every other row lock
+    the transaction needs — means the head is always the last lock a transaction waits for, so appenders can
+    never deadlock with each other over wallets, orders or stock (they did on Postgres when the head was
+    locked mid-transaction), and the head is held only for the append itself."""
+    if isinstance(session, scoped_session):
+        session = session()
+    marker = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(PENDING, []).append((marker, dict(
+        created_at=utcnow(), actor_kind=actor_kind, actor_id=actor_id, action=action, target_type=target_type,
+        target_id=str(target_id),
+        detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+    )))
+
+
+def _append_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint is being released: its rows wait for the real commit
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return
     touched = session.execute(
         update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=AuditChainHead.last_hash)
     ).rowcount
@@ -49,24 +74,33 @@ def record_audit(
         session.add(AuditChainHead(id=1, last_hash=GENESIS_HASH, last_id=None))
         session.flush()
     head = session.execute(select(AuditChainHead).where(AuditChainHead.id == 1)).scalar_one()
-    row = AuditLog(
-        created_at=utcnow(),
-        actor_kind=actor_kind,
-        actor_id=actor_id,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id),
-        detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
-        prev_hash=head.last_hash,
-        row_hash="",
-    )
-    session.add(row)
-    session.flush()  # assigns the id the hash covers
-    row.row_hash = _row_hash(row)
-    head.last_hash = row.row_hash
-    head.last_id = row.id
+    for _marker, fields in pending:
+        row = AuditLog(**fields, prev_hash=head.last_hash, row_hash="")
+        session.add(row)
+        session.flush()  # assigns the id the hash covers
+        row.row_hash = _row_hash(row)
+        head.last_hash, head.last_id = row.row_hash, row.id
     session.flush()
-    return row
+
+
+def _forget_rolled_back(session: Session, rolled_back) -> None:
+    """Drop the rows recorded inside the transaction or savepoint that just rolled back."""
+    pending = session.info.get(PENDING)
+    if not pending:
+        return
+
+    def inside(marker) -> bool:
+        while marker is not None:
+            if marker is rolled_back:
+                return True
+            marker = marker.parent
+        return False
+
+    session.info[PENDING] = [(marker, fields) for marker, fields in pending if not inside(marker)]
+
+
+event.listen(Session, "before_commit", _append_pending)
+event.listen(Session, "after_soft_rollback", _forget_rolled_back)
 
 
 @dataclass(frozen=True)

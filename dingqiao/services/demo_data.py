@@ -88,6 +88,8 @@ OUTLETS = [
     ("翠苑社区生活馆", "杭州市西湖区翠苑一区 37 号", 30290117, 120135566, "08:30-21:00", "0571-88001003"),
 ]
 
+OUTLET_KEEPERS = ["文三路·黄姐", "古荡·宝妈小周", "翠苑·徐阿姨"]  # the owners of OUTLETS, in order
+
 MEMBER_NAMES = ["王丽", "陈静", "刘洋", "张敏", "李娜", "赵磊", "孙悦", "周婷", "吴昊", "郑爽", "冯雪", "何佳"]
 
 
@@ -160,7 +162,7 @@ def _seed_people(session: Session) -> dict[str, User]:
 
     person("factory", "西湖工厂店·林总", Identity.FACTORY)
     for index in range(len(OUTLETS)):
-        person(f"outlet{index + 1}", ["文三路·黄姐", "古荡·宝妈小周", "翠苑·徐阿姨"][index], Identity.OUTLET)
+        person(f"outlet{index + 1}", OUTLET_KEEPERS[index], Identity.OUTLET)
     for index, name in enumerate(MEMBER_NAMES):
         person(f"member{index + 1}", name, Identity.MEMBER)
     session.flush()
