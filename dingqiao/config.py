@@ -61,6 +61,14 @@ def from_environment(instance_path: str) -> dict:
         "WITHDRAWAL_FEE_BPS": int(os.environ.get("WITHDRAWAL_FEE_BPS", "0")),
         "WITHDRAWAL_DAILY_CAP_FEN": int(os.environ.get("WITHDRAWAL_DAILY_CAP_FEN", "500000")),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Pickup-code lookups and redemptions (shared by the lookup, the scanned link and the redeem button):
+        # enough for a busy counter, far too few to guess 10^12 codes. A busy outlet may need more per outlet.
+        "REDEEM_RATE_PER_USER": os.environ.get("REDEEM_RATE_PER_USER", "20 per minute"),
+        "REDEEM_RATE_PER_OUTLET": os.environ.get("REDEEM_RATE_PER_OUTLET", "60 per minute"),
+        # How many reverse proxies (nginx, a load balancer) stand in front of gunicorn and set X-Forwarded-For
+        # and X-Forwarded-Proto. 0 trusts no such header: a client could forge its address and dodge rate
+        # limits. Behind nginx set 1, or every client looks like 127.0.0.1 and shares one rate-limit bucket.
+        "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", "0")),
         # 0: a referral binding is locked for good. N: a binding that never led to a purchase may be replaced
         # by a new share link after N days.
         "BINDING_PROTECTION_DAYS": int(os.environ.get("BINDING_PROTECTION_DAYS", "0")),
@@ -90,9 +98,6 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,  # a message with up to six phone photos (each ≤ UPLOAD_MAX_BYTES)
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "TESTING": False,
-    # Pickup-code lookups and redemptions: enough for a busy counter, far too few to guess 10^12 codes.
-    "REDEEM_RATE_PER_USER": "20 per minute",
-    "REDEEM_RATE_PER_OUTLET": "60 per minute",
     "ADMIN_LOGIN_RATE": "10 per minute",
     "RATELIMIT_HEADERS_ENABLED": True,
 }

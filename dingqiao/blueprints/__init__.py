@@ -1,7 +1,9 @@
-"""Blueprint registration, the login loader, error pages and the security headers every response carries."""
+"""Blueprint registration, the login loader, error pages, the security headers every response carries, and
+a log that never shows a secret."""
+import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, has_app_context, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -36,6 +38,35 @@ def content_security_policy(config) -> str:
     return CONTENT_SECURITY_POLICY.format(script_origin=origin)
 
 
+SECRET_SETTINGS = ("SECRET_KEY", "WECHAT_APP_SECRET", "WECHAT_MCH_KEY", "WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY")
+REDACTED = "[redacted]"
+
+
+class RedactSecrets(logging.Filter):
+    """Error details from libraries can carry a secret — requests puts the whole URL, ``?secret=…`` included,
+    into its exceptions — so the app's log masks the configured secrets in messages and tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not has_app_context():
+            return True
+        secrets = [value for name in SECRET_SETTINGS if len(value := str(current_app.config.get(name) or "")) >= 8]
+        message = record.getMessage()
+        if any(secret in message for secret in secrets):
+            record.msg, record.args = _redact(message, secrets), ()
+        if record.exc_info:
+            # A handler formats the traceback only when exc_text is empty: filled in here, it is this one.
+            trace = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if any(secret in trace for secret in secrets):
+                record.exc_text = _redact(trace, secrets)
+        return True
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 def register_blueprints(app: Flask) -> None:
     from . import (
         admin, admin_content, admin_exports, admin_members, admin_orders, admin_service, admin_stock, auth, cart,
@@ -52,7 +83,12 @@ def register_blueprints(app: Flask) -> None:
 
     init_admin_data(app)
 
+    if not any(isinstance(f, RedactSecrets) for f in app.logger.filters):  # one logger for every app instance
+        app.logger.addFilter(RedactSecrets())
+
     login_manager.login_view = "auth.login"
+    # The remember cookie logs a member in as surely as the session cookie does: it goes only where that goes.
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config["SESSION_COOKIE_SECURE"])
     login_manager.user_loader(_load_principal)
 
     @app.errorhandler(DomainError)

@@ -54,7 +54,9 @@ def safe_next(target: str | None) -> str:
     if not target:
         return url_for("shop.home")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            # browsers read "/\evil.example" as "//evil.example"; control characters hide such tricks
+            or "\\" in target or any(ord(c) < 32 for c in target)):
         return url_for("shop.home")
     return target
 

@@ -66,7 +66,9 @@ def _outlet_limit() -> str:
     return current_app.config["REDEEM_RATE_PER_OUTLET"]
 
 
-redeem_limits = [limiter.limit(_user_limit, key_func=_per_user), limiter.limit(_outlet_limit, key_func=_per_outlet)]
+# One budget across the lookup, the scanned link and the redeem button (not three times the limit).
+redeem_limits = [limiter.shared_limit(_user_limit, scope="pickup-code-user", key_func=_per_user),
+                 limiter.shared_limit(_outlet_limit, scope="pickup-code-outlet", key_func=_per_outlet)]
 
 
 def rate_limited(view):

@@ -3,14 +3,20 @@
 Callers get plain values and ``WeChatError`` subclasses carrying a Chinese message fit for the page.
 ``WeChatSettings.base_url`` points every wechatpy client at another host: the fake WeChat server in tests.
 """
+import re
 from dataclasses import dataclass
+
+
+CREDENTIAL_IN_URL = re.compile(r"((?:secret|access_token|ticket|code|key)=)[^&\s'\"]+")
 
 
 class WeChatError(Exception):
     """WeChat refused or could not be reached. ``message`` is safe to show to the user."""
 
     def __init__(self, message: str, *, errcode: int | None = None, detail: str = ""):
-        super().__init__(detail or message)
+        # The detail ends up in logs and in outbox rows an admin reads; a requests error names the whole URL,
+        # and WeChat's token URL carries the app secret (and others carry tokens and codes) in its query.
+        super().__init__(CREDENTIAL_IN_URL.sub(r"\1…", detail or message))
         self.message = message
         self.errcode = errcode
 
