@@ -74,7 +74,8 @@ class ServicePhoto(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("service_messages.id"), index=True)
-    path: Mapped[str] = mapped_column(String(256))  # relative to the uploads folder; re-encoded by us
+    # relative to the uploads folder; re-encoded by us. Unique: the media route looks a photo up by it.
+    path: Mapped[str] = mapped_column(String(256), unique=True)
     width: Mapped[int]
     height: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
