@@ -42,6 +42,21 @@ def timed(work: Callable[[], object], runs: int = 7) -> tuple[float, float]:
     return statistics.median(samples), max(samples)
 
 
+def scratch_databases(postgres_admin_url: str = "") -> Iterator[tuple[str, str]]:
+    """(label, URL) of an empty SQLite file, then — with ``postgres_admin_url`` — of a scratch Postgres database
+    made next to it; each is removed once the caller has moved on to the next one (or stopped)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield "SQLite", f"sqlite:///{tmp}/bench.sqlite3"
+    if postgres_admin_url:
+        from tests.conftest import create_postgres_database, drop_postgres_database
+
+        url = create_postgres_database(postgres_admin_url)
+        try:
+            yield "Postgres", url
+        finally:
+            drop_postgres_database(postgres_admin_url, url)
+
+
 def on_each_database(run: Callable[[str, str, int], None], size_option: str, default_size: int) -> None:
     """Parse ``--<size_option> N`` and ``--postgres URL``; call ``run(label, url, N)`` on SQLite, then Postgres."""
     parser = argparse.ArgumentParser()
@@ -49,13 +64,5 @@ def on_each_database(run: Callable[[str, str, int], None], size_option: str, def
     parser.add_argument("--postgres", default="")
     args = parser.parse_args()
     size = getattr(args, size_option)
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", size)
-    if args.postgres:
-        from tests.conftest import create_postgres_database, drop_postgres_database
-
-        url = create_postgres_database(args.postgres)
-        try:
-            run("Postgres", url, size)
-        finally:
-            drop_postgres_database(args.postgres, url)
+    for label, url in scratch_databases(args.postgres):
+        run(label, url, size)

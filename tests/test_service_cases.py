@@ -123,7 +123,7 @@ def test_a_case_with_photos_stores_reencoded_images_that_media_serves(app, clien
 
     with app.app_context():
         case = db.session.get(ServiceCase, case_id)
-        assert re.fullmatch(r"SV\d{20}", case.case_no)
+        assert re.fullmatch(r"SV\d{24}", case.case_no)
         assert (case.user_id, case.status, case.kind, case.subject) == (people.alice, "open", "quality", "洗衣液漏了")
         assert db.session.get(Order, case.order_id).order_no == people.alice_order
         [message] = case.messages

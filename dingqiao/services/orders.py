@@ -31,11 +31,13 @@ class OrderError(DomainError):
 
 
 def new_number(prefix: str, now: datetime) -> str:
-    """Prefix + China-time timestamp + 6 random digits — the shape of every business number (orders DQ…,
+    """Prefix + China-time timestamp + 10 random digits — the shape of every business number (orders DQ…,
     withdrawals WD…, restock orders RS…, service cases SV…): sortable, readable on the phone, unguessable
-    enough that it is no key to anything (ownership is checked on every access anyway)."""
+    enough that it is no key to anything (ownership is checked on every access anyway). 26 characters: within
+    WeChat's 32 for out_trade_no and partner_trade_no. With 6 random digits two orders in the same second
+    collided about once in 5,000 at 500 orders/s (a 500 for that buyer); with 10, once in ~10^8 at that rate."""
     stamp = now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S")
-    return f"{prefix}{stamp}{secrets.randbelow(10**6):06d}"
+    return f"{prefix}{stamp}{secrets.randbelow(10**10):010d}"
 
 
 def new_order_no(now: datetime) -> str:
