@@ -388,7 +388,7 @@ ACCESS: dict[str, Access] = {
     "admin.dashboard_json": admins(), "admin.refunds": admins(), "admin.approve_refund_view": admins(FINANCE),
     "admin.reject_refund_view": admins(FINANCE), "admin.withdrawals": admins(),
     "admin.review_withdrawals": admins(FINANCE), "admin.commission_rules": admins(),
-    "admin.payment_events": admins(), "admin.refund_payment_event": admins(FINANCE), "admin.resolve_event": admins(),
+    "admin.payment_events": admins(), "admin.refund_payment_event": admins(FINANCE), "admin.resolve_event": admins(FINANCE),
     "admin.identity_rules": admins(), "admin.applications": admins(),
     "admin.approve_application_view": admins(OPERATOR), "admin.reject_application_view": admins(OPERATOR),
     "admin.restocks": admins(), "admin.ship_restock_view": admins(), "admin.cancel_restock_view": admins(),

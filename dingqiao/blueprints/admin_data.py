@@ -26,6 +26,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from wtforms import MultipleFileField, SelectMultipleField, StringField
+from wtforms.validators import NumberRange
 
 from ..db import write_transaction
 from ..extensions import db
@@ -207,13 +208,16 @@ class ReadOnlyView(DataView):
 
 # ---------------------------------------------------------------- catalog
 
+SORT_ORDER_FIELD = {"label": "排序（小的在前）", "validators": [
+    NumberRange(min=-1_000_000, max=1_000_000, message="排序需为 -1000000 到 1000000 之间的整数。")]}
+
 class CategoryView(DataView):
     column_list = ["id", "name", "sort_order", "is_active"]
     column_labels = {"name": "名称", "sort_order": "排序", "is_active": "启用"}
     column_searchable_list = ["name"]
     column_default_sort = "sort_order"
     form_columns = ["name", "sort_order", "is_active"]
-    form_args = {"name": {"label": "名称"}, "sort_order": {"label": "排序（小的在前）"}, "is_active": {"label": "启用"}}
+    form_args = {"name": {"label": "名称"}, "sort_order": SORT_ORDER_FIELD, "is_active": {"label": "启用"}}
 
 
 class ProductView(DataView):
@@ -247,7 +251,7 @@ class ProductView(DataView):
     form_args = {
         "category": {"label": "分类"}, "name": {"label": "名称"}, "subtitle": {"label": "副标题"},
         "description": {"label": "详情"}, "unit": {"label": "单位"}, "is_on_sale": {"label": "在售"},
-        "sort_order": {"label": "排序（小的在前）"},
+        "sort_order": SORT_ORDER_FIELD,
     }
 
     def get_edit_form(self):

@@ -38,6 +38,7 @@ from .audit import record_audit
 from .periods import CHINA, china_midnight
 
 MAX_DAYS = 366
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 BATCH = 500
 CSV_CHUNK_ROWS = 200
 CENT = Decimal("0.01")
@@ -126,9 +127,14 @@ def _parse_day(raw: str | None) -> date | None:
     # fromisoformat also reads "20261101" and week dates; the date picker only ever sends YYYY-MM-DD.
     if len(raw) == 10 and raw.isascii():
         try:
-            return date.fromisoformat(raw)
+            day = date.fromisoformat(raw)
         except ValueError:
             pass
+        else:
+            # A range's ends become UTC datetimes a day apart: 9999-12-31 or 0001-01-01 would overflow there.
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise DomainError(f"日期需在 {FIRST_DAY.year} 年到 {LAST_DAY.year} 年之间。")
+            return day
     raise DomainError("日期格式不正确，请按 年-月-日 选择。")
 
 

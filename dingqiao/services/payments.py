@@ -72,7 +72,9 @@ def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes) 
         notification = gateway.parse_notification(body)
     except InvalidNotification as exc:
         kind = PaymentEventKind.BAD_SIGNATURE if exc.reason == "bad_signature" else PaymentEventKind.MALFORMED
-        _record(session, kind, detail=body[:2000].decode("utf-8", "replace"), needs_attention=True)
+        # Kept for an admin to read; a NUL goes too, as Postgres cannot store one in text.
+        detail = body[:2000].decode("utf-8", "replace").replace("\x00", "\ufffd")
+        _record(session, kind, detail=detail, needs_attention=True)
         return False
     if not notification.result_ok:
         return True  # WeChat reports a failed payment: the order simply stays unpaid
@@ -145,7 +147,11 @@ def refund_stray_payment(session: Session, gateway: PayGateway, admin, event_id:
 
 
 def resolve_payment_event(session: Session, admin, event_id: int) -> None:
-    """An admin has looked at an odd notify (forged, mismatched, …) and dealt with it outside the system."""
+    """Finance has looked at an odd notify (forged, mismatched, …) and dealt with it outside the system.
+    Finance only: closing a "paid after cancel" event this way ends the refund of that money."""
+    from .refunds import _require_finance
+
+    _require_finance(admin)
     with write_transaction(session):
         done = session.execute(
             update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.resolved_at.is_(None))
@@ -204,7 +210,12 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
         if order is None:
             record(PaymentEventKind.UNKNOWN_ORDER, True)
             return False
-        if total_fee != order.total_fen or mch_id != expected.mch_id or appid != expected.app_id:
+        # A transaction that already paid another order is not this order's money (nor one to refund for it).
+        # Two such notifies at once still cannot both be stored: transaction_id is unique.
+        paid_another = session.scalar(select(Payment.id).where(Payment.transaction_id == transaction_id,
+                                                                Payment.order_id != order.id))
+        if (total_fee != order.total_fen or mch_id != expected.mch_id or appid != expected.app_id
+                or paid_another is not None):
             record(PaymentEventKind.MISMATCH, True)
             return False
         now = utcnow()

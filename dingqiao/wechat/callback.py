@@ -16,6 +16,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 REFERRAL_SCENE_PREFIX = "ref_"
+MAX_OPENID_LENGTH = 64  # users.openid; WeChat's openids have 28 characters
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def parse_event(body: bytes) -> CallbackEvent:
         raise MalformedCallback("FromUserName or ToUserName missing")
     if "]]>" in openid + account:  # they go back into the reply's CDATA
         raise MalformedCallback("CDATA terminator in a user name")
+    if len(openid) > MAX_OPENID_LENGTH:  # a follower becomes a user: the openid must fit its column
+        raise MalformedCallback("FromUserName too long")
     if isinstance(message, (SubscribeScanEvent, ScanEvent)):
         scene = str(message.scene_id or "")
         kind = "subscribe" if isinstance(message, SubscribeScanEvent) else "scan"

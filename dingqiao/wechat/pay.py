@@ -78,6 +78,8 @@ _MESSAGES = {
     "BIZERR_NEED_RETRY": "微信支付系统繁忙，请稍后再试。",
 }
 _UNREACHABLE = "暂时无法连接微信支付，请稍后再试。"
+MAX_NOTIFY_ID_LENGTH = 32
+MAX_NOTIFY_FEE = 2**63 - 1  # fen; a BigInteger
 _REQUIRED_NOTIFY_FIELDS = ("return_code", "result_code", "appid", "mch_id", "openid", "out_trade_no",
                            "transaction_id", "total_fee")
 
@@ -172,6 +174,11 @@ class PayGateway:
             raise InvalidNotification("malformed", f"missing or repeated fields in {sorted(fields)}")
         if not isinstance(fields["total_fee"], int):
             raise InvalidNotification("malformed", "total_fee is not an integer")
+        # What WeChat sends: ids of at most 32 characters, a positive amount; anything else would not even fit
+        # the columns the notify is recorded in.
+        if not 0 < fields["total_fee"] <= MAX_NOTIFY_FEE or any(
+                len(fields[name]) > MAX_NOTIFY_ID_LENGTH for name in ("out_trade_no", "transaction_id")):
+            raise InvalidNotification("malformed", "total_fee, out_trade_no or transaction_id out of range")
         return PayNotification(
             out_trade_no=fields["out_trade_no"],
             transaction_id=fields["transaction_id"],
