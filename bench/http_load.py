@@ -6,6 +6,7 @@ connection and sends its next request as soon as the last one is answered (a clo
 the server's. It costs far less CPU than a thread pool with requests, but it runs on the same two cores as
 gunicorn, so every report also says how much CPU the client itself used in the measured window.
 """
+import argparse
 import asyncio
 import os
 import statistics
@@ -171,3 +172,16 @@ async def closed_loop(clients: int, step: Callable[[int], Awaitable[str | None]]
 
 def best(windows: list[Window]) -> Window:
     return max(windows, key=lambda window: window.rate)
+
+
+def load_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every HTTP benchmark takes (the script adds its own, and its --py-spy help)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--postgres", default="")
+    return parser

@@ -12,14 +12,13 @@ and p99 latency, the server CPU per request, the load generator's own CPU share,
 of the bare JSON rate in the same run, and the peak resident memory (VmHWM) of every worker after the load.
 Asserts nothing.
 """
-import argparse
 import asyncio
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from http_load import THREADS, WORKERS, Window, best, client_session, closed_loop, cookie_header, peak_memory_mb
+from http_load import Window, best, client_session, closed_loop, cookie_header, load_arguments, peak_memory_mb
 from scratch import scratch_app, scratch_databases
 from sqlalchemy import select
 
@@ -88,14 +87,7 @@ def one_run(label: str, url: str, member_ids: list[int], product_id: int, log: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--workers", type=int, default=WORKERS)
-    parser.add_argument("--threads", type=int, default=THREADS)
-    parser.add_argument("--postgres", default="")
+    parser = load_arguments(__doc__.splitlines()[0])
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile where every worker's CPU goes during each measured window "
                              "(py-spy --gil, collapsed stacks into DIR/<database>/<page>)")

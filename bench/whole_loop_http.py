@@ -18,7 +18,6 @@ Each client is one member with its own keep-alive connections. Prints loops/s, l
 median time of each step, the server CPU per loop, the load generator's CPU share, peak memory (VmHWM) per
 worker, then checks the money, stock and audit-chain invariants over everything the runs wrote.
 """
-import argparse
 import asyncio
 import itertools
 import statistics
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from http_load import THREADS, WORKERS, Window, best, client_session, closed_loop, cookie_header, peak_memory_mb
+from http_load import Window, best, client_session, closed_loop, cookie_header, load_arguments, peak_memory_mb
 from loop_world import PRICE_FEN, LoopWorld, build_loop_world
 from scratch import scratch_app, scratch_databases
 
@@ -130,15 +129,8 @@ def drive(base_url: str, world: LoopWorld, master_pid: int, args,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=32)
+    parser = load_arguments(__doc__.splitlines()[0])
     parser.add_argument("--outlets", type=int, default=600)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--workers", type=int, default=WORKERS)
-    parser.add_argument("--threads", type=int, default=THREADS)
-    parser.add_argument("--postgres", default="")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile every worker's threads, waiting ones included, during the measured window "
                              "(py-spy --idle, collapsed stacks into DIR/sqlite, DIR/postgres)")

@@ -5,6 +5,8 @@ when TEST_DATABASE_URL is set) and its own server; the browser is started once f
 """
 import importlib.util
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -61,9 +63,10 @@ def seeded_products(category: str | None = None) -> list[tuple[str, int]]:
 
 # --------------------------------------------------------------------------------------------- fixtures
 
-@pytest.fixture
-def base_url(database_url, tmp_path):
-    """The seeded demo app on a live server; yields its base URL and leaves the database empty."""
+@contextmanager
+def demo_site(database_url, tmp_path, *, history: bool = False) -> Iterator[str]:
+    """The seeded demo app (with a few weeks of trade: ``history``) on a live server; yields its base URL and
+    leaves the database empty."""
     config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
     app = create_app(config)
     try:
@@ -71,11 +74,19 @@ def base_url(database_url, tmp_path):
             db.create_all()
             summary = seed_demo(db.session, config["UPLOAD_FOLDER"], None)
             assert summary.created, "the test database must start empty"
+            if history:
+                seed_demo_history(db.session)
             db.session.remove()
         with live_server(app) as url:
             yield url
     finally:
         empty_database(app)
+
+
+@pytest.fixture
+def base_url(database_url, tmp_path):
+    with demo_site(database_url, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -410,19 +421,8 @@ DESKTOP = {"width": 1366, "height": 900}
 
 @pytest.fixture
 def admin_site(database_url, tmp_path):
-    """The demo with a few weeks of trade (``seed_demo_history``) on a live server, for the desktop admin."""
-    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
-    app = create_app(config)
-    try:
-        with app.app_context():
-            db.create_all()
-            seed_demo(db.session, config["UPLOAD_FOLDER"], None)
-            seed_demo_history(db.session)
-            db.session.remove()
-        with live_server(app) as url:
-            yield url
-    finally:
-        empty_database(app)
+    with demo_site(database_url, tmp_path, history=True) as url:
+        yield url
 
 
 @pytest.fixture
