@@ -1,6 +1,7 @@
 """A believable demo data set: regions, a factory store, three outlets with stock, ~20 products with
 pictures drawn locally, members in a referral tree, the first commission rule version and one admin."""
 import hashlib
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -316,9 +317,10 @@ def seed_demo_history(session: Session) -> int:
         orders.append(order.id)
     with write_transaction(session):
         for index, person in enumerate(session.scalars(select(User).order_by(User.id))):
-            person.created_at -= timedelta(days=HISTORY_DAYS + 20 - index * 3)  # joined over the weeks too
+            person.created_at -= timedelta(days=60 - index * 2)  # joined over the weeks before buying
+        days_back = random.Random(2026).choices(range(HISTORY_DAYS), k=len(orders))  # busier and quieter days
         for index, order_id in enumerate(orders):
-            back = timedelta(days=HISTORY_DAYS - 1 - index // 2, hours=index % 5)
+            back = timedelta(days=days_back[index], hours=index % 5)
             order = session.get(Order, order_id)
             for column in ("created_at", "paid_at", "redeemed_at"):
                 if getattr(order, column) is not None:

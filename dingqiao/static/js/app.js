@@ -151,7 +151,8 @@
     var money = data.unit === "fen";
     var round = type === "doughnut";
     var datasets = data.series.map(function (s, i) {
-      return { label: s.label, data: s.data, borderWidth: round ? 0 : 2, tension: 0.3,
+      // monotone: a smoothed line never swings below zero or above its highest point between two days
+      return { label: s.label, data: s.data, borderWidth: round ? 0 : 2, cubicInterpolationMode: "monotone",
                backgroundColor: round ? PALETTE : PALETTE[i % PALETTE.length],
                borderColor: PALETTE[i % PALETTE.length], pointRadius: 2, maxBarThickness: 36 };
     });
