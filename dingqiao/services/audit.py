@@ -2,8 +2,9 @@
 import hashlib
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from sqlalchemy import event, inspect, select, update
+from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from ..models import AuditChainHead, AuditLog
@@ -12,7 +13,7 @@ from ..models.base import utcnow
 GENESIS_HASH = "0" * 64
 
 
-def _row_hash(row: AuditLog) -> str:
+def _row_hash(row: AuditLog | SimpleNamespace) -> str:
     payload = json.dumps(
         [
             row.id,
@@ -67,20 +68,26 @@ def _append_pending(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
-    touched = session.execute(
+    # Lock the head and read it in one statement. Every append holds this lock, so the ids that follow the
+    # head's are free: the rows are written once, complete with their hashes, in one batch.
+    head = session.execute(
         update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=AuditChainHead.last_hash)
-    ).rowcount
-    if not touched:
+        .returning(AuditChainHead.last_hash, AuditChainHead.last_id)
+    ).one_or_none()
+    if head is None:
         session.add(AuditChainHead(id=1, last_hash=GENESIS_HASH, last_id=None))
         session.flush()
-    head = session.execute(select(AuditChainHead).where(AuditChainHead.id == 1)).scalar_one()
-    for _marker, fields in pending:
-        row = AuditLog(**fields, prev_hash=head.last_hash, row_hash="")
-        session.add(row)
-        session.flush()  # assigns the id the hash covers
-        row.row_hash = _row_hash(row)
-        head.last_hash, head.last_id = row.row_hash, row.id
-    session.flush()
+        last_hash, last_id = GENESIS_HASH, session.scalar(select(func.max(AuditLog.id)))
+    else:
+        last_hash, last_id = head
+    rows = []
+    for offset, (_marker, fields) in enumerate(pending, start=1):
+        row = {**fields, "id": (last_id or 0) + offset, "prev_hash": last_hash}
+        row["row_hash"] = last_hash = _row_hash(SimpleNamespace(**row))
+        rows.append(row)
+    session.execute(insert(AuditLog), rows)
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
+                    .values(last_hash=last_hash, last_id=rows[-1]["id"]))
 
 
 def _forget_rolled_back(session: Session, rolled_back) -> None:

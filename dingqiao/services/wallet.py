@@ -45,10 +45,9 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
     transaction (every money movement is in the hash-chained log). With ``needs_available``, the change only
     happens while the available balance covers that much — checked by the UPDATE itself, so concurrent
     withdrawals can never overdraw."""
-    wallet = wallet_for(session, user_id)
     statement = (
         update(Wallet)
-        .where(Wallet.id == wallet.id)
+        .where(Wallet.user_id == user_id)
         .values(
             available_fen=Wallet.available_fen + available,
             frozen_fen=Wallet.frozen_fen + frozen,
@@ -56,20 +55,25 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
             total_earned_fen=Wallet.total_earned_fen + earned,
             withdrawn_fen=Wallet.withdrawn_fen + withdrawn,
         )
+        .returning(Wallet.id)
     )
     if needs_available is not None:
         statement = statement.where(Wallet.available_fen >= needs_available)
-    if session.execute(statement).rowcount != 1:
-        raise InsufficientBalance("可用余额不足。")
+    wallet_id = session.execute(statement).scalar_one_or_none()
+    if wallet_id is None:  # no such wallet yet (its first movement), or not enough in it
+        if needs_available is not None or session.scalar(select(Wallet.id).where(Wallet.user_id == user_id)):
+            raise InsufficientBalance("可用余额不足。")
+        wallet_for(session, user_id)
+        wallet_id = session.execute(statement).scalar_one()
     entry = LedgerEntry(
-        wallet_id=wallet.id, kind=kind, available_delta_fen=available, frozen_delta_fen=frozen,
+        wallet_id=wallet_id, kind=kind, available_delta_fen=available, frozen_delta_fen=frozen,
         withdrawing_delta_fen=withdrawing, commission_line_id=commission_line_id, withdrawal_id=withdrawal_id,
         order_id=order_id, memo=memo,
     )
     session.add(entry)
     session.flush()
     record_audit(session, actor_kind="system", actor_id=None, action=f"ledger.{kind}", target_type="wallet",
-                 target_id=wallet.id, detail={
+                 target_id=wallet_id, detail={
                      "entry": entry.id, "user": user_id, "available": available, "frozen": frozen,
                      "withdrawing": withdrawing, "order": order_id, "commission_line": commission_line_id,
                      "withdrawal": withdrawal_id})
