@@ -114,23 +114,26 @@ class RawLoop:
             detail=json.dumps(detail, ensure_ascii=False, sort_keys=True, separators=(",", ":"))))
 
     def append_audit(self) -> None:
-        """The chain head is locked (an UPDATE) last, as services.audit does at commit."""
+        """As services.audit does at commit: the chain head is locked and read last (one UPDATE … RETURNING), the
+        rows take the ids after the head's and go in complete, in one executemany; then the head moves on."""
         if not self.pending_audit:
             return
-        self.sql("UPDATE audit_chain_head SET last_hash = last_hash WHERE id = 1")
-        last_hash = self.one("SELECT last_hash FROM audit_chain_head WHERE id = 1")[0]
-        for row in self.pending_audit:
-            row_id = self.one(
-                "INSERT INTO audit_log (created_at, actor_kind, actor_id, action, target_type, target_id, detail, "
-                "prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '') RETURNING id",
-                self.stamp(row["created_at"]), row["actor_kind"], row["actor_id"], row["action"], row["target_type"],
-                row["target_id"], row["detail"], last_hash)[0]
+        last_hash, last_id = self.one(
+            "UPDATE audit_chain_head SET last_hash = last_hash WHERE id = 1 RETURNING last_hash, last_id")
+        rows = []
+        for offset, row in enumerate(self.pending_audit, start=1):
+            row_id = (last_id or 0) + offset
             payload = json.dumps([row_id, row["created_at"].isoformat(timespec="microseconds"), row["actor_kind"],
                                   row["actor_id"], row["action"], row["target_type"], row["target_id"], row["detail"],
                                   last_hash], ensure_ascii=False, separators=(",", ":"))
-            last_hash = hashlib.sha256(payload.encode("utf-8")).hexdigest()
-            self.sql("UPDATE audit_log SET row_hash = ? WHERE id = ?", last_hash, row_id)
-            self.sql("UPDATE audit_chain_head SET last_hash = ?, last_id = ? WHERE id = 1", last_hash, row_id)
+            prev_hash, last_hash = last_hash, hashlib.sha256(payload.encode("utf-8")).hexdigest()
+            rows.append((row_id, self.stamp(row["created_at"]), row["actor_kind"], row["actor_id"], row["action"],
+                         row["target_type"], row["target_id"], row["detail"], prev_hash, last_hash))
+        insert = ("INSERT INTO audit_log (id, created_at, actor_kind, actor_id, action, target_type, target_id, "
+                  "detail, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self.statements += 1
+        self.cursor.executemany(insert.replace("?", "%s") if self.dialect == "postgresql" else insert, rows)
+        self.sql("UPDATE audit_chain_head SET last_hash = ?, last_id = ? WHERE id = 1", last_hash, rows[-1][0])
         self.pending_audit.clear()
 
     def message(self, user_id: int, event: str, object_id, title: str, body: str, link: str, once: bool = False):
@@ -143,16 +146,15 @@ class RawLoop:
 
     def post_entry(self, user_id: int, kind: str, *, available: int, frozen: int, earned: int, line_id: int,
                    order_id: int, memo: str) -> None:
-        wallet = self.one("SELECT id FROM wallets WHERE user_id = ?", user_id)
+        update = ("UPDATE wallets SET available_fen = available_fen + ?, frozen_fen = frozen_fen + ?, "
+                  "total_earned_fen = total_earned_fen + ?, updated_at = ? WHERE user_id = ? RETURNING id")
+        wallet = self.one(update, available, frozen, earned, self.stamp(utcnow()), user_id)
         if wallet is None:
             self.sql("INSERT INTO wallets (user_id, available_fen, frozen_fen, withdrawing_fen, total_earned_fen, "
                      "withdrawn_fen, updated_at) VALUES (?, 0, 0, 0, 0, 0, ?) ON CONFLICT (user_id) DO NOTHING",
                      user_id, self.stamp(utcnow()))
-            wallet = self.one("SELECT id FROM wallets WHERE user_id = ?", user_id)
+            wallet = self.one(update, available, frozen, earned, self.stamp(utcnow()), user_id)
         wallet_id = wallet[0]
-        self.sql("UPDATE wallets SET available_fen = available_fen + ?, frozen_fen = frozen_fen + ?, "
-                 "total_earned_fen = total_earned_fen + ?, updated_at = ? WHERE id = ?",
-                 available, frozen, earned, self.stamp(utcnow()), wallet_id)
         entry_id = self.one(
             "INSERT INTO ledger_entries (wallet_id, kind, available_delta_fen, frozen_delta_fen, "
             "withdrawing_delta_fen, commission_line_id, order_id, memo, created_at) "
@@ -165,8 +167,8 @@ class RawLoop:
     # ------------------------------------------------------------ the three steps
 
     def place(self, user_id: int, outlet_id: int, product_id: int) -> str:
-        """Order numbers are DQ + the second + 6 random digits, as services.orders makes them: at hundreds of
-        orders a second two can meet, and the unique key refuses the second; it is placed again."""
+        """Order numbers are DQ + the second + 10 random digits, as services.orders makes them: should two
+        meet, the unique key refuses the second and it is placed again."""
         while True:
             try:
                 return self.transaction(self._place, user_id, outlet_id, product_id)
@@ -185,7 +187,7 @@ class RawLoop:
             raise RuntimeError("off sale")
         price = {"member": member, "outlet": outlet_price, "factory": factory}[identity]
         now = utcnow()
-        order_no = f"DQ{(now + CHINA_TIME_OFFSET):%Y%m%d%H%M%S}{secrets.randbelow(10**6):06d}"
+        order_no = f"DQ{(now + CHINA_TIME_OFFSET):%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
         order_id = self.one(
             "INSERT INTO orders (order_no, user_id, outlet_id, status, price_identity, total_fen, created_at, "
             "expires_at, cancel_reason, after_sales_open) VALUES (?, ?, ?, 'pending_payment', ?, ?, ?, ?, '', ?) "
