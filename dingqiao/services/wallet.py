@@ -60,9 +60,11 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
     if needs_available is not None:
         statement = statement.where(Wallet.available_fen >= needs_available)
     wallet_id = session.execute(statement).scalar_one_or_none()
-    if wallet_id is None:  # no such wallet yet (its first movement), or not enough in it
-        if needs_available is not None or session.scalar(select(Wallet.id).where(Wallet.user_id == user_id)):
+    if wallet_id is None:
+        if needs_available is not None:  # not enough in it (no wallet is a balance of nothing)
             raise InsufficientBalance("可用余额不足。")
+        # Its first movement: make the wallet. Another transaction may be making it right now (committed
+        # after our UPDATE looked), so this is no reason to refuse: wallet_for absorbs the race.
         wallet_for(session, user_id)
         wallet_id = session.execute(statement).scalar_one()
     entry = LedgerEntry(
