@@ -84,8 +84,11 @@ def removed_on_failure(upload_folder: str, saved: Sequence[SavedImage | None]) -
     try:
         yield
     except BaseException:
-        for image in saved:
-            if image is not None:
-                for path in image.paths:
-                    (Path(upload_folder) / path).unlink(missing_ok=True)
+        delete_stored(upload_folder, [path for image in saved if image is not None for path in image.paths])
         raise
+
+
+def delete_stored(upload_folder: str, paths: Sequence[str]) -> None:
+    """Remove stored files (relative to the uploads folder); one already gone is no error."""
+    for path in paths:
+        (Path(upload_folder) / path).unlink(missing_ok=True)

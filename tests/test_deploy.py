@@ -1,20 +1,12 @@
 """The single deployable: gunicorn with the committed config serves the app built by wsgi.py."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.gunicorn_server import ROOT, free_port
 
 
 def test_gunicorn_serves_wsgi_app_with_the_committed_config(tmp_path):

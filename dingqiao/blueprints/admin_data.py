@@ -24,6 +24,7 @@ from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import MultipleFileField, SelectMultipleField, StringField
 from wtforms.validators import NumberRange
@@ -55,7 +56,7 @@ from ..money import format_yuan
 from ..services import DomainError, Forbidden, catalog, outlets
 from ..services.audit import changed_fields, record_audit, snapshot, verify_audit_chain
 from ..templating import local_time
-from ..uploads import UploadRefused, save_image
+from ..uploads import UploadRefused, delete_stored, save_image
 from .access import current_admin
 
 URL = "/admin/data"
@@ -171,8 +172,7 @@ class DataView(AdminOnly, ModelView):
     def _failed(self, exc: Exception) -> None:
         """The write is rolled back; the page says why in Chinese and never shows SQL or a stack trace."""
         db.session.rollback()
-        for path in g.pop("stored_uploads", []):
-            (Path(current_app.config["UPLOAD_FOLDER"]) / path).unlink(missing_ok=True)
+        delete_stored(current_app.config["UPLOAD_FOLDER"], g.pop("stored_uploads", []))
         g.pop("audit_extra", None)
         if isinstance(exc, Forbidden):
             abort(403)
@@ -302,9 +302,7 @@ class ProductView(DataView):
         return saved
 
     def after_model_change(self, form, model, is_created):
-        folder = Path(current_app.config["UPLOAD_FOLDER"])
-        for path in g.pop("files_to_delete", []):
-            (folder / path).unlink(missing_ok=True)
+        delete_stored(current_app.config["UPLOAD_FOLDER"], g.pop("files_to_delete", []))
         g.pop("stored_uploads", None)
 
     @action("on_sale", "上架", "上架所选商品？")
@@ -317,7 +315,7 @@ class ProductView(DataView):
 
     def _set_on_sale(self, ids, on_sale: bool) -> None:
         with write_transaction(db.session):
-            for product in db.session.query(Product).filter(Product.id.in_([int(i) for i in ids])):
+            for product in db.session.scalars(select(Product).where(Product.id.in_([int(i) for i in ids]))):
                 if product.is_on_sale != on_sale:
                     self._audit(product, "update", {"changes": {"is_on_sale": [product.is_on_sale, on_sale]}})
                     product.is_on_sale = on_sale
@@ -383,8 +381,8 @@ class FactoryStoreView(SiteView):
 
     def on_model_change(self, form, model, is_created):
         with db.session.no_autoflush:  # ask before the edited row is written (its write would break the unique key)
-            holder = db.session.query(FactoryStore).filter(FactoryStore.region_id == model.region.id,
-                                                           FactoryStore.id != model.id).first()
+            holder = db.session.scalar(select(FactoryStore).where(FactoryStore.region_id == model.region.id,
+                                                                  FactoryStore.id != model.id))
         if holder is not None:
             raise DomainError(f"该区域已由工厂店「{holder.name}」独家经营。")
 
@@ -562,7 +560,7 @@ class AuditVerifyView(AdminOnly, BaseView):
     def index(self):
         broken = verify_audit_chain(db.session)
         return self.render("admin/data/audit_verify.html", broken=broken,
-                           rows=db.session.query(AuditLog).count())
+                           rows=db.session.scalar(select(func.count()).select_from(AuditLog)))
 
 
 class DataIndexView(AdminOnly, AdminIndexView):
