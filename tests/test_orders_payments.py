@@ -293,7 +293,7 @@ def test_cancelling_an_order_that_was_just_paid_marks_it_paid_instead(app, clien
 def test_paid_transition_and_its_settlement_share_one_transaction(app, client, fake_wechat, shop, monkeypatch):
     import dingqiao.services.payments as payments
 
-    def settlement_fails(_session, _order):
+    def settlement_fails(*_args):
         raise RuntimeError("settlement failed")
 
     monkeypatch.setattr(payments, "on_order_paid", settlement_fails)

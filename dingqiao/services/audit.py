@@ -4,9 +4,10 @@ import json
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from sqlalchemy import event, func, insert, inspect, select, update
+from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, scoped_session
 
+from ..db import run
 from ..models import AuditChainHead, AuditLog
 from ..models.base import utcnow
 
@@ -62,6 +63,14 @@ def record_audit(
     )))
 
 
+# Prebuilt (see db.run): every write transaction that records anything runs these three at commit.
+_LOCK_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=AuditChainHead.last_hash)
+              .returning(AuditChainHead.last_hash, AuditChainHead.last_id))
+_ADD_ROWS = insert(AuditLog)
+_MOVE_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1)
+              .values(last_hash=bindparam("new_hash"), last_id=bindparam("new_id")))
+
+
 def _append_pending(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint is being released: its rows wait for the real commit
@@ -70,10 +79,7 @@ def _append_pending(session: Session) -> None:
         return
     # Lock the head and read it in one statement. Every append holds this lock, so the ids that follow the
     # head's are free: the rows are written once, complete with their hashes, in one batch.
-    head = session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=AuditChainHead.last_hash)
-        .returning(AuditChainHead.last_hash, AuditChainHead.last_id)
-    ).one_or_none()
+    head = run(session, _LOCK_HEAD).one_or_none()
     if head is None:
         session.add(AuditChainHead(id=1, last_hash=GENESIS_HASH, last_id=None))
         session.flush()
@@ -85,9 +91,8 @@ def _append_pending(session: Session) -> None:
         row = {**fields, "id": (last_id or 0) + offset, "prev_hash": last_hash}
         row["row_hash"] = last_hash = _row_hash(SimpleNamespace(**row))
         rows.append(row)
-    session.execute(insert(AuditLog), rows)
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
-                    .values(last_hash=last_hash, last_id=rows[-1]["id"]))
+    run(session, _ADD_ROWS, rows)
+    run(session, _MOVE_HEAD, {"new_hash": last_hash, "new_id": rows[-1]["id"]})
 
 
 def _forget_rolled_back(session: Session, rolled_back) -> None:

@@ -2,11 +2,11 @@
 the session by the view, checked by the same rules here and merged into the member's cart at login."""
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import CartItem, Identity, Product
 from . import DomainError, NotFound
 
@@ -54,20 +54,26 @@ def parse_quantity(raw) -> int:
     return quantity
 
 
-def _product_on_sale(session: Session, product_id: int) -> Product:
-    product = session.get(Product, product_id)
-    if product is None or not product.is_on_sale:
+# Prebuilt (see db.run): every cart change and checkout runs these.
+_ON_SALE = select(Product.is_on_sale).where(Product.id == bindparam("product_id"))
+_LINES = select(CartItem.product_id, CartItem.quantity).where(CartItem.user_id == bindparam("user_id"))
+_SET_LINE = (update(CartItem).where(CartItem.user_id == bindparam("owner"), CartItem.product_id == bindparam("product"))
+             .values(quantity=bindparam("units")))
+_ADD_LINE = insert(CartItem)
+_PRICED = (select(Product).where(Product.id.in_(bindparam("ids", expanding=True)), Product.is_on_sale.is_(True))
+           .options(selectinload(Product.images)))
+
+
+def _require_on_sale(session: Session, product_id: int) -> None:
+    if not run(session, _ON_SALE, {"product_id": product_id}).scalar():
         raise NotFound("商品不存在或已下架。")
-    return product
 
 
 def view_cart(session: Session, quantities: dict[int, int], identity: Identity) -> CartView:
     """Priced lines at the viewer's identity price. Products taken off sale drop out of the view."""
     if not quantities:
         return CartView([], identity)
-    products = session.scalars(
-        select(Product).where(Product.id.in_(quantities), Product.is_on_sale.is_(True)).options(selectinload(Product.images))
-    )
+    products = session.execute(_PRICED, {"ids": list(quantities)}).scalars()
     by_id = {p.id: p for p in products}
     lines = [
         CartLine(by_id[pid], qty, by_id[pid].price_for(identity)) for pid, qty in quantities.items() if pid in by_id
@@ -76,8 +82,7 @@ def view_cart(session: Session, quantities: dict[int, int], identity: Identity) 
 
 
 def member_cart(session: Session, user_id: int) -> dict[int, int]:
-    rows = session.execute(select(CartItem.product_id, CartItem.quantity).where(CartItem.user_id == user_id))
-    return {product_id: quantity for product_id, quantity in rows}
+    return dict(run(session, _LINES, {"user_id": user_id}).all())
 
 
 def add_to_member_cart(session: Session, user_id: int, product_id: int, quantity: int) -> int:
@@ -86,7 +91,7 @@ def add_to_member_cart(session: Session, user_id: int, product_id: int, quantity
         raise CartError("请输入正确的数量。")
     try:
         with write_transaction(session):
-            _product_on_sale(session, product_id)
+            _require_on_sale(session, product_id)
             current = member_cart(session, user_id)
             new_quantity = current.get(product_id, 0) + quantity
             _check_limits(current, product_id, new_quantity)
@@ -103,7 +108,7 @@ def set_member_cart_quantity(session: Session, user_id: int, product_id: int, qu
         if quantity == 0:
             session.execute(delete(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product_id))
             return
-        _product_on_sale(session, product_id)
+        _require_on_sale(session, product_id)
         current = member_cart(session, user_id)
         _check_limits(current, product_id, quantity)
         _store_line(session, user_id, product_id, quantity, exists=product_id in current)
@@ -113,7 +118,7 @@ def add_to_guest_cart(session: Session, cart: dict[int, int], product_id: int, q
     """The same rules for a visitor's cart; returns the new mapping (the caller stores it in the session)."""
     if quantity < 1:
         raise CartError("请输入正确的数量。")
-    _product_on_sale(session, product_id)
+    _require_on_sale(session, product_id)
     new_quantity = cart.get(product_id, 0) + quantity
     _check_limits(cart, product_id, new_quantity)
     return {**cart, product_id: new_quantity}
@@ -122,7 +127,7 @@ def add_to_guest_cart(session: Session, cart: dict[int, int], product_id: int, q
 def set_guest_cart_quantity(session: Session, cart: dict[int, int], product_id: int, quantity: int) -> dict[int, int]:
     if quantity == 0:
         return {pid: qty for pid, qty in cart.items() if pid != product_id}
-    _product_on_sale(session, product_id)
+    _require_on_sale(session, product_id)
     _check_limits(cart, product_id, quantity)
     return {**cart, product_id: quantity}
 
@@ -151,11 +156,6 @@ def _check_limits(cart: dict[int, int], product_id: int, quantity: int) -> None:
 
 def _store_line(session: Session, user_id: int, product_id: int, quantity: int, *, exists: bool) -> None:
     if exists:
-        session.execute(
-            update(CartItem)
-            .where(CartItem.user_id == user_id, CartItem.product_id == product_id)
-            .values(quantity=quantity)
-        )
+        run(session, _SET_LINE, {"owner": user_id, "product": product_id, "units": quantity})
     else:
-        session.add(CartItem(user_id=user_id, product_id=product_id, quantity=quantity))
-        session.flush()
+        run(session, _ADD_LINE, {"user_id": user_id, "product_id": product_id, "quantity": quantity})

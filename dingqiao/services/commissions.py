@@ -13,11 +13,12 @@ refused at configuration time:
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import (
     AdminRole,
     AdminUser,
@@ -39,7 +40,7 @@ from ..models.base import utcnow
 from ..money import format_yuan
 from . import DomainError, Forbidden
 from .audit import record_audit
-from .messages import enqueue_once
+from .messages import enqueue_rows, message_row
 from .wallet import post_entry
 
 MAX_REFERRAL_DEPTH = 3
@@ -85,8 +86,11 @@ def validate_rule(rule: RuleInput) -> None:
         raise RuleError(f"售后冷静期需在 0 到 {MAX_COOLING_DAYS} 天之间。")
 
 
+_CURRENT_RULE = select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(1)
+
+
 def current_rule(session: Session) -> CommissionRuleVersion | None:
-    return session.scalar(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(1))
+    return session.execute(_CURRENT_RULE).scalar()
 
 
 def create_rule_version(session: Session, admin: AdminUser, rule: RuleInput) -> CommissionRuleVersion:
@@ -114,12 +118,48 @@ def preview(rule: RuleInput, order_total_fen: int = 10_000, depth_available: int
     }
 
 
+# Prebuilt (see db.run): the pay and pickup transactions run these.
+_UPLINE = select(ReferralBinding.upline_id).where(ReferralBinding.user_id == bindparam("user_id"))
+_PAYEES = (
+    select(Outlet.owner_user_id, FactoryStore.owner_user_id.label("factory_owner_id"))
+    .outerjoin(FactoryStore, and_(FactoryStore.region_id == Outlet.region_id,
+                                  FactoryStore.status == SiteStatus.ACTIVE))  # one per region at most
+    .where(Outlet.id == bindparam("outlet_id"))
+)
+_ACTIVE_USERS = select(User.id).where(User.id.in_(bindparam("ids", expanding=True)), User.is_active.is_(True))
+_ITEMS = (select(OrderItem.id, OrderItem.subtotal_fen).where(OrderItem.order_id == bindparam("order_id"))
+          .order_by(OrderItem.id))
+_ADD_LINE = insert(CommissionLine).returning(CommissionLine.id)
+_RULE_COOLING_DAYS = select(CommissionRuleVersion.cooling_days).where(CommissionRuleVersion.id == bindparam("rule_id"))
+_SCHEDULE = (update(CommissionLine)
+             .where(CommissionLine.order_id == bindparam("order"), CommissionLine.status == CommissionStatus.FROZEN)
+             .values(available_at=bindparam("from_when")))
+_SETTLE_ORDER = (
+    update(CommissionLine)
+    .where(CommissionLine.order_id == bindparam("order"), CommissionLine.status == CommissionStatus.FROZEN,
+           CommissionLine.order_id.in_(select(Order.id).where(
+               Order.id == bindparam("order"), Order.status == OrderStatus.COMPLETED,
+               Order.after_sales_open.is_(False))))
+    .values(status=CommissionStatus.SETTLED, settled_at=bindparam("now"), available_at=bindparam("now"))
+    .returning(CommissionLine.id, CommissionLine.order_id, CommissionLine.beneficiary_user_id,
+               CommissionLine.amount_fen, CommissionLine.kind)
+)
+
+
+class Line(NamedTuple):
+    id: int
+    order_id: int
+    beneficiary_user_id: int
+    amount_fen: int
+    kind: str
+
+
 def upline_chain(session: Session, user_id: int, depth: int) -> list[int]:
     """The user's uplines, nearest first, at most ``depth`` of them."""
     chain: list[int] = []
     current = user_id
     while len(chain) < depth:
-        upline = session.scalar(select(ReferralBinding.upline_id).where(ReferralBinding.user_id == current))
+        upline = run(session, _UPLINE, {"user_id": current}).scalar()
         if upline is None or upline == user_id or upline in chain:
             break
         chain.append(upline)
@@ -127,41 +167,34 @@ def upline_chain(session: Session, user_id: int, depth: int) -> list[int]:
     return chain
 
 
-def write_order_lines(session: Session, order: Order) -> list[CommissionLine]:
-    """At payment, inside the PAID transition: compute the order's lines under the rule in force, write them
-    FROZEN and credit each beneficiary's frozen balance."""
-    rule = current_rule(session)
+def write_order_lines(session: Session, order, rule: CommissionRuleVersion | None) -> list[Line]:
+    """At payment, inside the PAID transition: compute the order's lines under ``rule`` (the one in force,
+    which the caller has stamped on the order), write them FROZEN and credit each beneficiary's frozen
+    balance. ``order``: anything with the order's ``id``, ``user_id`` and ``outlet_id``."""
     if rule is None:
         return []
-    session.execute(update(Order).where(Order.id == order.id).values(rule_version_id=rule.id))
-    outlet = session.get(Outlet, order.outlet_id)
-    factory_owner = session.scalar(
-        select(FactoryStore.owner_user_id).where(FactoryStore.region_id == outlet.region_id,
-                                                 FactoryStore.status == SiteStatus.ACTIVE)
-    )
+    outlet_owner, factory_owner = run(session, _PAYEES, {"outlet_id": order.outlet_id}).one()
     beneficiaries: list[tuple[str, int, int, int | None]] = []  # kind, level, rate, user
     for level, upline in enumerate(upline_chain(session, order.user_id, rule.referral_depth), start=1):
         kind = CommissionKind.DIRECT if level == 1 else CommissionKind.TEAM
         rate = {1: rule.direct_bps, 2: rule.team_bps, 3: rule.third_level_bps}[level]
         beneficiaries.append((kind, level, rate, upline))
-    beneficiaries.append((CommissionKind.SERVICE_FEE, 0, rule.service_fee_bps, outlet.owner_user_id))
+    beneficiaries.append((CommissionKind.SERVICE_FEE, 0, rule.service_fee_bps, outlet_owner))
     beneficiaries.append((CommissionKind.REGIONAL, 0, rule.regional_bps, factory_owner))
-    active = set(session.scalars(select(User.id).where(
-        User.id.in_([b[3] for b in beneficiaries if b[3]]), User.is_active.is_(True))))
+    active = set(run(session, _ACTIVE_USERS, {"ids": [b[3] for b in beneficiaries if b[3]]}).scalars())
 
     lines = []
-    items = session.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id))
-    for item in items:
+    for item_id, subtotal in run(session, _ITEMS, {"order_id": order.id}).all():
         for kind, level, rate, user_id in beneficiaries:
-            amount = item.subtotal_fen * rate // BPS
+            amount = subtotal * rate // BPS
             if user_id is None or user_id == order.user_id or user_id not in active or amount <= 0:
                 continue
-            lines.append(CommissionLine(order_id=order.id, order_item_id=item.id, kind=kind, level=level,
-                                        beneficiary_user_id=user_id, rule_version_id=rule.id,
-                                        base_fen=item.subtotal_fen, rate_bps=rate, amount_fen=amount,
-                                        status=CommissionStatus.FROZEN))
-    session.add_all(lines)
-    session.flush()
+            line_id = run(session, _ADD_LINE, {
+                "order_id": order.id, "order_item_id": item_id, "kind": kind, "level": level,
+                "beneficiary_user_id": user_id, "rule_version_id": rule.id, "base_fen": subtotal, "rate_bps": rate,
+                "amount_fen": amount, "status": CommissionStatus.FROZEN,
+            }).scalar_one()
+            lines.append(Line(line_id, order.id, user_id, amount, kind))
     # Wallet rows are locked in user-id order by every writer, so two orders never deadlock on Postgres.
     for line in sorted(lines, key=lambda line: (line.beneficiary_user_id, line.id)):
         post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_FROZEN, frozen=line.amount_fen,
@@ -169,18 +202,19 @@ def write_order_lines(session: Session, order: Order) -> list[CommissionLine]:
     return lines
 
 
-def settle_order_lines(session: Session, order: Order, now: datetime | None = None) -> int:
+def settle_order_lines(session: Session, order, now: datetime | None = None) -> int:
     """At redemption: the order's frozen lines become available — now, or after the version's cooling period
-    (then ``settle_due_lines`` finishes the job). Returns how many lines were settled now."""
+    (then ``settle_due_lines`` finishes the job). Returns how many lines were settled now. ``order``: anything
+    with the order's ``id`` and ``rule_version_id``."""
     now = now or utcnow()
-    rule = session.get(CommissionRuleVersion, order.rule_version_id) if order.rule_version_id else None
-    available_at = now + timedelta(days=rule.cooling_days if rule else 0)
-    session.execute(
-        update(CommissionLine)
-        .where(CommissionLine.order_id == order.id, CommissionLine.status == CommissionStatus.FROZEN)
-        .values(available_at=available_at)
-    )
-    return _settle(session, [CommissionLine.order_id == order.id], now) if available_at <= now else 0
+    cooling_days = (run(session, _RULE_COOLING_DAYS, {"rule_id": order.rule_version_id}).scalar() or 0
+                    if order.rule_version_id else 0)
+    if cooling_days:
+        run(session, _SCHEDULE, {"order": order.id, "from_when": now + timedelta(days=cooling_days)})
+        return 0
+    settled = [Line(*row) for row in run(session, _SETTLE_ORDER, {"order": order.id, "now": now})]
+    _credit_settled(session, settled)
+    return len(settled)
 
 
 def settle_due_lines(session: Session, now: datetime | None = None) -> int:
@@ -227,20 +261,26 @@ def _settle(session: Session, conditions: list, now: datetime) -> int:
                Order.status == OrderStatus.COMPLETED, Order.after_sales_open.is_(False), *conditions)
         .order_by(CommissionLine.beneficiary_user_id, CommissionLine.id)  # wallets locked in one order
     ).all()
-    settled = 0
+    settled = [Line(line.id, line.order_id, line.beneficiary_user_id, line.amount_fen, line.kind) for line in due
+               if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.SETTLED, settled_at=now)]
+    _credit_settled(session, settled)
+    return len(settled)
+
+
+def _credit_settled(session: Session, lines: list[Line]) -> None:
+    """Settled lines move from frozen to available, wallets in user-id order; one "收益已到账" message per order
+    and beneficiary."""
     credited: dict[tuple[int, int], int] = defaultdict(int)  # (order, beneficiary) → fen
-    for line in due:
-        if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.SETTLED, settled_at=now):
-            post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_SETTLED, available=line.amount_fen,
-                       frozen=-line.amount_fen, earned=line.amount_fen, commission_line_id=line.id,
-                       order_id=line.order_id, memo=CommissionKind(line.kind).label)
-            credited[line.order_id, line.beneficiary_user_id] += line.amount_fen
-            settled += 1
-    for (order_id, user_id), amount in credited.items():
-        enqueue_once(session, user_id=user_id, event="commission_settled", object_id=f"{order_id}:{user_id}",
-                     title="收益已到账", body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。",
-                     link="/wallet/")
-    return settled
+    for line in sorted(lines, key=lambda line: (line.beneficiary_user_id, line.id)):
+        post_entry(session, line.beneficiary_user_id, LedgerKind.COMMISSION_SETTLED, available=line.amount_fen,
+                   frozen=-line.amount_fen, earned=line.amount_fen, commission_line_id=line.id,
+                   order_id=line.order_id, memo=CommissionKind(line.kind).label)
+        credited[line.order_id, line.beneficiary_user_id] += line.amount_fen
+    enqueue_rows(session, [
+        message_row(user_id=user_id, event="commission_settled", object_id=f"{order_id}:{user_id}", title="收益已到账",
+                    body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。", link="/wallet/")
+        for (order_id, user_id), amount in credited.items()
+    ], once=True)
 
 
 def _move(session: Session, line: CommissionLine, expected: CommissionStatus, new: CommissionStatus, **values) -> bool:

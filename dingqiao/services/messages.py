@@ -3,27 +3,27 @@ message exists if and only if its event committed. Delivery to WeChat happens la
 the same rows are the member's in-app message centre (消息中心), read here."""
 import json
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import OutboxMessage
 from ..models.base import utcnow
 from . import NotFound
 
 
+def message_row(*, user_id: int, event: str, object_id: int | str, title: str, body: str, link: str = "",
+                template_data: dict | None = None) -> dict:
+    """One outbox row. ``event:object_id`` is the deduplication key."""
+    return {"dedup_key": f"{event}:{object_id}", "user_id": user_id, "event": event, "title": title, "body": body,
+            "link": link, "template_data": json.dumps(template_data or {}, ensure_ascii=False)}
+
+
 def enqueue_message(session: Session, *, user_id: int, event: str, object_id: int | str, title: str, body: str,
                     link: str = "", template_data: dict | None = None) -> OutboxMessage:
-    """Call inside the caller's write transaction. ``event:object_id`` is the deduplication key."""
-    message = OutboxMessage(
-        dedup_key=f"{event}:{object_id}",
-        user_id=user_id,
-        event=event,
-        title=title,
-        body=body,
-        link=link,
-        template_data=json.dumps(template_data or {}, ensure_ascii=False),
-    )
+    """Call inside the caller's write transaction."""
+    message = OutboxMessage(**message_row(user_id=user_id, event=event, object_id=object_id, title=title,
+                                          body=body, link=link, template_data=template_data))
     session.add(message)
     return message
 
@@ -38,6 +38,22 @@ def enqueue_once(session: Session, *, user_id: int, event: str, object_id: int |
         return None
     return enqueue_message(session, user_id=user_id, event=event, object_id=object_id, title=title, body=body,
                            link=link, template_data=template_data)
+
+
+# Prebuilt (see db.run), for the pay and pickup transactions.
+_INSERT_ROWS = insert(OutboxMessage)
+_EXISTING_KEYS = select(OutboxMessage.dedup_key).where(OutboxMessage.dedup_key.in_(bindparam("keys", expanding=True)))
+
+
+def enqueue_rows(session: Session, rows: list[dict], *, once: bool = False) -> None:
+    """Several ``message_row``s in one statement, inside the caller's write transaction. With ``once``, rows
+    whose deduplication key exists already are left out, as ``enqueue_once`` does. The rows go straight to
+    the database (db.run), so their users must be stored already, not only added to the session."""
+    if once and rows:
+        existing = set(run(session, _EXISTING_KEYS, {"keys": [row["dedup_key"] for row in rows]}).scalars())
+        rows = [row for row in rows if row["dedup_key"] not in existing]
+    if rows:
+        run(session, _INSERT_ROWS, rows)
 
 
 # ---------------------------------------------------------------- 消息中心: the same rows, read in the H5

@@ -3,10 +3,10 @@ status inside one write transaction, so a duplicate or concurrent change finds n
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import (
     CartItem,
     Order,
@@ -53,6 +53,14 @@ def transition(session: Session, order_id: int, expected: OrderStatus, new: Orde
     return changed == 1
 
 
+# Prebuilt (see db.run): every checkout runs these.
+_OUTLET = select(Outlet.id, Outlet.status, Outlet.location_id).where(Outlet.id == bindparam("outlet_id"))
+_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+_TAKE_FROM_CART = delete(CartItem).where(CartItem.user_id == bindparam("user_id"),
+                                         CartItem.product_id.in_(bindparam("ids", expanding=True)))
+_ADD_ITEM = insert(OrderItem)
+
+
 def place_order(session: Session, user: User, outlet_id: int, quantities: dict[int, int], *,
                 timeout_minutes: int, from_cart: bool = True, now: datetime | None = None) -> Order:
     """Create a PENDING_PAYMENT order at the member's identity price and reserve its stock at the outlet.
@@ -67,18 +75,16 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
     if len(quantities) > MAX_ORDER_LINES:
         raise OrderError(f"一个订单最多 {MAX_ORDER_LINES} 种商品。")
     with write_transaction(session):
-        outlet = session.get(Outlet, outlet_id)
+        outlet = run(session, _OUTLET, {"outlet_id": outlet_id}).one_or_none()
         if outlet is None or outlet.status != SiteStatus.ACTIVE:
             raise OrderError("请选择一个营业中的自提门店。")
-        products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
+        products = {p.id: p for p in session.execute(_PRODUCTS, {"ids": list(quantities)}).scalars()}
         for product_id in quantities:
             product = products.get(product_id)
             if product is None or not product.is_on_sale:
                 raise OrderError("有商品已下架，请返回购物车查看。")
         if from_cart:
-            removed = session.execute(
-                delete(CartItem).where(CartItem.user_id == user.id, CartItem.product_id.in_(quantities))
-            ).rowcount
+            removed = run(session, _TAKE_FROM_CART, {"user_id": user.id, "ids": list(quantities)}).rowcount
             if removed != len(quantities):
                 raise OrderError("购物车已变化（订单可能已提交），请到“我的订单”查看。")
         identity = user.identity
@@ -97,8 +103,8 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
         session.flush()
         # Products in id order: concurrent orders lock stock rows in the same order (no deadlock on Postgres).
         for product, qty, price in lines:
-            session.add(OrderItem(order_id=order.id, product_id=product.id, product_name=product.name,
-                                  unit_price_fen=price, quantity=qty, subtotal_fen=price * qty))
+            run(session, _ADD_ITEM, {"order_id": order.id, "product_id": product.id, "product_name": product.name,
+                                     "unit_price_fen": price, "quantity": qty, "subtotal_fen": price * qty})
             reserve_stock(session, location_id=outlet.location_id, product_id=product.id, quantity=qty,
                           order_id=order.id, product_name=product.name)
     return order

@@ -3,11 +3,11 @@ check and demo pay all go through."""
 import json
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import Order, OrderStatus, Payment, PaymentEvent, PaymentEventKind, PaymentStatus, User
 from ..models.base import utcnow
 from ..wechat import WeChatError, WeChatSettings
@@ -20,19 +20,36 @@ from .orders import (
     due_unpaid_orders,
     get_member_order,
     reached_wechat,
-    transition,
 )
 from .audit import record_audit
+from .commissions import current_rule
 from .settlement import on_order_paid
 
 PICKUP_CODE_DIGITS = 12
+
+
+# Prebuilt (see db.run): the statements of the PAID transition, which every pay notify runs.
+_ORDER_TO_PAY = (select(Order.id, Order.order_no, Order.user_id, Order.outlet_id, Order.total_fen)
+                 .where(Order.order_no == bindparam("order_no")))
+_PAID_BY_ANOTHER = select(Payment.id).where(Payment.transaction_id == bindparam("transaction_id"),
+                                            Payment.order_id != bindparam("order_id"))
+_CODE_TAKEN = select(Order.id).where(Order.pickup_code == bindparam("code"))
+_MARK_PAID = (update(Order).where(Order.id == bindparam("order_id"), Order.status == OrderStatus.PENDING_PAYMENT)
+              .values(status=OrderStatus.PAID, paid_at=bindparam("now"), pickup_code=bindparam("code"),
+                      rule_version_id=bindparam("rule_id")))
+_ORDER_STATUS = select(Order.status).where(Order.id == bindparam("order_id"))
+_PAYMENT_OF = select(Payment.id, Payment.transaction_id).where(Payment.out_trade_no == bindparam("out_trade_no"))
+_ADD_PAYMENT = insert(Payment)
+_PAYMENT_PAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
+                 .values(status=PaymentStatus.PAID, transaction_id=bindparam("paid_by"), paid_at=bindparam("now")))
+_ADD_EVENT = insert(PaymentEvent)
 
 
 def new_pickup_code(session: Session) -> str:
     """12 random digits from `secrets` (10^12 codes), unused by any order."""
     while True:
         code = f"{secrets.randbelow(10**PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
-        if session.scalar(select(Order.id).where(Order.pickup_code == code)) is None:
+        if run(session, _CODE_TAKEN, {"code": code}).scalar() is None:
             return code
 
 
@@ -198,48 +215,47 @@ def expire_unpaid_orders(session: Session, gateway: PayGateway | None, now=None,
 def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: str, transaction_id: str,
                   total_fee: int, mch_id: str, appid: str, raw: dict) -> bool:
     """Mark the order PAID if — and only if — the money matches it. Idempotent: a duplicate finds the order
-    paid with the same transaction and changes nothing."""
+    paid with the same transaction and changes nothing. The commission rule in force is stamped on the order
+    by the same UPDATE that marks it paid."""
     detail = json.dumps(raw, ensure_ascii=False, sort_keys=True)[:4000]
     with write_transaction(session):
-        order = session.scalar(select(Order).where(Order.order_no == out_trade_no))
+        order = run(session, _ORDER_TO_PAY, {"order_no": out_trade_no}).one_or_none()
 
         def record(kind: PaymentEventKind, attention: bool) -> None:
-            session.add(PaymentEvent(kind=kind, out_trade_no=out_trade_no, transaction_id=transaction_id,
-                                     amount_fen=total_fee, detail=detail, needs_attention=attention))
+            run(session, _ADD_EVENT, {"kind": kind, "out_trade_no": out_trade_no, "transaction_id": transaction_id,
+                                      "amount_fen": total_fee, "detail": detail, "needs_attention": attention})
 
         if order is None:
             record(PaymentEventKind.UNKNOWN_ORDER, True)
             return False
         # A transaction that already paid another order is not this order's money (nor one to refund for it).
         # Two such notifies at once still cannot both be stored: transaction_id is unique.
-        paid_another = session.scalar(select(Payment.id).where(Payment.transaction_id == transaction_id,
-                                                                Payment.order_id != order.id))
+        paid_another = run(session, _PAID_BY_ANOTHER, {"transaction_id": transaction_id, "order_id": order.id}).scalar()
         if (total_fee != order.total_fen or mch_id != expected.mch_id or appid != expected.app_id
                 or paid_another is not None):
             record(PaymentEventKind.MISMATCH, True)
             return False
         now = utcnow()
-        if transition(session, order.id, OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, paid_at=now,
-                      pickup_code=new_pickup_code(session)):
-            payment = session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+        rule = current_rule(session)
+        marked = run(session, _MARK_PAID, {"order_id": order.id, "now": now, "code": new_pickup_code(session),
+                                           "rule_id": rule.id if rule else None}).rowcount
+        payment = run(session, _PAYMENT_OF, {"out_trade_no": out_trade_no}).one_or_none()
+        if marked == 1:
             if payment is None:
-                payment = Payment(order_id=order.id, out_trade_no=out_trade_no, amount_fen=total_fee)
-                session.add(payment)
-            payment.status = PaymentStatus.PAID
-            payment.transaction_id = transaction_id
-            payment.paid_at = now
+                run(session, _ADD_PAYMENT, {"order_id": order.id, "out_trade_no": out_trade_no, "amount_fen": total_fee,
+                                            "status": PaymentStatus.PAID, "transaction_id": transaction_id,
+                                            "paid_at": now})
+            else:
+                run(session, _PAYMENT_PAID, {"payment_id": payment.id, "paid_by": transaction_id, "now": now})
             record(PaymentEventKind.ACCEPTED, False)
             record_audit(session, actor_kind="system", actor_id=None, action="payment.accepted", target_type="order",
                          target_id=order.order_no, detail={"amount": total_fee, "transaction_id": transaction_id})
-            session.flush()
-            session.refresh(order)
-            on_order_paid(session, order)
+            on_order_paid(session, order, rule)
             return True
-        session.refresh(order)
-        paid_with = session.scalar(select(Payment.transaction_id).where(Payment.out_trade_no == out_trade_no))
-        if order.status == OrderStatus.CANCELLED:
+        status = run(session, _ORDER_STATUS, {"order_id": order.id}).scalar()
+        if status == OrderStatus.CANCELLED:
             record(PaymentEventKind.AFTER_CANCEL, True)  # money for a cancelled order: an admin refunds it
-        elif paid_with == transaction_id:
+        elif payment is not None and payment.transaction_id == transaction_id:
             record(PaymentEventKind.DUPLICATE, False)
         else:
             record(PaymentEventKind.DOUBLE_PAYMENT, True)

@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 from datetime import timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import (
     FactoryStore,
     Order,
@@ -50,14 +50,18 @@ def clean_code(raw: str | None) -> str:
     return code
 
 
+_STAFF_OUTLETS = union(
+    select(Outlet.id).where(Outlet.owner_user_id == bindparam("user_id")),
+    select(OutletStaff.outlet_id).where(OutletStaff.user_id == bindparam("user_id")),
+    select(Outlet.id).where(Outlet.region_id.in_(
+        select(FactoryStore.region_id).where(FactoryStore.owner_user_id == bindparam("user_id")))),
+)  # prebuilt (see db.run): every outlet page and every pickup asks
+
+
 def staff_outlet_ids(session: Session, user_id: int) -> set[int]:
     """Outlets this person may redeem for: their own, the one they are staff of, and every outlet in the
     region of a factory store they own."""
-    owned = set(session.scalars(select(Outlet.id).where(Outlet.owner_user_id == user_id)))
-    staffed = set(session.scalars(select(OutletStaff.outlet_id).where(OutletStaff.user_id == user_id)))
-    regions = select(FactoryStore.region_id).where(FactoryStore.owner_user_id == user_id)
-    regional = set(session.scalars(select(Outlet.id).where(Outlet.region_id.in_(regions))))
-    return owned | staffed | regional
+    return set(run(session, _STAFF_OUTLETS, {"user_id": user_id}).scalars())
 
 
 def mask_name(name: str) -> str:
@@ -80,36 +84,41 @@ def find_for_redemption(session: Session, staff_user_id: int, raw_code: str) -> 
     return PickupView(order, mask_name(buyer.nickname if buyer else ""), outlet)
 
 
+# Prebuilt (see db.run): every pickup runs these.
+_ORDER_BY_CODE = (select(Order.id, Order.order_no, Order.user_id, Order.outlet_id, Order.rule_version_id,
+                         Order.total_fen, Outlet.location_id, Outlet.status.label("outlet_status"),
+                         Outlet.name.label("outlet_name"))
+                  .join(Outlet, Outlet.id == Order.outlet_id).where(Order.pickup_code == bindparam("code")))
+_HAND_OVER = (update(Order)
+              .where(Order.id == bindparam("order_id"), Order.status == OrderStatus.PAID,
+                     Order.after_sales_open.is_(False))
+              .values(status=OrderStatus.COMPLETED, redeemed_at=bindparam("now"),
+                      redeemed_by_user_id=bindparam("staff_user_id")))
+_ITEMS = (select(OrderItem.product_id, OrderItem.quantity).where(OrderItem.order_id == bindparam("order_id"))
+          .order_by(OrderItem.product_id))
+
+
 def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
     code = clean_code(raw_code)
     with write_transaction(session):
-        order = session.scalar(select(Order).where(Order.pickup_code == code))
+        order = run(session, _ORDER_BY_CODE, {"code": code}).one_or_none()
         if order is None:
             raise NotFound("核销码不存在，请核对后重试。")
-        outlet = session.get(Outlet, order.outlet_id)
         if order.outlet_id not in staff_outlet_ids(session, staff_user_id):
-            raise Forbidden(f"该订单不在本店自提（自提门店：{outlet.name}），不能核销。")
-        if outlet.status != SiteStatus.ACTIVE:
+            raise Forbidden(f"该订单不在本店自提（自提门店：{order.outlet_name}），不能核销。")
+        if order.outlet_status != SiteStatus.ACTIVE:
             raise RedeemError("本店已暂停营业，暂不能核销。")
-        now = utcnow()
-        moved = session.execute(
-            update(Order)
-            .where(Order.id == order.id, Order.status == OrderStatus.PAID, Order.after_sales_open.is_(False))
-            .values(status=OrderStatus.COMPLETED, redeemed_at=now, redeemed_by_user_id=staff_user_id)
-        ).rowcount
+        moved = run(session, _HAND_OVER, {"order_id": order.id, "now": utcnow(), "staff_user_id": staff_user_id}).rowcount
         if moved != 1:
-            session.refresh(order)
-            _check_redeemable(order)
+            _check_redeemable(session.get(Order, order.id, populate_existing=True))
             raise RedeemError("订单状态已变化，请刷新后重试。")
-        for item in session.scalars(select(OrderItem).where(OrderItem.order_id == order.id)
-                                    .order_by(OrderItem.product_id)):
-            hand_over_stock(session, location_id=outlet.location_id, product_id=item.product_id,
-                            quantity=item.quantity, order_id=order.id)
-        session.refresh(order)
+        for product_id, quantity in run(session, _ITEMS, {"order_id": order.id}).all():
+            hand_over_stock(session, location_id=order.location_id, product_id=product_id, quantity=quantity,
+                            order_id=order.id)
         on_order_redeemed(session, order)
         record_audit(session, actor_kind="user", actor_id=staff_user_id, action="order.redeem", target_type="order",
-                     target_id=order.order_no, detail={"outlet_id": outlet.id, "total_fen": order.total_fen})
-    return order
+                     target_id=order.order_no, detail={"outlet_id": order.outlet_id, "total_fen": order.total_fen})
+    return session.get(Order, order.id)  # read after the commit, outside the write lock
 
 
 def _check_redeemable(order: Order) -> None:

@@ -2,11 +2,11 @@
 in the caller's transaction; ``flask check-stock`` checks that every level is the sum of its movements."""
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import FactoryStore, Outlet, Product, StockLevel, StockLocation, StockMovement, StockReason
 from . import DomainError, NotFound
 from .audit import record_audit
@@ -19,52 +19,49 @@ class OutOfStock(DomainError):
     status = 409
 
 
+# Prebuilt (see db.run): every order reserves, every pickup hands over, every unpaid cancel releases.
+_RESERVE = (update(StockLevel)
+            .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
+                   StockLevel.on_hand - StockLevel.reserved >= bindparam("units"))
+            .values(reserved=StockLevel.reserved + bindparam("units")))
+_RELEASE = (update(StockLevel)
+            .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
+                   StockLevel.reserved >= bindparam("units"))
+            .values(reserved=StockLevel.reserved - bindparam("units")))
+_HAND_OVER = (update(StockLevel)
+              .where(StockLevel.location_id == bindparam("at"),
+                     StockLevel.product_id == bindparam("product"),
+                     StockLevel.reserved >= bindparam("units"), StockLevel.on_hand >= bindparam("units"))
+              .values(on_hand=StockLevel.on_hand - bindparam("units"),
+                      reserved=StockLevel.reserved - bindparam("units")))
+_ADD_MOVEMENT = insert(StockMovement)
+
+
 def reserve_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int,
                   product_name: str = "") -> None:
-    taken = session.execute(
-        update(StockLevel)
-        .where(
-            StockLevel.location_id == location_id,
-            StockLevel.product_id == product_id,
-            StockLevel.on_hand - StockLevel.reserved >= quantity,
-        )
-        .values(reserved=StockLevel.reserved + quantity)
-    ).rowcount
-    if taken != 1:
+    where = {"at": location_id, "product": product_id, "units": quantity}
+    if run(session, _RESERVE, where).rowcount != 1:
         raise OutOfStock(f"{product_name or '商品'}在该门店库存不足，请减少数量或换一家门店。")
-    session.add(StockMovement(location_id=location_id, product_id=product_id, reserved_delta=quantity,
-                              reason=StockReason.RESERVE, order_id=order_id))
+    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reserved_delta": quantity,
+                                 "reason": StockReason.RESERVE, "order_id": order_id})
 
 
 def release_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
-    released = session.execute(
-        update(StockLevel)
-        .where(
-            StockLevel.location_id == location_id,
-            StockLevel.product_id == product_id,
-            StockLevel.reserved >= quantity,
-        )
-        .values(reserved=StockLevel.reserved - quantity)
-    ).rowcount
-    if released != 1:
+    where = {"at": location_id, "product": product_id, "units": quantity}
+    if run(session, _RELEASE, where).rowcount != 1:
         # The reservation this order made is gone: stock bookkeeping is broken, stop rather than guess.
         raise RuntimeError(f"no reservation of {quantity} for product {product_id} at location {location_id}")
-    session.add(StockMovement(location_id=location_id, product_id=product_id, reserved_delta=-quantity,
-                              reason=StockReason.RELEASE, order_id=order_id))
+    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reserved_delta": -quantity,
+                                 "reason": StockReason.RELEASE, "order_id": order_id})
 
 
 def hand_over_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
     """Redemption: the reserved goods leave the outlet with the buyer."""
-    deducted = session.execute(
-        update(StockLevel)
-        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
-               StockLevel.reserved >= quantity, StockLevel.on_hand >= quantity)
-        .values(on_hand=StockLevel.on_hand - quantity, reserved=StockLevel.reserved - quantity)
-    ).rowcount
-    if deducted != 1:
+    where = {"at": location_id, "product": product_id, "units": quantity}
+    if run(session, _HAND_OVER, where).rowcount != 1:
         raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
-    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
-                              reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id))
+    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "on_hand_delta": -quantity,
+                                 "reserved_delta": -quantity, "reason": StockReason.REDEEM, "order_id": order_id})
 
 
 def take_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,

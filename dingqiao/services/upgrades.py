@@ -14,11 +14,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import serialize_writers, write_transaction
+from ..db import run, serialize_writers, write_transaction
 from ..models import (
     OPEN_APPLICATION,
     AdminRole,
@@ -100,11 +100,12 @@ def validate_identity_rule(rule: IdentityRuleInput) -> None:
         raise UpgradeError("请选择开通方式。")
 
 
+_CURRENT_RULE = (select(IdentityRuleVersion).where(IdentityRuleVersion.target == bindparam("target"))
+                 .order_by(IdentityRuleVersion.id.desc()).limit(1))  # prebuilt: every payment and pickup asks
+
+
 def current_identity_rule(session: Session, target: UpgradeTarget) -> IdentityRuleVersion | None:
-    return session.scalar(
-        select(IdentityRuleVersion).where(IdentityRuleVersion.target == target)
-        .order_by(IdentityRuleVersion.id.desc()).limit(1)
-    )
+    return session.execute(_CURRENT_RULE, {"target": target}).scalar()
 
 
 def create_identity_rule(session: Session, admin: AdminUser, rule: IdentityRuleInput) -> IdentityRuleVersion:
@@ -132,15 +133,17 @@ def rule_summary(rule: IdentityRuleVersion | None) -> str:
 
 # ---------------------------------------------------------------- measuring
 
+_PURCHASES = select(func.coalesce(func.sum(Order.total_fen), 0)).where(
+    Order.user_id == bindparam("user_id"), Order.status.in_(bindparam("states", expanding=True)))
+_IDENTITY = select(User.identity).where(User.id == bindparam("user_id"))
+
+
 def metric_value(session: Session, user_id: int, rule: IdentityRuleVersion) -> int:
     """How far the person is on the rule's measure, in fen. Indexed sums over their own orders or receipts."""
     if rule.metric == UpgradeMetric.GOODS_PURCHASES:
         states = ((OrderStatus.PAID, OrderStatus.COMPLETED) if rule.counts_at == CountsAt.PAID
                   else (OrderStatus.COMPLETED,))
-        return int(session.scalar(
-            select(func.coalesce(func.sum(Order.total_fen), 0))
-            .where(Order.user_id == user_id, Order.status.in_(states))
-        ))
+        return int(run(session, _PURCHASES, {"user_id": user_id, "states": states}).scalar())
     location_id = session.scalar(select(Outlet.location_id).where(Outlet.owner_user_id == user_id))
     if location_id is None:
         return 0
@@ -316,8 +319,7 @@ def on_purchase_counted(session: Session, user_id: int, moment: CountsAt, now: d
     rule = current_identity_rule(session, UpgradeTarget.OUTLET)
     if rule is None or rule.grant_mode == GrantMode.CLOSED or rule.counts_at != moment:
         return
-    user = session.get(User, user_id)
-    if user is None or user.identity != Identity.MEMBER:
+    if run(session, _IDENTITY, {"user_id": user_id}).scalar() != Identity.MEMBER:
         return
     value = metric_value(session, user_id, rule)
     if value < rule.threshold_fen:

@@ -1,11 +1,13 @@
 """Wallets and their ledger. Every change to a balance is one conditional UPDATE of the wallet row plus one
 append-only ledger entry, in the caller's transaction; nothing else writes balances."""
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..db import run
 from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
 from ..models.base import utcnow
 from . import DomainError
@@ -37,49 +39,66 @@ def wallet_view(session: Session, user_id: int) -> Wallet:
                             withdrawn_fen=0)
 
 
-def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0, frozen: int = 0,
-               withdrawing: int = 0, earned: int = 0, withdrawn: int = 0, needs_available: int | None = None,
-               commission_line_id: int | None = None, withdrawal_id: int | None = None,
-               order_id: int | None = None, memo: str = "") -> LedgerEntry:
-    """Apply the deltas to the user's wallet and record them: a ledger entry, and an audit row in the same
-    transaction (every money movement is in the hash-chained log). With ``needs_available``, the change only
-    happens while the available balance covers that much — checked by the UPDATE itself, so concurrent
-    withdrawals can never overdraw."""
+class Posted(NamedTuple):
+    entry_id: int
+    wallet_id: int
+
+
+def _move_balances(covered: bool):
     statement = (
         update(Wallet)
-        .where(Wallet.user_id == user_id)
+        .where(Wallet.user_id == bindparam("owner"))
         .values(
-            available_fen=Wallet.available_fen + available,
-            frozen_fen=Wallet.frozen_fen + frozen,
-            withdrawing_fen=Wallet.withdrawing_fen + withdrawing,
-            total_earned_fen=Wallet.total_earned_fen + earned,
-            withdrawn_fen=Wallet.withdrawn_fen + withdrawn,
+            available_fen=Wallet.available_fen + bindparam("available"),
+            frozen_fen=Wallet.frozen_fen + bindparam("frozen"),
+            withdrawing_fen=Wallet.withdrawing_fen + bindparam("withdrawing"),
+            total_earned_fen=Wallet.total_earned_fen + bindparam("earned"),
+            withdrawn_fen=Wallet.withdrawn_fen + bindparam("withdrawn"),
         )
         .returning(Wallet.id)
     )
+    return statement.where(Wallet.available_fen >= bindparam("needs_available")) if covered else statement
+
+
+# Prebuilt (see db.run): every ledger movement runs these two.
+_MOVE = _move_balances(covered=False)
+_MOVE_IF_COVERED = _move_balances(covered=True)
+_ADD_ENTRY = insert(LedgerEntry).returning(LedgerEntry.id)
+
+
+def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0, frozen: int = 0,
+               withdrawing: int = 0, earned: int = 0, withdrawn: int = 0, needs_available: int | None = None,
+               commission_line_id: int | None = None, withdrawal_id: int | None = None,
+               order_id: int | None = None, memo: str = "") -> Posted:
+    """Apply the deltas to the user's wallet and record them: a ledger entry, and an audit row in the same
+    transaction (every money movement is in the hash-chained log). With ``needs_available``, the change only
+    happens while the available balance covers that much — checked by the UPDATE itself, so concurrent
+    withdrawals can never overdraw. A Wallet object loaded earlier in the same transaction is not updated
+    (db.run): read the balance again after posting."""
+    deltas = {"owner": user_id, "available": available, "frozen": frozen, "withdrawing": withdrawing,
+              "earned": earned, "withdrawn": withdrawn}
     if needs_available is not None:
-        statement = statement.where(Wallet.available_fen >= needs_available)
-    wallet_id = session.execute(statement).scalar_one_or_none()
-    if wallet_id is None:
-        if needs_available is not None:  # not enough in it (no wallet is a balance of nothing)
+        wallet_id = run(session, _MOVE_IF_COVERED, {**deltas, "needs_available": needs_available}).scalar()
+        if wallet_id is None:  # not enough in it (no wallet is a balance of nothing)
             raise InsufficientBalance("可用余额不足。")
-        # Its first movement: make the wallet. Another transaction may be making it right now (committed
-        # after our UPDATE looked), so this is no reason to refuse: wallet_for absorbs the race.
-        wallet_for(session, user_id)
-        wallet_id = session.execute(statement).scalar_one()
-    entry = LedgerEntry(
-        wallet_id=wallet_id, kind=kind, available_delta_fen=available, frozen_delta_fen=frozen,
-        withdrawing_delta_fen=withdrawing, commission_line_id=commission_line_id, withdrawal_id=withdrawal_id,
-        order_id=order_id, memo=memo,
-    )
-    session.add(entry)
-    session.flush()
+    else:
+        wallet_id = run(session, _MOVE, deltas).scalar()
+        if wallet_id is None:
+            # Its first movement: make the wallet. Another transaction may be making it right now (committed
+            # after our UPDATE looked), so this is no reason to refuse: wallet_for absorbs the race.
+            wallet_for(session, user_id)
+            wallet_id = run(session, _MOVE, deltas).scalar_one()
+    entry_id = run(session, _ADD_ENTRY, {
+        "wallet_id": wallet_id, "kind": kind, "available_delta_fen": available, "frozen_delta_fen": frozen,
+        "withdrawing_delta_fen": withdrawing, "commission_line_id": commission_line_id,
+        "withdrawal_id": withdrawal_id, "order_id": order_id, "memo": memo,
+    }).scalar_one()
     record_audit(session, actor_kind="system", actor_id=None, action=f"ledger.{kind}", target_type="wallet",
                  target_id=wallet_id, detail={
-                     "entry": entry.id, "user": user_id, "available": available, "frozen": frozen,
+                     "entry": entry_id, "user": user_id, "available": available, "frozen": frozen,
                      "withdrawing": withdrawing, "order": order_id, "commission_line": commission_line_id,
                      "withdrawal": withdrawal_id})
-    return entry
+    return Posted(entry_id, wallet_id)
 
 
 def parse_month(raw: str | None) -> tuple[int, int] | None:

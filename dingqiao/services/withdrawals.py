@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import MONEY_REVIEWERS, AdminUser, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
+from ..models import MONEY_REVIEWERS, AdminUser, LedgerEntry, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayError, PayGateway
@@ -73,9 +73,9 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
         withdrawal = Withdrawal(withdrawal_no=new_number("WD", now), user_id=user_id,
                                 wallet_id=0, amount_fen=amount_fen, fee_fen=fee, created_at=now)
         # The balance moves first: the wallet row update is the lock that serialises this user's requests.
-        entry = post_entry(session, user_id, LedgerKind.WITHDRAWAL_REQUESTED, available=-amount_fen,
-                           withdrawing=amount_fen, needs_available=amount_fen, memo="申请提现")
-        withdrawal.wallet_id = entry.wallet_id
+        posted = post_entry(session, user_id, LedgerKind.WITHDRAWAL_REQUESTED, available=-amount_fen,
+                            withdrawing=amount_fen, needs_available=amount_fen, memo="申请提现")
+        withdrawal.wallet_id = posted.wallet_id
         today = session.scalar(
             select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
                 Withdrawal.user_id == user_id, Withdrawal.created_at >= china_midnight(china_today(now)),
@@ -85,7 +85,8 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
             raise WithdrawalError(f"今日提现额度剩余 {format_yuan(max(rules.daily_cap_fen - today, 0))}。")
         session.add(withdrawal)
         session.flush()
-        entry.withdrawal_id = withdrawal.id
+        session.execute(update(LedgerEntry).where(LedgerEntry.id == posted.entry_id)
+                        .values(withdrawal_id=withdrawal.id))
     return withdrawal
 
 
