@@ -78,6 +78,9 @@ def from_environment(instance_path: str) -> dict:
         # Home-page banners and announcements are cached this long per worker process (saves clear it at once
         # in the saving process).
         "HOME_CONTENT_CACHE_SECONDS": int(os.environ.get("HOME_CONTENT_CACHE_SECONDS", "30")),
+        # The shop's product lists and product details are kept this long per worker process (0: not at all):
+        # prices and sold-out flags may show that much late; checkout re-checks both.
+        "CATALOG_CACHE_SECONDS": int(os.environ.get("CATALOG_CACHE_SECONDS", "5")),
         # Outbox delivery: attempts before a message is marked failed for admins; the first retry waits
         # MESSAGE_RETRY_BASE_SECONDS, each next one twice as long.
         "MESSAGE_MAX_ATTEMPTS": int(os.environ.get("MESSAGE_MAX_ATTEMPTS", "6")),

@@ -1,8 +1,12 @@
 """Jinja filters and the values every template may use (the tab bar among them)."""
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 from flask import Flask, current_app, request, url_for
+from markupsafe import Markup
 
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
@@ -10,6 +14,7 @@ from .money import format_yuan
 from .web import current_path
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
+T = TypeVar("T")
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -55,11 +60,47 @@ def tabs_for(identity: Identity) -> list[Tab]:
     return [tab for tab in TABS[identity] if tab.endpoint in current_app.view_functions]
 
 
+@dataclass(frozen=True)
+class TabLink:
+    endpoint: str
+    label: str
+    href: str
+    icon: Markup
+
+
+# What every page's layout needs and never changes within one app and mount point (the script root): made on
+# first use instead of on each page. app → key → value.
+_made_once: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _once(key: tuple, make: Callable[[], T]) -> T:
+    made = _made_once.setdefault(current_app._get_current_object(), {})
+    key = (*key, request.script_root)
+    if key not in made:
+        made[key] = make()
+    return made[key]
+
+
+def tab_links(identity: Identity) -> list[TabLink]:
+    """The tab bar of ``identity`` with its addresses and icons (from templates/_icons.html)."""
+
+    def make() -> list[TabLink]:
+        icon = current_app.jinja_env.get_template("_icons.html").module.icon
+        return [TabLink(tab.endpoint, tab.label, url_for(tab.endpoint), icon(tab.icon)) for tab in tabs_for(identity)]
+
+    return _once(("tabs", identity), make)
+
+
+def static_url(filename: str) -> str:
+    """``url_for("static", filename=…)`` for the assets every page's head links."""
+    return _once(("static", filename), lambda: url_for("static", filename=filename))
+
+
 def jssdk_url() -> str:
     """Where pages load WeChat's JS-SDK from; none in demo mode (nothing to sign with)."""
     if current_app.config["DINGQIAO_DEMO"]:
         return ""
-    return current_app.config["WECHAT_JSSDK_URL"] or url_for("static", filename="vendor/jweixin/jweixin-1.6.5.js")
+    return current_app.config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
 
 
 def register_templating(app: Flask) -> None:
@@ -70,6 +111,7 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.filters["application_status"] = lambda status: ApplicationStatus(status).label
     app.jinja_env.filters["upgrade_target"] = lambda target: UpgradeTarget(target).label
     app.jinja_env.globals["current_path"] = current_path
+    app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor
     def navigation():
@@ -81,7 +123,7 @@ def register_templating(app: Flask) -> None:
         return {
             "demo_mode": app.config["DINGQIAO_DEMO"],
             "wechat_jssdk_url": jssdk_url(),
-            "tabs": tabs_for(identity),
+            "tabs": tab_links(identity),
             "active_endpoint": request.endpoint,
             "member": member,
             "viewer_identity": identity,

@@ -1,11 +1,18 @@
-"""The one place that decides page vs fragment, and the one error convention for views.
+"""The one place that decides page vs fragment, and the one error convention for views; also the short cache
+that keeps rendered parts of busy pages for a few seconds.
 
 A request gets only a fragment when htmx asked for it, except for a history restore (htmx 2 sends
 HX-Request on those too) and a boosted navigation, which both need the whole page.
 """
 import re
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
-from flask import Response, make_response, redirect, render_template, request
+from flask import Response, current_app, make_response, redirect, render_template, request
 from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
@@ -22,6 +29,11 @@ def render_page(template: str, block: str | None = None, *, status_code: int = 2
         body = render_block(template, block, **context)
     else:
         body = render_template(template, **context)
+    return html_response(body, status_code)
+
+
+def html_response(body: str, status_code: int = 200) -> Response:
+    """HTML that differs between htmx and plain requests to the same URL (a page or one of its fragments)."""
     response = make_response(body, status_code)
     response.vary.add("HX-Request")
     return response
@@ -45,6 +57,48 @@ def error_response(message: str, status: int) -> Response:
         response = make_response(render_template("error.html", message=message, status=status), status)
     response.vary.add("HX-Request")
     return response
+
+
+T = TypeVar("T")
+
+
+class ShortCache:
+    """Values kept for a few seconds in this process, per app (tests build many apps in one process) and mount
+    point (rendered links start with it), at most ``max_entries`` of them per app: the least recently used
+    leave first, so keys made of what visitors type cannot grow it without bound. ``clock`` gives monotonic
+    seconds; tests replace it."""
+
+    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic):
+        self.max_entries = max_entries
+        self.clock = clock
+        self._apps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app → OrderedDict key → (made at, value)
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, ttl_seconds: float, make: Callable[[], T]) -> T:
+        """The value kept for ``key`` if it is younger than ``ttl_seconds``, else ``make()`` (kept from now on).
+        A TTL of 0 keeps nothing."""
+        if ttl_seconds <= 0:
+            return make()
+        key = (request.script_root, key)
+        started = self.clock()
+        with self._lock:
+            entries = self._apps.setdefault(current_app._get_current_object(), OrderedDict())
+            kept = entries.get(key)
+            if kept is not None and started - kept[0] < ttl_seconds:
+                entries.move_to_end(key)
+                return kept[1]
+        value = make()  # outside the lock: other keys are served meanwhile
+        with self._lock:
+            entries[key] = (started, value)
+            entries.move_to_end(key)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        """Entries kept for the current app."""
+        with self._lock:
+            return len(self._apps.get(current_app._get_current_object(), ()))
 
 
 def current_path() -> str:

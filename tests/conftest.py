@@ -96,6 +96,9 @@ def make_config(database_url: str, tmp_path, fake_wechat=None, **overrides) -> d
         "WECHAT_BASE_URL": fake_wechat.base_url if fake_wechat else "http://127.0.0.1:9",
         # The limiter's in-memory storage outlives one app; a fresh prefix keeps tests from sharing counts.
         "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex,
+        # Every page fresh from the database: tests change prices and stock and look at once
+        # (tests/test_catalog_cache.py turns the cache on).
+        "CATALOG_CACHE_SECONDS": 0,
     }
     config.update(overrides)
     return config

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, has_app_context, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import bindparam, select
 from werkzeug.exceptions import HTTPException
 
 from ..extensions import db, login_manager
@@ -136,11 +137,17 @@ def register_blueprints(app: Flask) -> None:
         return response
 
 
+# Built once: the loader runs on every request of a logged-in person, and a prebuilt statement spares
+# SQLAlchemy building and hashing it each time.
+_PRINCIPAL_BY_KIND = {kind: select(model).where(model.id == bindparam("id"))
+                      for kind, model in (("user", User), ("admin", AdminUser))}
+
+
 def _load_principal(principal_id: str):
     """Session ids are "user:<id>" for members and "admin:<id>" for admins: two kinds, one login manager."""
     kind, _, raw_id = principal_id.partition(":")
-    model, principal_key = {"user": User, "admin": AdminUser}.get(kind), parse_id(raw_id)
-    if model is None or principal_key is None:
+    statement, principal_key = _PRINCIPAL_BY_KIND.get(kind), parse_id(raw_id)
+    if statement is None or principal_key is None:
         return None
-    principal = db.session.get(model, principal_key)
+    principal = db.session.execute(statement, {"id": principal_key}).scalar_one_or_none()
     return principal if principal is not None and principal.is_active else None
