@@ -120,7 +120,7 @@ def drive(base_url: str, world: LoopWorld, master_pid: int, args,
 
         try:
             return await closed_loop(len(members), loop, master_pid=master_pid, warmup=args.warmup,
-                                     duration=args.duration, profile_to=profile_to, profile_waits=True)
+                                     duration=args.duration, profile_to=profile_to, profile_waits=not args.cpu_profile)
         finally:
             await asyncio.gather(*(session.close() for session in shoppers + counters + wechat))
 
@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile every worker's threads, waiting ones included, during the measured window "
                              "(py-spy --idle, collapsed stacks into DIR/sqlite, DIR/postgres)")
+    parser.add_argument("--cpu-profile", action="store_true",
+                        help="with --py-spy: only the thread holding the GIL (py-spy --gil), where the CPU goes")
     args = parser.parse_args()
     print(f"gunicorn {args.workers} workers × {args.threads} threads (gthread), {args.clients} members looping, "
           f"{args.outlets} outlets, {args.warmup:g} s warm-up + {args.duration:g} s measured, "

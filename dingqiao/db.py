@@ -6,23 +6,101 @@ cannot upgrade its lock after another connection committed and fails at once wit
 ourselves: ``BEGIN IMMEDIATE`` inside ``write_transaction`` (the write lock is taken up front and waits
 politely on busy_timeout), plain ``BEGIN`` for reads so that readers stay concurrent under WAL.
 Postgres needs none of this: conditional updates re-check their WHERE clause under READ COMMITTED.
+
+SQLite runs one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy handler,
+in steps that grow to 100 ms, before it looks again: under load the freed lock sat idle while the next
+writer slept, and the waiting threads of a worker competed for the GIL with the one holding the lock
+(docs/performance.md). So writers first queue in Python (``WriterQueue``): one thread per process at a
+time, and across the workers on an ``flock`` of a file beside the database, polled at sub-millisecond
+steps. BEGIN IMMEDIATE then finds the lock free. The queue only orders writers that SQLite would serialise
+anyway — correctness still rests on SQLite's own lock, and a writer that waited the whole busy timeout in
+the queue goes on to BEGIN IMMEDIATE and SQLite decides, as before (so the queue can never deadlock).
 """
-from contextlib import contextmanager
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Iterator
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 from sqlalchemy.orm import Session, scoped_session
 
 _write_intent: ContextVar[bool] = ContextVar("dingqiao_write_intent", default=False)
 
 
+class WriterQueue:
+    """The order in which this process's write transactions take SQLite's write lock (see the module doc)."""
+
+    POLL_SECONDS = (0.0002, 0.0005, 0.001)  # then 1 ms steps: a freed lock waits at most about that long
+
+    def __init__(self, database_path: str | None, timeout_seconds: float):
+        self.lock_path = f"{database_path}-writers.lock" if database_path else None
+        self.timeout = timeout_seconds
+        self._pid, self._thread_lock, self._file = None, None, None
+
+    def _for_this_process(self):
+        # Created lazily per process: a gunicorn worker forked from a master that imported the app gets its own.
+        if self._pid != os.getpid():
+            self._pid, self._thread_lock, self._file = os.getpid(), threading.Lock(), None
+            if self.lock_path:
+                try:
+                    self._file = open(self.lock_path, "a+b")  # noqa: SIM115 (kept open for the process's life)
+                except OSError:
+                    self._file = None  # a read-only directory: the thread lock alone still helps
+        return self._thread_lock, self._file
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        thread_lock, lock_file = self._for_this_process()
+        deadline = time.monotonic() + self.timeout
+        holds_thread = thread_lock.acquire(timeout=self.timeout)
+        holds_file = False
+        try:
+            if holds_thread and lock_file is not None:
+                holds_file = self._lock_file(lock_file, deadline)
+            yield
+        finally:
+            if holds_file:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+            if holds_thread:
+                thread_lock.release()
+
+    def _lock_file(self, lock_file, deadline: float) -> bool:
+        attempt = 0
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_SECONDS[min(attempt, len(self.POLL_SECONDS) - 1)])
+                attempt += 1
+
+
+_writer_queues: "WeakKeyDictionary[Engine, WriterQueue]" = WeakKeyDictionary()
+
+
+def writer_queue(engine: Engine) -> WriterQueue | None:
+    """The engine's writer queue; None on Postgres."""
+    return _writer_queues.get(engine)
+
+
 def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """Install the pragmas and the BEGIN handling on a SQLite engine (no-op for other dialects)."""
+    """Install the pragmas, the BEGIN handling and the writer queue on a SQLite engine (no-op for other
+    dialects)."""
     if engine.dialect.name != "sqlite":
         return
+    database = engine.url.database
+    on_disk = database and database != ":memory:" and not database.startswith("file:")
+    _writer_queues[engine] = WriterQueue(os.path.abspath(database) if on_disk else None, busy_timeout_ms / 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -36,7 +114,14 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
+        # Straight to the driver: every request begins at least one transaction, and this is the cheapest way.
+        # Its errors ("database is locked" after the busy timeout, a full disk) still reach callers as
+        # SQLAlchemy's OperationalError and friends.
+        statement = "BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN"
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
 
 @contextmanager
@@ -55,9 +140,10 @@ def write_transaction(session: Session) -> Iterator[Session]:
         return
     if session.in_transaction():
         session.commit()
+    queue = writer_queue(session.get_bind())
     token = _write_intent.set(True)
     try:
-        with session.begin():
+        with queue.turn() if queue else nullcontext(), session.begin():
             yield session
     finally:
         _write_intent.reset(token)

@@ -1,11 +1,12 @@
 """The database layer: SQLite tuned for concurrent writers, write transactions, constraints in the database."""
+import fcntl
 import threading
 
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from dingqiao.db import write_transaction
+from dingqiao.db import write_transaction, writer_queue
 from dingqiao.extensions import db
 from dingqiao.models import FactoryStore, LocationKind, StockLevel, StockLocation, Wallet
 from tests.conftest import on_postgres
@@ -64,6 +65,53 @@ def test_concurrent_read_then_write_transactions_never_fail_and_never_oversell(a
     assert len(sold) == 100  # 200 attempts, 100 units: exactly all of them, never more
     level = session.get(StockLevel, level_id)
     assert (level.on_hand, level.reserved) == (100, 100)
+
+
+def _writers_lock_file(app) -> str:
+    return db.engine.url.database + "-writers.lock"
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite writer queue")
+def test_writers_queue_across_processes_on_a_lock_file_beside_the_database(app, session):
+    """Another process (here: another open file description) holding the writers' flock makes a writer wait
+    in the queue, not in SQLite; when it lets go, the writer goes on at once."""
+    level_id = _stock_row(session, 5)
+    session.remove()
+    done = threading.Event()
+
+    def writer():
+        with app.app_context():
+            with write_transaction(db.session):
+                db.session.execute(update(StockLevel).where(StockLevel.id == level_id).values(on_hand=6))
+            db.session.remove()
+        done.set()
+
+    with open(_writers_lock_file(app), "a+b") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert not done.wait(0.3)  # queued behind the other process, though SQLite's own lock is free
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+    assert done.wait(5)
+    thread.join()
+    assert db.session.get(StockLevel, level_id).on_hand == 6
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite writer queue")
+def test_a_writer_queued_past_the_busy_timeout_goes_on_to_sqlite_rather_than_deadlock(app, session):
+    level_id = _stock_row(session, 5)
+    session.remove()
+    queue = writer_queue(db.engine)
+    queue_timeout, queue.timeout = queue.timeout, 0.2
+    try:
+        with open(_writers_lock_file(app), "a+b") as stuck_process:
+            fcntl.flock(stuck_process, fcntl.LOCK_EX)  # never let go while the writer runs
+            with write_transaction(db.session):
+                db.session.execute(update(StockLevel).where(StockLevel.id == level_id).values(on_hand=7))
+    finally:
+        queue.timeout = queue_timeout
+    db.session.remove()
+    assert db.session.get(StockLevel, level_id).on_hand == 7
 
 
 def test_a_failing_write_transaction_leaves_nothing_behind(session):
@@ -125,3 +173,31 @@ def test_wallet_frozen_balance_cannot_go_negative_but_available_may_hold_a_recei
         session.execute(update(Wallet).where(Wallet.id == wallet.id).values(frozen_fen=-1))
         session.commit()
     session.rollback()
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite BEGIN handling")
+def test_a_write_lock_that_never_frees_is_an_operational_error_not_a_hang(app, session):
+    """BEGIN IMMEDIATE goes straight to the driver; when another connection keeps the write lock past the
+    busy timeout, callers still get SQLAlchemy's OperationalError (a 500 "系统繁忙", or 503 on /healthz)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    level_id = _stock_row(session, 5)
+    session.remove()
+    holder = sqlite3.connect(db.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    session.execute(text("PRAGMA busy_timeout=100"))
+    session.commit()
+    queue = writer_queue(db.engine)
+    queue_timeout, queue.timeout = queue.timeout, 0.1
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            with write_transaction(db.session):
+                db.session.execute(update(StockLevel).where(StockLevel.id == level_id).values(on_hand=9))
+    finally:
+        queue.timeout = queue_timeout
+        holder.rollback()
+        holder.close()
+    db.session.remove()
+    assert db.session.get(StockLevel, level_id).on_hand == 5

@@ -110,11 +110,13 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
     return order
 
 
+_MEMBER_ORDER = (select(Order).where(Order.order_no == bindparam("order_no"), Order.user_id == bindparam("user_id"))
+                 .options(selectinload(Order.items)))  # prebuilt: the order page, the pickup QR, paying
+
+
 def get_member_order(session: Session, user_id: int, order_no: str) -> Order:
     """The member's own order (another person's is NotFound, like a missing one), expired if it is due."""
-    order = session.scalar(
-        select(Order).where(Order.order_no == order_no, Order.user_id == user_id).options(selectinload(Order.items))
-    )
+    order = session.execute(_MEMBER_ORDER, {"order_no": order_no, "user_id": user_id}).scalar()
     if order is None:
         raise NotFound("订单不存在。")
     if cancel_if_expired(session, order):
