@@ -751,6 +751,18 @@ def test_the_session_cookie_is_httponly_and_samesite_lax(world):
     assert "secure" not in attributes  # the tests run over plain HTTP, SESSION_COOKIE_SECURE off
 
 
+def test_the_session_cookie_is_sent_again_only_when_the_session_changes(world):
+    """SESSION_REFRESH_EACH_REQUEST is off: a page that changes nothing in the session sends no cookie (no
+    re-signing on every response), and the member stays logged in."""
+    client = client_as(world, MEMBER)
+    client.get("/")  # whatever the login left to store (the CSRF token) is stored now
+    again = client.get("/")
+    assert again.status_code == 200
+    assert not any(h.startswith(world.app.config["SESSION_COOKIE_NAME"] + "=")
+                   for h in again.headers.getlist("Set-Cookie"))
+    assert "登录</a>" not in again.get_data(as_text=True)  # still the member's page, not a visitor's
+
+
 def test_a_production_configuration_makes_both_login_cookies_secure(monkeypatch, tmp_path, database_url,
                                                                     fake_wechat):
     """Configured from the environment as in production (no demo mode): the session cookie and the remember
