@@ -13,7 +13,7 @@ writer slept, and the waiting threads of a worker competed for the GIL with the 
 (docs/performance.md). So writers first queue in Python (``WriterQueue``): one thread per process at a
 time, and across the workers on an ``flock`` of a file beside the database, polled at sub-millisecond
 steps. BEGIN IMMEDIATE then finds the lock free. The queue only orders writers that SQLite would serialise
-anyway — correctness still rests on SQLite's own lock, and a writer that waited the whole busy timeout in
+anyway — correctness still rests on SQLite's own lock, and a writer that waited half the busy timeout in
 the queue goes on to BEGIN IMMEDIATE and SQLite decides, as before (so the queue can never deadlock).
 """
 import fcntl
@@ -81,6 +81,8 @@ class WriterQueue:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     return False
+            except OSError:
+                return False  # no flock here (say, a network filesystem): SQLite's own lock still decides
                 time.sleep(self.POLL_SECONDS[min(attempt, len(self.POLL_SECONDS) - 1)])
                 attempt += 1
 
@@ -100,7 +102,9 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         return
     database = engine.url.database
     on_disk = database and database != ":memory:" and not database.startswith("file:")
-    _writer_queues[engine] = WriterQueue(os.path.abspath(database) if on_disk else None, busy_timeout_ms / 1000)
+    # Half the busy timeout in the queue, so a writer behind a stuck one meets "database is locked" after at
+    # most 1.5 × SQLITE_BUSY_TIMEOUT_MS (queue, then SQLite's own wait), well inside gunicorn's timeout.
+    _writer_queues[engine] = WriterQueue(os.path.abspath(database) if on_disk else None, busy_timeout_ms / 2000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):

@@ -77,6 +77,8 @@ def _once(key: tuple, make: Callable[[], T]) -> T:
     made = _made_once.setdefault(current_app._get_current_object(), {})
     key = (*key, request.script_root)
     if key not in made:
+        if len(made) >= 256:  # script roots come from the proxy's headers: never let them grow this unbounded
+            made.clear()
         made[key] = make()
     return made[key]
 

@@ -1,17 +1,20 @@
 """The commission engine, wallets, redemption and withdrawals — the worked example of docs/settlement.md,
 the nasty cases, and the invariants checked after every step."""
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from dingqiao.db import write_transaction
 from dingqiao.extensions import db
 from dingqiao.models import (
     AdminUser,
     CommissionLine,
+    CommissionStatus,
     Order,
     OrderStatus,
     OutletStaff,
     Refund,
     StockLevel,
+    User,
     Withdrawal,
     WithdrawalStatus,
 )
@@ -437,3 +440,51 @@ def test_two_finance_approvals_of_one_refund_at_once_refund_once_and_neither_cra
     assert sorted(type(o).__name__ for o in outcomes) == ["Refund", "RefundError"], outcomes
     assert len(fake_wechat.orders[order_no].refunds) == 1
     assert_money_consistent(app)
+
+
+def test_lines_of_an_order_not_yet_completed_are_dated_and_settled_later_not_forgotten(app):
+    """settle_order_lines on an order that cannot settle now (still PAID) dates its lines, so the cooling
+    cron settles them once the order is completed."""
+    from dingqiao.services.commissions import settle_due_lines, settle_order_lines
+
+    world = build_world(app)
+    order_no = buy(app, world)
+    pay(app, order_no)
+    with app.app_context():
+        order = db.session.scalar(select(Order).where(Order.order_no == order_no))
+        with write_transaction(db.session):
+            assert settle_order_lines(db.session, order) == 0  # PAID, not COMPLETED: nothing settles now
+        lines = db.session.scalars(select(CommissionLine).where(CommissionLine.order_id == order.id)).all()
+        assert lines and all(line.status == CommissionStatus.FROZEN and line.available_at for line in lines)
+        with write_transaction(db.session):
+            db.session.execute(update(Order).where(Order.id == order.id).values(status=OrderStatus.COMPLETED))
+        assert settle_due_lines(db.session) == len(lines)
+    assert balances(app, world.parent)[1] == 0  # frozen → available
+    assert_money_consistent(app)
+
+
+def test_the_audit_head_is_locked_after_every_pending_change_of_the_transaction(app):
+    """The chain head is the last lock a transaction takes (no deadlock between appenders on Postgres): an
+    unflushed change of the same transaction is written before the head is touched."""
+    from sqlalchemy import event
+
+    from dingqiao.services.audit import record_audit
+
+    with app.app_context():
+        member = make_user("改名")
+        db.session.commit()
+        sent = []
+
+        def remember(_conn, _cursor, statement, *_args):
+            sent.append(" ".join(statement.split())[:40])
+
+        event.listen(db.engine, "before_cursor_execute", remember)
+        try:
+            with write_transaction(db.session):
+                db.session.get(User, member.id).nickname = "新名字"  # pending, not flushed
+                record_audit(db.session, actor_kind="system", actor_id=None, action="test.rename")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", remember)
+        user_update = next(i for i, statement in enumerate(sent) if statement.startswith("UPDATE users"))
+        head_lock = next(i for i, statement in enumerate(sent) if statement.startswith("UPDATE audit_chain_head"))
+        assert user_update < head_lock

@@ -77,6 +77,9 @@ def _append_pending(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
+    # The prebuilt statements below do not autoflush, and SQLAlchemy flushes only after this hook: flush now,
+    # so every other row lock is taken before the head's and the head stays the last lock (no deadlock).
+    session.flush()
     # Lock the head and read it in one statement. Every append holds this lock, so the ids that follow the
     # head's are free: the rows are written once, complete with their hashes, in one batch.
     head = run(session, _LOCK_HEAD).one_or_none()

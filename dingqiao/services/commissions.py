@@ -209,8 +209,10 @@ def settle_order_lines(session: Session, order, now: datetime | None = None) -> 
     now = now or utcnow()
     cooling_days = (run(session, _RULE_COOLING_DAYS, {"rule_id": order.rule_version_id}).scalar() or 0
                     if order.rule_version_id else 0)
+    # Every frozen line gets its date first: a line the next statement cannot settle now (the order is not
+    # COMPLETED, or after-sales is open) is left for settle_due_lines instead of being forgotten.
+    run(session, _SCHEDULE, {"order": order.id, "from_when": now + timedelta(days=cooling_days)})
     if cooling_days:
-        run(session, _SCHEDULE, {"order": order.id, "from_when": now + timedelta(days=cooling_days)})
         return 0
     settled = [Line(*row) for row in run(session, _SETTLE_ORDER, {"order": order.id, "now": now})]
     _credit_settled(session, settled)

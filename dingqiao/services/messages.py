@@ -48,7 +48,8 @@ _EXISTING_KEYS = select(OutboxMessage.dedup_key).where(OutboxMessage.dedup_key.i
 def enqueue_rows(session: Session, rows: list[dict], *, once: bool = False) -> None:
     """Several ``message_row``s in one statement, inside the caller's write transaction. With ``once``, rows
     whose deduplication key exists already are left out, as ``enqueue_once`` does. The rows go straight to
-    the database (db.run), so their users must be stored already, not only added to the session."""
+    the database (db.run), so their users must be stored already, not only added to the session — and
+    ``once`` sees only messages stored already, not ones merely added to the session."""
     if once and rows:
         existing = set(run(session, _EXISTING_KEYS, {"keys": [row["dedup_key"] for row in rows]}).scalars())
         rows = [row for row in rows if row["dedup_key"] not in existing]
