@@ -81,10 +81,10 @@ class WriterQueue:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     return False
-            except OSError:
-                return False  # no flock here (say, a network filesystem): SQLite's own lock still decides
                 time.sleep(self.POLL_SECONDS[min(attempt, len(self.POLL_SECONDS) - 1)])
                 attempt += 1
+            except OSError:
+                return False  # no flock here (say, a network filesystem): SQLite's own lock still decides
 
 
 _writer_queues: "WeakKeyDictionary[Engine, WriterQueue]" = WeakKeyDictionary()

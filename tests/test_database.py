@@ -1,6 +1,7 @@
 """The database layer: SQLite tuned for concurrent writers, write transactions, constraints in the database."""
 import fcntl
 import threading
+import time
 
 import pytest
 from sqlalchemy import select, text, update
@@ -78,12 +79,15 @@ def test_writers_queue_across_processes_on_a_lock_file_beside_the_database(app, 
     level_id = _stock_row(session, 5)
     session.remove()
     done = threading.Event()
+    cpu_seconds = []
 
     def writer():
+        started = time.thread_time()
         with app.app_context():
             with write_transaction(db.session):
                 db.session.execute(update(StockLevel).where(StockLevel.id == level_id).values(on_hand=6))
             db.session.remove()
+        cpu_seconds.append(time.thread_time() - started)
         done.set()
 
     with open(_writers_lock_file(app), "a+b") as other_process:
@@ -95,6 +99,7 @@ def test_writers_queue_across_processes_on_a_lock_file_beside_the_database(app, 
     assert done.wait(5)
     thread.join()
     assert db.session.get(StockLevel, level_id).on_hand == 6
+    assert cpu_seconds[0] < 0.15  # it slept while queued for those 0.3 s, it did not spin on the lock file
 
 
 @pytest.mark.skipif(on_postgres(), reason="SQLite writer queue")
