@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..db import run
 from ..models import Category, LocationKind, Outlet, Product, ProductImage, SiteStatus, StockLevel, StockLocation
 from ..money import format_yuan
 from ..uploads import SavedImage
@@ -143,14 +144,14 @@ def list_products(session: Session, *, category_id: int | None = None, keyword: 
         query, params["category_id"] = _PAGE_OF_CATEGORY, category_id
     else:
         query = _PAGE
-    rows = session.connection().execute(query, params).all()
+    rows = run(session, query, params).all()
     shown = rows[:PAGE_SIZE]
     return ProductPage([ProductCard(*row[:-1]) for row in shown], {row.id: row.available for row in shown},
                        page, len(rows) > PAGE_SIZE)
 
 
 def get_product(session: Session, product_id: int) -> ProductDetail:
-    row = session.connection().execute(_DETAIL, {"product_id": product_id}).first()
+    row = run(session, _DETAIL, {"product_id": product_id}).first()
     if row is None or not row.is_on_sale:
         raise NotFound("商品不存在或已下架。")
     return ProductDetail(*row[:-1])

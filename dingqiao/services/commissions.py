@@ -134,16 +134,25 @@ _RULE_COOLING_DAYS = select(CommissionRuleVersion.cooling_days).where(Commission
 _SCHEDULE = (update(CommissionLine)
              .where(CommissionLine.order_id == bindparam("order"), CommissionLine.status == CommissionStatus.FROZEN)
              .values(available_at=bindparam("from_when")))
-_SETTLE_ORDER = (
-    update(CommissionLine)
-    .where(CommissionLine.order_id == bindparam("order"), CommissionLine.status == CommissionStatus.FROZEN,
-           CommissionLine.order_id.in_(select(Order.id).where(
-               Order.id == bindparam("order"), Order.status == OrderStatus.COMPLETED,
-               Order.after_sales_open.is_(False))))
-    .values(status=CommissionStatus.SETTLED, settled_at=bindparam("now"), available_at=bindparam("now"))
-    .returning(CommissionLine.id, CommissionLine.order_id, CommissionLine.beneficiary_user_id,
-               CommissionLine.amount_fen, CommissionLine.kind)
-)
+
+
+def _settle_due(*conditions):
+    """FROZEN → SETTLED for lines whose date has come, of orders picked up and without an open after-sales
+    case; returns what the wallets need."""
+    return (
+        update(CommissionLine)
+        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at <= bindparam("now"),
+               CommissionLine.order_id.in_(select(Order.id).where(Order.status == OrderStatus.COMPLETED,
+                                                                  Order.after_sales_open.is_(False))),
+               *conditions)
+        .values(status=CommissionStatus.SETTLED, settled_at=bindparam("now"))
+        .returning(CommissionLine.id, CommissionLine.order_id, CommissionLine.beneficiary_user_id,
+                   CommissionLine.amount_fen, CommissionLine.kind)
+    )
+
+
+_SETTLE_DUE = _settle_due()  # the cooling cron
+_SETTLE_DUE_OF_ORDER = _settle_due(CommissionLine.order_id == bindparam("order"))  # a pickup
 
 
 class Line(NamedTuple):
@@ -214,16 +223,14 @@ def settle_order_lines(session: Session, order, now: datetime | None = None) -> 
     run(session, _SCHEDULE, {"order": order.id, "from_when": now + timedelta(days=cooling_days)})
     if cooling_days:
         return 0
-    settled = [Line(*row) for row in run(session, _SETTLE_ORDER, {"order": order.id, "now": now})]
-    _credit_settled(session, settled)
-    return len(settled)
+    return _settle(session, _SETTLE_DUE_OF_ORDER, {"order": order.id, "now": now})
 
 
 def settle_due_lines(session: Session, now: datetime | None = None) -> int:
     """For cron: lines of picked-up orders whose cooling period has ended become available."""
     now = now or utcnow()
     with write_transaction(session):
-        return _settle(session, [CommissionLine.available_at <= now], now)
+        return _settle(session, _SETTLE_DUE, {"now": now})
 
 
 def reverse_order_lines(session: Session, order: Order, now: datetime | None = None) -> None:
@@ -255,16 +262,10 @@ def reverse_order_lines(session: Session, order: Order, now: datetime | None = N
                            order_id=order.id, memo=memo)
 
 
-def _settle(session: Session, conditions: list, now: datetime) -> int:
-    due = session.scalars(
-        select(CommissionLine)
-        .join(Order, Order.id == CommissionLine.order_id)
-        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at.is_not(None),
-               Order.status == OrderStatus.COMPLETED, Order.after_sales_open.is_(False), *conditions)
-        .order_by(CommissionLine.beneficiary_user_id, CommissionLine.id)  # wallets locked in one order
-    ).all()
-    settled = [Line(line.id, line.order_id, line.beneficiary_user_id, line.amount_fen, line.kind) for line in due
-               if _move(session, line, CommissionStatus.FROZEN, CommissionStatus.SETTLED, settled_at=now)]
+def _settle(session: Session, statement, params: dict) -> int:
+    """Run one of the _SETTLE_DUE statements and credit what it settled. A line a concurrent refund moved
+    first no longer matches (Postgres re-checks the row), so it is neither settled nor credited."""
+    settled = [Line(*row) for row in run(session, statement, params)]
     _credit_settled(session, settled)
     return len(settled)
 
@@ -283,11 +284,3 @@ def _credit_settled(session: Session, lines: list[Line]) -> None:
                     body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。", link="/wallet/")
         for (order_id, user_id), amount in credited.items()
     ], once=True)
-
-
-def _move(session: Session, line: CommissionLine, expected: CommissionStatus, new: CommissionStatus, **values) -> bool:
-    changed = session.execute(
-        update(CommissionLine).where(CommissionLine.id == line.id, CommissionLine.status == expected)
-        .values(status=new, **values)
-    ).rowcount
-    return changed == 1

@@ -29,15 +29,12 @@ def enqueue_message(session: Session, *, user_id: int, event: str, object_id: in
 
 
 def enqueue_once(session: Session, *, user_id: int, event: str, object_id: int | str, title: str, body: str,
-                 link: str = "", template_data: dict | None = None) -> OutboxMessage | None:
-    """``enqueue_message`` unless a message with the same deduplication key exists (then None): for events
-    that may be reached more than once, e.g. "you qualify" notices. Inside a write transaction, so the check
-    and the insert see the same database (the unique key stays the last guard)."""
-    key = f"{event}:{object_id}"
-    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
-        return None
-    return enqueue_message(session, user_id=user_id, event=event, object_id=object_id, title=title, body=body,
-                           link=link, template_data=template_data)
+                 link: str = "", template_data: dict | None = None) -> None:
+    """One message, unless one with the same deduplication key exists: for events that may be reached more
+    than once, e.g. "you qualify" notices. Inside a write transaction, so the check and the insert see the
+    same database (the unique key stays the last guard); see ``enqueue_rows``."""
+    enqueue_rows(session, [message_row(user_id=user_id, event=event, object_id=object_id, title=title, body=body,
+                                       link=link, template_data=template_data)], once=True)
 
 
 # Prebuilt (see db.run), for the pay and pickup transactions.
@@ -47,7 +44,7 @@ _EXISTING_KEYS = select(OutboxMessage.dedup_key).where(OutboxMessage.dedup_key.i
 
 def enqueue_rows(session: Session, rows: list[dict], *, once: bool = False) -> None:
     """Several ``message_row``s in one statement, inside the caller's write transaction. With ``once``, rows
-    whose deduplication key exists already are left out, as ``enqueue_once`` does. The rows go straight to
+    whose deduplication key exists already are left out. The rows go straight to
     the database (db.run), so their users must be stored already, not only added to the session — and
     ``once`` sees only messages stored already, not ones merely added to the session."""
     if once and rows:

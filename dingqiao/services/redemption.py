@@ -89,7 +89,7 @@ _ORDER_BY_CODE = (select(Order.id, Order.order_no, Order.user_id, Order.outlet_i
                          Order.total_fen, Outlet.location_id, Outlet.status.label("outlet_status"),
                          Outlet.name.label("outlet_name"))
                   .join(Outlet, Outlet.id == Order.outlet_id).where(Order.pickup_code == bindparam("code")))
-_HAND_OVER = (update(Order)
+_COMPLETE = (update(Order)
               .where(Order.id == bindparam("order_id"), Order.status == OrderStatus.PAID,
                      Order.after_sales_open.is_(False))
               .values(status=OrderStatus.COMPLETED, redeemed_at=bindparam("now"),
@@ -108,7 +108,7 @@ def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
             raise Forbidden(f"该订单不在本店自提（自提门店：{order.outlet_name}），不能核销。")
         if order.outlet_status != SiteStatus.ACTIVE:
             raise RedeemError("本店已暂停营业，暂不能核销。")
-        moved = run(session, _HAND_OVER, {"order_id": order.id, "now": utcnow(), "staff_user_id": staff_user_id}).rowcount
+        moved = run(session, _COMPLETE, {"order_id": order.id, "now": utcnow(), "staff_user_id": staff_user_id}).rowcount
         if moved != 1:
             _check_redeemable(session.get(Order, order.id, populate_existing=True))
             raise RedeemError("订单状态已变化，请刷新后重试。")
