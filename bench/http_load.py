@@ -22,7 +22,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.gunicorn_server import Visitor  # noqa: E402
+from tests.gunicorn_server import USER_AGENT, Visitor  # noqa: E402
 
 # The committed gunicorn.conf.py defaults (GUNICORN_WORKERS, GUNICORN_THREADS); every server in one run,
 # baseline or app, gets the same.
@@ -36,10 +36,12 @@ def cookie_header(visitor: Visitor) -> str:
 
 
 def client_session(cookie: str = "") -> aiohttp.ClientSession:
-    """One browser: a single keep-alive connection, a fixed Cookie header, no cookie jar to maintain."""
+    """One browser: a single keep-alive connection, a fixed Cookie header, no cookie jar to maintain, and the
+    User-Agent the cookies were issued to (``Visitor``)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=1), cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"Cookie": cookie} if cookie else {}, timeout=aiohttp.ClientTimeout(total=60))
+        headers={"User-Agent": USER_AGENT, **({"Cookie": cookie} if cookie else {})},
+        timeout=aiohttp.ClientTimeout(total=60))
 
 
 # ---------------------------------------------------------------- gunicorn's workers, from /proc

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 ORDER_URL = re.compile(r"/orders/(DQ\d+)$")
 PICKUP_CODE = re.compile(r'class="dq-pickup__code"[^>]*>([\d\s]+)<')
+# One browser keeps one User-Agent. Flask-Login's session protection ties the session to it: a client that
+# replays these cookies under another agent gets its session marked not fresh, and re-signed, every request.
+USER_AGENT = "Mozilla/5.0 (Linux; Android 14) dingqiao-load-test"
 
 
 def free_port() -> int:
@@ -106,6 +109,7 @@ class Visitor:
     def __init__(self, base_url: str, timeout: float = 60):
         self.base_url, self.timeout = base_url, timeout
         self.http = requests.Session()
+        self.http.headers["User-Agent"] = USER_AGENT
         self.token = ""
 
     def get(self, path: str, **kwargs) -> requests.Response:

@@ -1,5 +1,10 @@
 """Who may see what: ownership, login, roles, CSRF, and demo login only in demo mode."""
+import json
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -189,3 +194,24 @@ def test_admin_login_guessing_is_rate_limited(app, client):
     assert codes == [401, 401, 401, 429]
     assert "操作太频繁" in client.post("/admin/login", data={"username": "ops-rl", "password": "long-enough-pw",
                                                           "csrf_token": token}).get_data(as_text=True)
+
+
+
+def test_a_configured_default_limit_still_covers_every_page(app_config):
+    """Pages without a limit skip Flask-Limiter's per-request check, but only while no default or
+    application-wide limit is configured: set one and it applies to every page again. In a child process:
+    a default limit stays on the shared ``limiter`` for every app made after it."""
+    script = textwrap.dedent("""
+        import json, sys
+        from dingqiao import create_app
+        from dingqiao.extensions import db
+        app = create_app({**json.loads(sys.argv[1]), "RATELIMIT_DEFAULT": "2 per minute"})
+        with app.app_context():
+            db.create_all()
+        client = app.test_client()
+        print([client.get("/").status_code for _ in range(3)])
+    """)
+    settings = {key: value for key, value in app_config.items() if isinstance(value, (str, int, float, bool))}
+    child = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], capture_output=True, text=True,
+                           timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert child.stdout.strip().splitlines()[-1:] == ["[200, 200, 429]"], child.stderr[-2000:]
