@@ -13,6 +13,7 @@ of the bare JSON rate in the same run, and the peak resident memory (VmHWM) of e
 Asserts nothing.
 """
 import asyncio
+import statistics
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,6 +122,12 @@ def main() -> None:
                     verdict = (f"  = {share:5.1%} of bare  (target ≥ {TARGET_SHARE:.0%} with p99 < {TARGET_P99_MS} ms: "
                                f"{'met' if met else 'MISSED'})")
                 print(f"  {page:<24} {window.summary()}{verdict}")
+            # The VM's speed drifts between runs; the ratio within each run (baseline and pages measured a
+            # minute apart) drifts less than the best rates taken from different runs.
+            for page in list(runs[0])[1:]:
+                shares = [run[page].rate / run["bare JSON"].rate for run in runs]
+                print(f"  {page:<24} share of bare within each run: "
+                      f"{', '.join(f'{share:.1%}' for share in shares)}; median {statistics.median(shares):.1%}")
             print()
 
 

@@ -1,0 +1,102 @@
+"""CPU instructions per request for the shop home, a product page and the bare JSON app: a count that does
+not move with the machine's load, for telling whether a change made pages cheaper.
+
+    .venv/bin/python bench/page_instructions.py [--requests 100]
+
+The HTTP benchmark (bench/shop_pages.py) is the measure of record, but on a shared VM its rates drift by a
+factor of two from one minute to the next. This one runs each page in-process (Flask's WSGI app through
+its test client, no gunicorn, no sockets) under valgrind's callgrind, which counts the instructions
+executed: the same code gives the same count whatever else the machine does. The seeded demo data set and a
+logged-in demo member are set up with counting off; after 30 warm-up requests (caches filled, as in a
+running worker) counting is switched on for --requests requests of one page. Needs valgrind (Debian package
+``valgrind``). Prints instructions per request and each page's count as a share of the bare app's. Gunicorn's
+own work per request (the same for every app) is not in these counts, so the shares are lower than over HTTP.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("bare JSON", "home /", "product page")
+
+
+def count_one(page: str, requests: int) -> int:
+    """Instructions executed by ``requests`` requests of ``page``, counted by callgrind in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/out",
+             sys.executable, __file__, "--child", page, "--requests", str(requests)],
+            capture_output=True, text=True, cwd=ROOT)
+        collected = re.search(r"Collected : (\d+)", child.stderr)
+        if child.returncode != 0 or not collected:
+            raise RuntimeError(f"{page}: {child.stdout[-2000:]}{child.stderr[-2000:]}")
+        return int(collected.group(1))
+
+
+def serve_in_child(page: str, requests: int) -> None:
+    """Inside valgrind: set up with counting off, warm up, then count ``requests`` requests of ``page``."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sqlalchemy import select
+
+    import bare_app
+    from dingqiao import create_app
+    from dingqiao.extensions import db
+    from dingqiao.models import Identity, Product, User
+    from dingqiao.services.demo_data import seed_demo
+
+    folder = tempfile.mkdtemp(prefix="dq-instructions-")
+    app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/shop.db",
+                      "DINGQIAO_DEMO": False, "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x",
+                      "PUBLIC_BASE_URL": "http://bench"}, instance_path=folder)
+    with app.app_context():
+        db.create_all()
+        seed_demo(db.session, upload_folder=folder)
+        member_id = db.session.scalar(select(User.id).where(User.identity == Identity.MEMBER).limit(1))
+        product_id = db.session.scalar(select(Product.id).order_by(Product.sort_order).limit(1))
+        db.session.remove()
+    # No app context stays pushed: each request loads the member and closes its session, as in a worker.
+    if page == "bare JSON":
+        client, path = bare_app.app.test_client(), "/json"
+    else:
+        client, path = app.test_client(), "/" if page == "home /" else f"/products/{product_id}"
+        with client.session_transaction() as session:
+            session["_user_id"] = f"user:{member_id}"  # what the demo login leaves in the session
+            session["_fresh"] = True
+    for _ in range(30):
+        answer = client.get(path)
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers, (answer.status_code, answer.headers)
+    if page != "bare JSON":
+        assert "ref=" in client.get(f"/products/{product_id}").get_data(as_text=True), "not the member's page"
+    switch = ["callgrind_control", "--instr={}", str(os.getpid())]
+    subprocess.run([part.format("on") for part in switch], check=True, capture_output=True)
+    for _ in range(requests):
+        client.get(path)
+    subprocess.run([part.format("off") for part in switch], check=True, capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--child", choices=PAGES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        serve_in_child(args.child, args.requests)
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian package valgrind)")
+    print(f"instructions per request, in-process, SQLite, {args.requests} requests each (callgrind)")
+    counts = {page: count_one(page, args.requests) / args.requests for page in PAGES}
+    for page, count in counts.items():
+        share = f"   bare = {counts['bare JSON'] / count:5.1%} of it" if page != "bare JSON" else ""
+        print(f"  {page:<14} {count:12,.0f}{share}")
+
+
+if __name__ == "__main__":
+    main()
