@@ -196,7 +196,6 @@ def test_admin_login_guessing_is_rate_limited(app, client):
                                                           "csrf_token": token}).get_data(as_text=True)
 
 
-
 def test_a_configured_default_limit_still_covers_every_page(app_config):
     """Pages without a limit skip Flask-Limiter's per-request check, but only while no default or
     application-wide limit is configured: set one and it applies to every page again. In a child process:
