@@ -1,9 +1,7 @@
 """Jinja filters and the values every template may use (the tab bar among them)."""
-import weakref
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TypeVar
 
 from flask import Flask, current_app, request, url_for
 from markupsafe import Markup
@@ -11,10 +9,9 @@ from markupsafe import Markup
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
-from .web import current_path
+from .web import ShortCache, current_path
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
-T = TypeVar("T")
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -69,18 +66,8 @@ class TabLink:
 
 
 # What every page's layout needs and never changes within one app and mount point (the script root): made on
-# first use instead of on each page. app → key → value.
-_made_once: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _once(key: tuple, make: Callable[[], T]) -> T:
-    made = _made_once.setdefault(current_app._get_current_object(), {})
-    key = (*key, request.script_root)
-    if key not in made:
-        if len(made) >= 256:  # script roots come from the proxy's headers: never let them grow this unbounded
-            made.clear()
-        made[key] = make()
-    return made[key]
+# first use instead of on each page, kept for good. Bounded: script roots come from the proxy's headers.
+_layout_parts = ShortCache(max_entries=256)
 
 
 def tab_links(identity: Identity) -> list[TabLink]:
@@ -90,12 +77,12 @@ def tab_links(identity: Identity) -> list[TabLink]:
         icon = current_app.jinja_env.get_template("_icons.html").module.icon
         return [TabLink(tab.endpoint, tab.label, url_for(tab.endpoint), icon(tab.icon)) for tab in tabs_for(identity)]
 
-    return _once(("tabs", identity), make)
+    return _layout_parts.get(("tabs", identity), math.inf, make)
 
 
 def static_url(filename: str) -> str:
     """``url_for("static", filename=…)`` for the assets every page's head links."""
-    return _once(("static", filename), lambda: url_for("static", filename=filename))
+    return _layout_parts.get(("static", filename), math.inf, lambda: url_for("static", filename=filename))
 
 
 def jssdk_url() -> str:

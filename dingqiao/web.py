@@ -81,8 +81,11 @@ class ShortCache:
             return make()
         key = (request.script_root, key)
         started = self.clock()
+        app = current_app._get_current_object()
         with self._lock:
-            entries = self._apps.setdefault(current_app._get_current_object(), OrderedDict())
+            entries = self._apps.get(app)  # not setdefault: that makes a weak reference on every call
+            if entries is None:
+                entries = self._apps[app] = OrderedDict()
             kept = entries.get(key)
             if kept is not None and started - kept[0] < ttl_seconds:
                 entries.move_to_end(key)
