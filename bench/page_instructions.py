@@ -45,15 +45,14 @@ def serve_in_child(page: str, requests: int) -> None:
     from sqlalchemy import select
 
     import bare_app
-    from dingqiao import create_app
+    from scratch import bench_app
+
     from dingqiao.extensions import db
     from dingqiao.models import Identity, Product, User
     from dingqiao.services.demo_data import seed_demo
 
     folder = tempfile.mkdtemp(prefix="dq-instructions-")
-    app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/shop.db",
-                      "DINGQIAO_DEMO": False, "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x",
-                      "PUBLIC_BASE_URL": "http://bench"}, instance_path=folder)
+    app = bench_app(f"sqlite:///{folder}/shop.db", folder, TESTING=False)  # errors handled as in production
     with app.app_context():
         db.create_all()
         seed_demo(db.session, upload_folder=folder)

@@ -15,12 +15,17 @@ from dingqiao import create_app  # noqa: E402
 from dingqiao.extensions import db  # noqa: E402
 
 
+def bench_app(url: str, instance_path: str | None = None, **settings):
+    """The app as the benchmarks configure it, on ``url``; ``settings`` override."""
+    return create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
+                       "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench",
+                       **settings}, instance_path=instance_path or tempfile.mkdtemp(prefix="dq-bench-"))
+
+
 @contextmanager
 def scratch_app(url: str) -> Iterator:
     """An app context on ``url`` with the schema created; the tables are dropped on the way out."""
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
-                      "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench"},
-                     instance_path=tempfile.mkdtemp(prefix="dq-bench-"))
+    app = bench_app(url)
     with app.app_context():
         db.create_all()
         try:
