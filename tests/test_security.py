@@ -958,6 +958,47 @@ def test_after_sales_photos_are_shown_only_to_their_member_and_the_team_and_neve
     assert product_image.cache_control.public and product_image.cache_control.max_age > 0
 
 
+def test_a_private_photo_is_marked_no_store_for_those_who_may_see_it(world):
+    for who in (MEMBER, OPERATOR):
+        response = client_as(world, who).get(f"/media/{world.photo_path}")
+        assert response.status_code == 200, who
+        assert response.cache_control.no_store and response.cache_control.max_age is None, who
+
+
+def other_spellings(path: str) -> list[str]:
+    """The same file under other addresses: dot segments, encoded dots and slashes, doubled slashes."""
+    folder, rest = path.split("/", 1)
+    return [f"%2e/{path}", f"./{path}", f"x/../{path}", f"x/%2e%2e/{path}", f"{folder}/./{rest}",
+            f"{folder}//{rest}", f"%2E/{path}", f"x%2f..%2f{path}", f"{folder}%2f.%2f{rest}",
+            f"products/../{path}", f"{folder}/x/../{rest}"]
+
+
+def test_a_private_photo_under_another_spelling_of_its_path_is_a_404_for_everyone(world):
+    """/media/%2e/service/… and /media/x/../service/… once served another member's photo to anyone, with
+    Cache-Control: public: the privacy check looked at the raw path, the file server normalised it after."""
+    for spelling in other_spellings(world.photo_path):
+        for who in (STRANGER, "other_member", OWNER, MEMBER):
+            response = client_as(world, who).get(f"/media/{spelling}")
+            assert response.status_code == 404, (spelling, who)
+            assert not response.cache_control.public, (spelling, who)
+
+
+def test_a_public_picture_has_one_address_too(world):
+    assert world.app.test_client().get("/media/products/demo-1.png").status_code == 200
+    for spelling in other_spellings("products/demo-1.png"):
+        assert world.app.test_client().get(f"/media/{spelling}").status_code == 404, spelling
+
+
+def test_a_file_in_the_photo_folder_without_its_row_is_never_public(world):
+    """Privacy follows the stored row, and the photo folder is private even for a file that has none."""
+    stray = world.upload_folder / "service" / "stray.png"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(png_bytes())
+    for who in (STRANGER, MEMBER, OWNER):
+        assert client_as(world, who).get("/media/service/stray.png").status_code == 404, who
+    assert client_as(world, OPERATOR).get("/media/service/stray.png").status_code == 200
+
+
 def test_an_upload_that_is_really_html_is_refused_and_nothing_is_stored(app):
     with app.app_context():
         member_id = make_user("会员").id

@@ -1,8 +1,13 @@
 """Uploaded images from the instance folder. Only image types are served, never as HTML.
 
 After-sales photos are private: only the member whose case they belong to and the team see them, and no
-shared cache keeps a copy. Product pictures, banners and article images are public."""
-from pathlib import Path
+cache keeps a copy. Product pictures, banners and article images are public.
+
+A file has one address: its canonical path relative to the uploads folder. Any other spelling of it —
+``./service/…``, ``x/../service/…``, ``a//b`` (after the URL's own ``%2e``/``%2f`` decoding) — is a 404, so the
+privacy decision is always made on the very path that is then served."""
+import posixpath
+from pathlib import PurePosixPath
 
 from flask import Blueprint, abort, current_app, send_from_directory
 from sqlalchemy import select
@@ -17,34 +22,43 @@ bp = Blueprint("media", __name__, url_prefix="/media")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 MAX_AGE = 86400
 
+_PHOTO_OWNER = (
+    select(ServiceCase.user_id)
+    .join(ServiceMessage, ServiceMessage.case_id == ServiceCase.id)
+    .join(ServicePhoto, ServicePhoto.message_id == ServiceMessage.id)
+)
+
 
 @bp.get("/<path:filename>")
 def file(filename: str):
-    mimetype = IMAGE_TYPES.get(Path(filename).suffix.lower())
-    if mimetype is None:
+    mimetype = IMAGE_TYPES.get(PurePosixPath(filename).suffix.lower())
+    if mimetype is None or not is_canonical(filename):
         abort(404)
-    private = filename.startswith(f"{PHOTO_KIND}/")
-    if private and not _may_see_case_photo(filename):
+    # Private when a stored after-sales photo has this path, and — should a file ever lie in the photo
+    # folder without its row — by its folder too: nothing there is ever public.
+    owner_id = db.session.scalar(_PHOTO_OWNER.where(ServicePhoto.path == filename))
+    private = owner_id is not None or PurePosixPath(filename).parts[0] == PHOTO_KIND
+    if private and not _may_see_photo(owner_id):
         abort(404)  # like a missing file, so photo addresses cannot be probed
-    # send_from_directory refuses paths that leave the folder.
-    response = send_from_directory(current_app.config["UPLOAD_FOLDER"], filename, mimetype=mimetype, max_age=MAX_AGE)
+    # send_from_directory also refuses paths that leave the folder.
+    response = send_from_directory(current_app.config["UPLOAD_FOLDER"], filename, mimetype=mimetype,
+                                   max_age=None if private else MAX_AGE)
     response.headers["Content-Disposition"] = "inline"
     if private:
         response.cache_control.public = False
+        response.cache_control.max_age = None
         response.cache_control.private = True
+        response.cache_control.no_store = True
     return response
 
 
-def _may_see_case_photo(path: str) -> bool:
+def is_canonical(path: str) -> bool:
+    """A relative path with no empty, "." or ".." segment: exactly what ``normpath`` leaves unchanged."""
+    return not path.startswith("/") and posixpath.normpath(path) == path and ".." not in path.split("/")
+
+
+def _may_see_photo(owner_id: int | None) -> bool:
     if current_admin() is not None:
         return True
     member = current_member()
-    if member is None:
-        return False
-    owner_id = db.session.scalar(
-        select(ServiceCase.user_id)
-        .join(ServiceMessage, ServiceMessage.case_id == ServiceCase.id)
-        .join(ServicePhoto, ServicePhoto.message_id == ServiceMessage.id)
-        .where(ServicePhoto.path == path)
-    )
-    return owner_id == member.id
+    return member is not None and owner_id is not None and owner_id == member.id
