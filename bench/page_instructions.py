@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,7 @@ def serve_in_child(page: str, requests: int) -> None:
     from dingqiao.extensions import db
     from dingqiao.models import Identity, Product, User
     from dingqiao.services.demo_data import seed_demo
+    from dingqiao.services.logins import LoginClient, open_login_session
 
     folder = tempfile.mkdtemp(prefix="dq-instructions-")
     app = bench_app(f"sqlite:///{folder}/shop.db", folder, TESTING=False)  # errors handled as in production
@@ -58,6 +60,7 @@ def serve_in_child(page: str, requests: int) -> None:
         seed_demo(db.session, upload_folder=folder)
         member_id = db.session.scalar(select(User.id).where(User.identity == Identity.MEMBER).limit(1))
         product_id = db.session.scalar(select(Product.id).order_by(Product.sort_order).limit(1))
+        login_id = open_login_session(db.session, db.session.get(User, member_id), timedelta(days=1), LoginClient())
         db.session.remove()
     # No app context stays pushed: each request loads the member and closes its session, as in a worker.
     if page == "bare JSON":
@@ -65,7 +68,7 @@ def serve_in_child(page: str, requests: int) -> None:
     else:
         client, path = app.test_client(), "/" if page == "home /" else f"/products/{product_id}"
         with client.session_transaction() as session:
-            session["_user_id"] = f"user:{member_id}"  # what the demo login leaves in the session
+            session["_user_id"] = login_id  # what the demo login leaves in the session
             session["_fresh"] = True
     for _ in range(30):
         answer = client.get(path)

@@ -17,7 +17,7 @@ from dingqiao.extensions import db  # noqa: E402
 
 def bench_app(url: str, instance_path: str | None = None, **settings):
     """The app as the benchmarks configure it, on ``url``; ``settings`` override."""
-    return create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
+    return create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-of-at-least-32-bytes", "SQLALCHEMY_DATABASE_URI": url, "DINGQIAO_DEMO": False,
                        "WECHAT_APP_ID": "wxbench", "WECHAT_APP_SECRET": "x", "PUBLIC_BASE_URL": "http://bench",
                        **settings}, instance_path=instance_path or tempfile.mkdtemp(prefix="dq-bench-"))
 

@@ -36,6 +36,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    from . import ratelimit  # noqa: F401  (registers the database:// storage before the limiter picks one)
+
     limiter.init_app(app)
     _check_limits_only_in_limited_views(app)
     babel.init_app(app, locale_selector=lambda: "zh_Hans_CN")

@@ -1,5 +1,6 @@
 """Command-line entry points: ``flask --app wsgi <command>``."""
 import sys
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -7,6 +8,7 @@ from flask.cli import with_appcontext
 
 from .extensions import db
 from .models import AdminRole
+from .models.base import utcnow
 from .services import DomainError
 from .services.accounts import create_admin
 from .services.audit import verify_audit_chain
@@ -14,6 +16,8 @@ from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_d
 from .services.commissions import settle_due_lines
 from .services.invariants import check_money, check_stock
 from .services.payments import expire_unpaid_orders
+from .services.refunds import reconcile_refunds
+from .services.withdrawals import reconcile_withdrawals
 from .wechat import pay_gateway
 
 
@@ -22,6 +26,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(audit_verify_command)
     app.cli.add_command(cancel_expired_orders_command)
+    app.cli.add_command(reconcile_wechat_pay_command)
     app.cli.add_command(check_money_command)
     app.cli.add_command(check_stock_command)
     app.cli.add_command(settle_commissions_command)
@@ -89,6 +94,19 @@ def cancel_expired_orders_command():
     Orders that reached WeChat are asked about first, and closed there before they are cancelled."""
     cancelled = expire_unpaid_orders(db.session, pay_gateway(current_app.config))
     click.echo(f"Cancelled {cancelled} expired order(s).")
+
+
+@click.command("reconcile-wechat-pay")
+@with_appcontext
+def reconcile_wechat_pay_command():
+    """Ask WeChat Pay about refunds and payouts still without a result RECONCILE_AFTER_MINUTES after they were
+    sent (a lost notify, a lost answer) and finish those it is certain about (cron, every few minutes)."""
+    config = current_app.config
+    gateway = pay_gateway(config)
+    asked_before = utcnow() - timedelta(minutes=config["RECONCILE_AFTER_MINUTES"])
+    refunds = reconcile_refunds(db.session, gateway, asked_before)
+    payouts = reconcile_withdrawals(db.session, gateway, asked_before)
+    click.echo(f"Finished {refunds} refund(s) and {payouts} payout(s) from WeChat's answers.")
 
 
 @click.command("check-money")

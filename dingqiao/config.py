@@ -40,6 +40,9 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_TOKEN": os.environ.get("WECHAT_TOKEN", ""),
         # Safe mode (安全模式) of the server callback: the 43-character EncodingAESKey; empty = plain-text mode.
         "WECHAT_ENCODING_AES_KEY": os.environ.get("WECHAT_ENCODING_AES_KEY", ""),
+        # A callback whose signed timestamp is further than this from our clock is refused, and each accepted
+        # (timestamp, nonce) is remembered this long: a signed URL seen once cannot be used again.
+        "WECHAT_CALLBACK_MAX_SKEW_SECONDS": int(os.environ.get("WECHAT_CALLBACK_MAX_SKEW_SECONDS", "300")),
         # Template messages: JSON object event → template id, e.g. {"order_paid": "TmplId…"}; events without a
         # template stay in the in-app message centre only.
         "WECHAT_TEMPLATE_IDS": os.environ.get("WECHAT_TEMPLATE_IDS", "{}"),
@@ -48,6 +51,12 @@ def from_environment(instance_path: str) -> dict:
         # The merchant API certificate (apiclient_cert.pem / apiclient_key.pem): refunds and transfers need it.
         "WECHAT_MCH_CERT_PATH": os.environ.get("WECHAT_MCH_CERT_PATH", ""),
         "WECHAT_MCH_KEY_PATH": os.environ.get("WECHAT_MCH_KEY_PATH", ""),
+        # This server's public IPv4 address, sent as the spbill_create_ip of every WeChat transfer (企业付款). It
+        # must be the same on every retry of a transfer (WeChat refuses a re-sent number whose parameters changed:
+        # FATAL_ERROR), and on the merchant's IP allow-list when that is on.
+        "WECHAT_SERVER_IP": os.environ.get("WECHAT_SERVER_IP", ""),
+        # Refunds and payouts whose result has not arrived are asked about after this many minutes (cron).
+        "RECONCILE_AFTER_MINUTES": int(os.environ.get("RECONCILE_AFTER_MINUTES", "10")),
         # Points wechatpy at another host (the fake WeChat server in tests). Empty: WeChat's real hosts.
         "WECHAT_BASE_URL": os.environ.get("WECHAT_BASE_URL", "").rstrip("/"),
         # Shared cache for WeChat's access token and jsapi ticket across gunicorn workers (redis://…).
@@ -60,11 +69,17 @@ def from_environment(instance_path: str) -> dict:
         "WITHDRAWAL_MIN_FEN": int(os.environ.get("WITHDRAWAL_MIN_FEN", "100")),
         "WITHDRAWAL_FEE_BPS": int(os.environ.get("WITHDRAWAL_FEE_BPS", "0")),
         "WITHDRAWAL_DAILY_CAP_FEN": int(os.environ.get("WITHDRAWAL_DAILY_CAP_FEN", "500000")),
-        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Rate-limit counters: database:// keeps them in the app's own database, redis://… in Redis; both are
+        # seen by every worker. memory:// counts per process (gunicorn refuses it with several workers).
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "database://"),
         # Pickup-code lookups and redemptions (shared by the lookup, the scanned link and the redeem button):
         # enough for a busy counter, far too few to guess 10^12 codes. A busy outlet may need more per outlet.
         "REDEEM_RATE_PER_USER": os.environ.get("REDEEM_RATE_PER_USER", "20 per minute"),
         "REDEEM_RATE_PER_OUTLET": os.environ.get("REDEEM_RATE_PER_OUTLET", "60 per minute"),
+        # Pay notifies refused unread (not signed with our key, not XML, a DTD, too large) per sender address;
+        # past it the sender gets 429 and nothing is recorded. Signed notifies never count, so WeChat's own
+        # notifies and retries are never refused.
+        "PAY_NOTIFY_JUNK_RATE": os.environ.get("PAY_NOTIFY_JUNK_RATE", "30 per minute"),
         # How many reverse proxies (nginx, a load balancer) stand in front of gunicorn and set X-Forwarded-For
         # and X-Forwarded-Proto. 0 trusts no such header: a client could forge its address and dodge rate
         # limits. Behind nginx set 1, or every client looks like 127.0.0.1 and shares one rate-limit bucket.
@@ -72,6 +87,9 @@ def from_environment(instance_path: str) -> dict:
         # 0: a referral binding is locked for good. N: a binding that never led to a purchase may be replaced
         # by a new share link after N days.
         "BINDING_PROTECTION_DAYS": int(os.environ.get("BINDING_PROTECTION_DAYS", "0")),
+        # How far an operator may move any of a product's prices, in basis points of the current price, either
+        # way; beyond it finance or the superadmin must (docs/admin.md, "Who may change what moves money").
+        "PRICE_CHANGE_OPERATOR_MAX_BPS": int(os.environ.get("PRICE_CHANGE_OPERATOR_MAX_BPS", "2000")),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": int(os.environ.get("ORDER_PAYMENT_TIMEOUT_MINUTES", "15")),
         "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
         "UPLOAD_MAX_BYTES": int(os.environ.get("UPLOAD_MAX_BYTES", str(5 * 1024 * 1024))),
@@ -86,6 +104,18 @@ def from_environment(instance_path: str) -> dict:
         "MESSAGE_MAX_ATTEMPTS": int(os.environ.get("MESSAGE_MAX_ATTEMPTS", "6")),
         "MESSAGE_RETRY_BASE_SECONDS": int(os.environ.get("MESSAGE_RETRY_BASE_SECONDS", "30")),
         "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),
+        # Login sessions (docs/security.md): an admin login ends after this long without a request, and this
+        # long after it began whatever happens; a member's after this many days without a visit, and at the
+        # latest when its remember cookie would expire (MEMBER_SESSION_MAX_DAYS).
+        "ADMIN_SESSION_IDLE_MINUTES": int(os.environ.get("ADMIN_SESSION_IDLE_MINUTES", "30")),
+        "ADMIN_SESSION_MAX_HOURS": int(os.environ.get("ADMIN_SESSION_MAX_HOURS", "12")),
+        "MEMBER_SESSION_IDLE_DAYS": int(os.environ.get("MEMBER_SESSION_IDLE_DAYS", "30")),
+        "MEMBER_SESSION_MAX_DAYS": int(os.environ.get("MEMBER_SESSION_MAX_DAYS", "365")),
+        # Admin lockout: this many wrong passwords in a row lock the account for ADMIN_LOCKOUT_SECONDS, doubled
+        # by each further wrong one up to ADMIN_LOCKOUT_MAX_SECONDS; on top of the per-address ADMIN_LOGIN_RATE.
+        "ADMIN_LOCKOUT_FAILURES": int(os.environ.get("ADMIN_LOCKOUT_FAILURES", "5")),
+        "ADMIN_LOCKOUT_SECONDS": int(os.environ.get("ADMIN_LOCKOUT_SECONDS", "60")),
+        "ADMIN_LOCKOUT_MAX_SECONDS": int(os.environ.get("ADMIN_LOCKOUT_MAX_SECONDS", "3600")),
     }
 
 
@@ -118,23 +148,54 @@ def validate(config) -> None:
     aes_key = config.get("WECHAT_ENCODING_AES_KEY", "")
     if aes_key and not _valid_aes_key(aes_key):
         raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeChat admin.")
-    if not config.get("SECRET_KEY"):
-        if not (demo or testing):
-            raise ConfigError("SECRET_KEY must be set outside demo mode and tests.")
-    if demo and (config.get("WECHAT_APP_SECRET") or config.get("WECHAT_MCH_KEY")):
+    if not (demo or testing):
+        _check_secret_key(config.get("SECRET_KEY"))
+    if demo and (real := _real_wechat_settings(config)):
         raise ConfigError(
-            "DINGQIAO_DEMO=1 together with real WeChat credentials (WECHAT_APP_SECRET / WECHAT_MCH_KEY) "
-            "would let anyone log in as any user of a real account. Turn one of them off."
+            "DINGQIAO_DEMO=1 lets anyone log in as any user, so it is refused while a real WeChat setting is "
+            f"present: {', '.join(real)}. Unset these, or unset DINGQIAO_DEMO."
         )
     if not demo and not testing:
+        if config.get("WECHAT_TOKEN") and not aes_key:
+            raise ConfigError(
+                "WECHAT_TOKEN is set but WECHAT_ENCODING_AES_KEY is not. In plain mode (明文模式) the server "
+                "callback's signature does not cover the message, so one leaked callback URL lets anyone post "
+                "follow and scan events. In the WeChat admin (基本配置 → 服务器配置) choose 安全模式 and set "
+                "WECHAT_ENCODING_AES_KEY to its 43-character EncodingAESKey (docs/wechat-callback.md)."
+            )
         missing = [k for k in ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "PUBLIC_BASE_URL") if not config.get(k)]
         if missing:
             raise ConfigError("Outside demo mode these settings are required: " + ", ".join(missing))
         if config.get("WECHAT_MCH_ID"):
-            pem = [k for k in ("WECHAT_MCH_KEY", "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH") if not config.get(k)]
+            pem = [k for k in ("WECHAT_MCH_KEY", "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH", "WECHAT_SERVER_IP")
+                   if not config.get(k)]
             if pem:
-                raise ConfigError("WeChat Pay needs the API key and the merchant certificate (refunds, payouts): "
-                                  + ", ".join(pem))
+                raise ConfigError("WeChat Pay needs the API key, the merchant certificate (refunds, payouts) and "
+                                  "this server's public address (payouts): " + ", ".join(pem))
+
+
+MIN_SECRET_KEY_BYTES = 32
+# Settings that only a real Official Account or merchant has; the demo runs without any of them.
+REAL_WECHAT_SETTINGS = ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_MCH_KEY")
+
+
+def _check_secret_key(secret_key) -> None:
+    if not secret_key:
+        raise ConfigError("SECRET_KEY must be set outside demo mode and tests, e.g. to the output of "
+                          "python -c \"import secrets; print(secrets.token_hex(32))\".")
+    size = len(secret_key.encode() if isinstance(secret_key, str) else secret_key)
+    if size < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"SECRET_KEY has {size} bytes; it signs every session and CSRF token and needs at least "
+                          f"{MIN_SECRET_KEY_BYTES}, e.g. the output of "
+                          "python -c \"import secrets; print(secrets.token_hex(32))\".")
+
+
+def _real_wechat_settings(config) -> list[str]:
+    """The names of the real WeChat settings present: an https public URL counts, a deployment has one."""
+    present = [name for name in REAL_WECHAT_SETTINGS if config.get(name)]
+    if (config.get("PUBLIC_BASE_URL") or "").lower().startswith("https://"):
+        present.append("PUBLIC_BASE_URL (https://…)")
+    return present
 
 
 def template_ids(config) -> dict[str, str]:

@@ -37,5 +37,6 @@ csrf = CSRFProtect()
 babel = Babel()
 htmx = HTMX()
 # Limits are declared on the views that need them (pickup-code guessing, logins); storage from
-# RATELIMIT_STORAGE_URI (memory:// per process by default, redis://… to share across workers).
+# RATELIMIT_STORAGE_URI: database:// (the app's own database, dingqiao/ratelimit.py) by default or redis://…,
+# both shared by every worker.
 limiter = Limiter(key_func=get_remote_address)

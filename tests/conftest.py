@@ -82,7 +82,7 @@ def fake_wechat(fake_wechat_server):
 def make_config(database_url: str, tmp_path, fake_wechat=None, **overrides) -> dict:
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DINGQIAO_DEMO": False,
         "UPLOAD_FOLDER": str(tmp_path / "uploads"),
@@ -150,11 +150,35 @@ def csrf_token(client) -> str:
     return match.group(1)
 
 
-def log_in_admin(client, admin_id: int) -> None:
-    """Make the test client's session an admin's, as the admin login would."""
+def log_in_principal(client, kind: str, principal_id: int) -> str:
+    """Open a real login session for a member (``kind`` "user") or an admin ("admin") and put it in the test
+    client's session, as a login would. Returns the id Flask-Login keeps (an id that names no account, when
+    there is no such account)."""
+    from dingqiao.blueprints.auth import admin_policy, member_policy
+    from dingqiao.models import AdminUser, User
+    from dingqiao.services.logins import LoginClient, open_login_session
+
+    app = client.application
+    with app.app_context():
+        principal = db.session.get(AdminUser if kind == "admin" else User, principal_id)
+        policy = admin_policy(app.config) if kind == "admin" else member_policy(app.config)
+        login_id = (open_login_session(db.session, principal, policy.lifetime, LoginClient("pytest", "127.0.0.1"))
+                    if principal is not None else f"{kind}:no-such-login")
+        db.session.remove()
     with client.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
+        s["_user_id"] = login_id
         s["_fresh"] = True
+    return login_id
+
+
+def log_in_admin(client, admin_id: int) -> str:
+    """Make the test client's session an admin's, as the admin login would."""
+    return log_in_principal(client, "admin", admin_id)
+
+
+def log_in_member(client, user_id: int) -> str:
+    """Make the test client's session a member's, as a member login would."""
+    return log_in_principal(client, "user", user_id)
 
 
 class Unexpected(Exception):

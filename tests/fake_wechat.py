@@ -7,10 +7,12 @@ access token → user info), with WeChat's error codes for bad input.
 It also answers the JS-SDK calls (client_credential access token → jsapi ticket), the custom menu
 (菜单创建: kept as ``menu``), template messages (模板消息: kept in ``template_messages``, with switches for
 WeChat's transient and permanent errors) and WeChat Pay API v2
-(统一下单, 查询订单, 关闭订单, 申请退款) in XML. The fake stands for WeChat, so it parses and signs XML with its
+(统一下单, 查询订单, 关闭订单, 申请退款 and 查询退款 with the refund-result notify, 企业付款 and its query) in XML.
+The fake stands for WeChat, so it parses and signs XML with its
 own small implementation of the documented algorithm and does not trust our adapter: every pay request's
 MD5 signature is checked with the merchant key, and every answer is signed as WeChat signs it.
 """
+import base64
 import hashlib
 import json
 import secrets
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
 MENU_VIEW_TYPES = {"view"}
@@ -115,6 +119,9 @@ class FakeOrder:
     transaction_id: str = ""
     time_end: str = ""
     refunds: dict[str, tuple[str, int]] = field(default_factory=dict)  # out_refund_no → (refund_id, refund_fee)
+    # out_refund_no → PROCESSING, SUCCESS, REFUNDCLOSE or CHANGE. A closed refund gives nothing back and no longer
+    # counts against the amount paid; an abnormal one (CHANGE) still does, until the merchant deals with it.
+    refund_states: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,9 +140,13 @@ class FakeWeChat:
     ticket_errcodes: list[int] = field(default_factory=list)
     issued_tickets: list[str] = field(default_factory=list)
     orders: dict[str, FakeOrder] = field(default_factory=dict)
-    # 企业付款: partner_trade_no → {payment_no, amount, openid}; a set err code makes every transfer fail.
+    # 企业付款: partner_trade_no → {payment_no, amount, openid, desc, spbill_create_ip, status}; a set err code
+    # makes every transfer fail. A number sent again with other parameters answers FATAL_ERROR, as at WeChat.
     transfers: dict[str, dict] = field(default_factory=dict)
     transfer_err_code: str = ""
+    # The state a refund reaches as soon as WeChat accepts it: SUCCESS (a balance refund, done at once), or
+    # PROCESSING to hold it until the test calls ``finish_refund``.
+    refund_outcome: str = "SUCCESS"
     # When set, pay answers are signed with this key, not the merchant's: an impostor between us and WeChat.
     answer_key: str | None = None
     # The last menu menu/create accepted.
@@ -167,6 +178,7 @@ class FakeWeChat:
             self.orders.clear()
             self.transfers.clear()
             self.transfer_err_code = ""
+            self.refund_outcome = "SUCCESS"
             self.answer_key = None
             self.menu = None
             self.template_messages.clear()
@@ -335,6 +347,9 @@ class FakeWeChat:
         if path == "/mch/mmpaymkttransfers/promotion/transfers":
             with self._lock:
                 return self._transfer(params)
+        if path == "/mch/mmpaymkttransfers/gettransferinfo":
+            with self._lock:
+                return self._transfer_query(params)
         if params.get("mch_id") != self.mch_id or params.get("appid") != self.app_id:
             return self._result(err_code="APPID_MCHID_NOT_MATCH", err_code_des="appid和mch_id不匹配")
         handler = {
@@ -342,6 +357,7 @@ class FakeWeChat:
             "/mch/pay/orderquery": self._order_query,
             "/mch/pay/closeorder": self._close_order,
             "/mch/secapi/pay/refund": self._refund,
+            "/mch/pay/refundquery": self._refund_query,
         }[path]
         with self._lock:
             return handler(params)
@@ -431,17 +447,89 @@ class FakeWeChat:
                                     err_code_des="订单金额或退款金额与之前请求不一致，请核实后再试")
             refund_id = earlier[0]
         else:
-            refunded = sum(fee for _, fee in order.refunds.values())
+            refunded = sum(fee for number, (_, fee) in order.refunds.items()
+                           if order.refund_states.get(number) != "REFUNDCLOSE")
             if refund_fee < 1 or refunded + refund_fee > order.total_fee:
                 return self._result(err_code="INVALID_REQUEST", err_code_des="退款金额大于支付金额")
             refund_id = "50" + secrets.token_hex(13)
             order.refunds[params["out_refund_no"]] = (refund_id, refund_fee)
+            order.refund_states[params["out_refund_no"]] = self.refund_outcome
             order.trade_state = "REFUND"
         return self._result({
             "transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no,
             "out_refund_no": params["out_refund_no"], "refund_id": refund_id, "refund_fee": refund_fee,
             "total_fee": order.total_fee, "cash_fee": order.total_fee,
         })
+
+    def _refund_query(self, params: dict) -> bytes:
+        """查询退款 by out_refund_no: one refund, its fields indexed 0."""
+        number = params.get("out_refund_no", "")
+        order = next((o for o in self.orders.values() if number in o.refunds), None)
+        if order is None:
+            return self._result(err_code="REFUNDNOTEXIST", err_code_des="退款订单查询失败")
+        refund_id, refund_fee = order.refunds[number]
+        return self._result({
+            "transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no, "total_fee": order.total_fee,
+            "cash_fee": order.total_fee, "refund_fee": refund_fee, "refund_count": 1, "out_refund_no_0": number,
+            "refund_id_0": refund_id, "refund_channel_0": "ORIGINAL", "refund_fee_0": refund_fee,
+            "refund_status_0": order.refund_states[number], "refund_recv_accout_0": "支付用户的零钱",
+        })
+
+    def finish_refund(self, out_refund_no: str, status: str = "SUCCESS") -> bytes:
+        """WeChat finishes a refund (SUCCESS, REFUNDCLOSE or CHANGE); returns the refund-result notify it POSTs."""
+        with self._lock:
+            order = next(o for o in self.orders.values() if out_refund_no in o.refunds)
+            order.refund_states[out_refund_no] = status
+        return self.refund_notification(out_refund_no)
+
+    def refund_notification(self, out_refund_no: str, *, key: str | None = None, refund_fee: int | None = None,
+                            status: str | None = None) -> bytes:
+        """The refund-result notify for a refund, optionally tampered with: encrypted under another key, another
+        amount or status. ``req_info`` is AES-256-ECB (PKCS#7) under md5(API key), base64."""
+        order = next(o for o in self.orders.values() if out_refund_no in o.refunds)
+        refund_id, fee = order.refunds[out_refund_no]
+        inner = {
+            "out_refund_no": out_refund_no, "out_trade_no": order.out_trade_no, "refund_id": refund_id,
+            "transaction_id": order.transaction_id, "total_fee": order.total_fee,
+            "refund_fee": fee if refund_fee is None else refund_fee,
+            "settlement_refund_fee": fee if refund_fee is None else refund_fee,
+            "refund_status": status or order.refund_states[out_refund_no],
+            "success_time": china_now().strftime("%Y-%m-%d %H:%M:%S"), "refund_recv_accout": "支付用户的零钱",
+            "refund_account": "REFUND_SOURCE_UNSETTLED_FUNDS", "refund_request_source": "API",
+        }
+        plain = to_xml(inner).replace(b"<xml>", b"<root>").replace(b"</xml>", b"</root>")
+        padding = 32 - len(plain) % 32
+        aes_key = hashlib.md5((self.mch_key if key is None else key).encode()).hexdigest().encode()
+        encryptor = Cipher(algorithms.AES(aes_key), modes.ECB()).encryptor()
+        secret = encryptor.update(plain + bytes([padding]) * padding) + encryptor.finalize()
+        return to_xml({"return_code": "SUCCESS", "appid": self.app_id, "mch_id": self.mch_id,
+                       "nonce_str": secrets.token_hex(16), "req_info": base64.b64encode(secret).decode()})
+
+    def add_transfer(self, partner_trade_no: str, *, amount: int, openid: str, status: str = "SUCCESS",
+                     spbill_create_ip: str = "10.0.0.9", desc: str = "顶俏收益提现") -> None:
+        """A transfer WeChat already has under this number: an earlier attempt whose answer never reached us."""
+        with self._lock:
+            self.transfers[partner_trade_no] = {
+                "payment_no": "10100" + secrets.token_hex(10), "amount": amount, "openid": openid, "desc": desc,
+                "spbill_create_ip": spbill_create_ip, "status": status,
+            }
+
+    def _transfer_query(self, params: dict) -> bytes:
+        """查询企业付款 (gettransferinfo); unsigned like the transfer itself."""
+        transfer = self.transfers.get(params.get("partner_trade_no", ""))
+        if params.get("mch_id") != self.mch_id or params.get("appid") != self.app_id:
+            return to_xml({"return_code": "SUCCESS", "result_code": "FAIL", "err_code": "PARAM_ERROR",
+                           "err_code_des": "参数错误"})
+        if transfer is None:
+            return to_xml({"return_code": "SUCCESS", "result_code": "FAIL", "err_code": "NOT_FOUND",
+                           "err_code_des": "指定单号数据不存在"})
+        answer = {"return_code": "SUCCESS", "result_code": "SUCCESS", "partner_trade_no": params["partner_trade_no"],
+                  "mch_id": self.mch_id, "appid": self.app_id, "detail_id": transfer["payment_no"],
+                  "status": transfer["status"], "openid": transfer["openid"], "payment_amount": transfer["amount"],
+                  "desc": transfer["desc"], "transfer_time": china_now().strftime("%Y-%m-%d %H:%M:%S")}
+        if transfer["status"] == "FAILED":
+            answer["reason"] = "收款用户账户异常"
+        return to_xml(answer)
 
     def _transfer(self, params: dict) -> bytes:
         """企业付款到零钱. Its answers are not signed (as at WeChat) and name the merchant mchid/mch_appid."""
@@ -454,12 +542,16 @@ class FakeWeChat:
             return failed("AMOUNT_LIMIT", "付款金额不能小于最低限额")
         if self.transfer_err_code:
             return failed(self.transfer_err_code, "余额不足" if self.transfer_err_code == "NOTENOUGH" else "系统繁忙")
+        sent = {"amount": int(params["amount"]), "openid": params["openid"], "desc": params.get("desc", ""),
+                "spbill_create_ip": params.get("spbill_create_ip", "")}
         earlier = self.transfers.get(params["partner_trade_no"])
         if earlier is None:
             earlier = self.transfers[params["partner_trade_no"]] = {
-                "payment_no": "10100" + secrets.token_hex(10), "amount": int(params["amount"]),
-                "openid": params["openid"],
-            }
+                "payment_no": "10100" + secrets.token_hex(10), "status": "SUCCESS", **sent}
+        elif any(earlier[name] != value for name, value in sent.items()):
+            return failed("FATAL_ERROR", "已存在该单号，并且两次请求参数不一致")
+        if earlier["status"] != "SUCCESS":
+            return failed("SYSTEMERROR", "系统繁忙，请稍后再试")
         return to_xml({
             "return_code": "SUCCESS", "result_code": "SUCCESS", "mch_appid": self.app_id, "mchid": self.mch_id,
             "partner_trade_no": params["partner_trade_no"], "payment_no": earlier["payment_no"],
@@ -507,7 +599,8 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
         "/cgi-bin/message/template/send": fake.send_template,
     }
     pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund",
-                  "/mch/mmpaymkttransfers/promotion/transfers"}
+                  "/mch/pay/refundquery", "/mch/mmpaymkttransfers/promotion/transfers",
+                  "/mch/mmpaymkttransfers/gettransferinfo"}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -45,6 +45,7 @@ class Gunicorn:
     port: int = field(default_factory=free_port)
     extra_env: dict = field(default_factory=dict)
     app_module: str = "wsgi:app"  # bench/ serves a bare Flask app under the same settings for comparison
+    access_log: str = "/dev/null"  # a path, to read the access log gunicorn.conf.py writes
     process: subprocess.Popen | None = None
 
     @property
@@ -59,7 +60,8 @@ class Gunicorn:
             env.pop(name, None)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null", self.app_module],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--access-logfile", self.access_log,
+             self.app_module],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -123,6 +125,11 @@ class Visitor:
             self.get("/auth/login")
         return self.http.post(self.base_url + path, data={"csrf_token": self.token, **(data or {})},
                               timeout=self.timeout, allow_redirects=False, **kwargs)
+
+    def drop_idle_connections(self) -> None:
+        """After a wait of unknown length (others getting ready): gunicorn closes a connection idle for longer
+        than its keepalive, and a POST sent on such a connection fails unanswered. New ones, same cookies."""
+        self.http.close()
 
     def log_in(self, user_id: int) -> None:
         answer = self.post("/auth/demo", {"user_id": str(user_id), "next": "/"})

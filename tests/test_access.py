@@ -13,15 +13,13 @@ from dingqiao import create_app
 from dingqiao.extensions import db
 from dingqiao.models import AdminRole, AuditLog
 from dingqiao.services.accounts import create_admin
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, log_in_member
 from tests.factories import make_order, make_outlet, make_product, make_user
 
 
 def log_in(client, user_id: int) -> None:
     """Put a member in the client's session the way Flask-Login does after a real login."""
-    with client.session_transaction() as s:
-        s["_user_id"] = f"user:{user_id}"
-        s["_fresh"] = True
+    log_in_member(client, user_id)
 
 
 @pytest.fixture
@@ -110,7 +108,7 @@ def test_demo_login_is_unreachable_when_demo_mode_is_off(app, client):
 
 
 def test_demo_login_works_in_demo_mode(app_config):
-    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="", WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
     app = create_app(app_config)
     with app.app_context():
         db.create_all()
@@ -154,7 +152,7 @@ def test_admin_login_with_wrong_password_is_refused_in_chinese(app, client):
     assert home.status_code == 200 and "财务" in home.get_data(as_text=True)
     with app.app_context():
         actions = db.session.execute(select(AuditLog.action).order_by(AuditLog.id)).scalars().all()
-        assert actions == ["admin.create", "admin.login"]  # the failed attempt changed nothing
+        assert actions == ["admin.create", "admin.login_failed", "admin.login"]  # the failed attempt is audited
 
 
 def test_an_admin_session_is_not_a_member_session(app, client):

@@ -33,7 +33,7 @@ from dingqiao.models.base import utcnow
 from dingqiao.services.accounts import create_admin
 from dingqiao.services.audit import verify_audit_chain
 from dingqiao.services.dashboards import admin_overview, sales_trend
-from tests.conftest import csrf_token, log_in_admin
+from tests.conftest import csrf_token, log_in_admin, log_in_member
 from tests.factories import make_outlet, make_product, make_region, make_user
 from tests.money_world import build_world, buy, pay, pick_up
 
@@ -85,8 +85,7 @@ def test_a_stranger_is_sent_to_the_admin_login_and_a_member_too(app, client):
     assert answer.status_code == 302 and "/admin/login" in answer.headers["Location"]
     with app.app_context():
         member_id = make_user("会员").id
-    with client.session_transaction() as s:
-        s["_user_id"] = f"user:{member_id}"
+    log_in_member(client, member_id)
     assert "/admin/login" in client.get("/admin/data/orders/").headers["Location"]
 
 
@@ -239,7 +238,8 @@ def test_a_product_is_created_with_identity_prices_and_a_resized_picture_with_a_
     # The edit form shows yuan, and removing the picture deletes the row and both files.
     page = client.get(f"/admin/data/products/edit/?id={product_id}").get_data(as_text=True)
     assert 'value="39.90"' in page and 'value="25.93"' in page
-    data = product_form(client, category_id, remove_images=str(image_id))
+    # (Left off sale: an operator's new product waits for finance, tests/test_admin_rights.py.)
+    data = product_form(client, category_id, remove_images=str(image_id), is_on_sale="")
     assert client.post(f"/admin/data/products/edit/?id={product_id}", data=data).status_code == 302
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(ProductImage)) == 0

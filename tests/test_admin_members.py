@@ -41,7 +41,7 @@ REASON = "会员反映推荐人填错，已电话核实。"
 @dataclass
 class Tree:
     """top ← upper ← member ← child ← grandchild ← great (a three-level team under the member), member ←
-    sibling, and a separate branch other_top ← other."""
+    sibling, and a separate branch other_top ← other; ``admin`` is finance (who may correct an upline)."""
     top: int
     upper: int
     member: int
@@ -62,7 +62,7 @@ def tree(app) -> Tree:
         for child, upline in (("upper", "top"), ("member", "upper"), ("child", "member"), ("grandchild", "child"),
                               ("great", "grandchild"), ("sibling", "member"), ("other", "other_top")):
             bind_upline(db.session, ids[child], code(ids[upline]), BindingSource.LINK)
-        admin = create_admin(db.session, "yunying", "long-enough-pw", AdminRole.OPERATOR)
+        admin = create_admin(db.session, "caiwu", "long-enough-pw", AdminRole.FINANCE)
         return Tree(**ids, admin=admin.id)
 
 
@@ -184,7 +184,7 @@ def test_crossed_changes_at_the_same_time_never_make_a_cycle(app, session, secon
     A few pairs, each raced on its own, so that a missing lock shows reliably."""
     pairs = [(make_user(f"甲{i}").id, make_user(f"乙{i}").id) for i in range(3)]
     codes = {user_id: code(user_id) for pair in pairs for user_id in pair}
-    admin_id = create_admin(session, "yunying", "long-enough-pw", AdminRole.OPERATOR).id
+    admin_id = create_admin(session, "caiwu2", "long-enough-pw", AdminRole.FINANCE).id
     session.remove()
 
     def move(kind: str, user_id: int, raw: str):
@@ -312,8 +312,9 @@ def test_the_detail_page_shows_identity_upline_team_money_orders_and_history(app
     assert page.count('name="csrf_token"') >= 3
 
 
-@pytest.mark.parametrize("role", list(AdminRole))
-def test_any_admin_role_may_correct_and_disable(app, client, tree, role):
+@pytest.mark.parametrize("role", [AdminRole.FINANCE, AdminRole.SUPERADMIN])
+def test_finance_and_the_superadmin_may_correct_and_disable(app, client, tree, role):
+    """An operator may disable too but not correct an upline (tests/test_admin_rights.py)."""
     with app.app_context():
         admin_id = create_admin(db.session, f"admin-{role}", "long-enough-pw", role).id
         other_code = code(tree.other)

@@ -67,7 +67,8 @@ def seeded_products(category: str | None = None) -> list[tuple[str, int]]:
 def demo_site(database_url, tmp_path, *, history: bool = False) -> Iterator[str]:
     """The seeded demo app (with a few weeks of trade: ``history``) on a live server; yields its base URL and
     leaves the database empty."""
-    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
+                         WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
     app = create_app(config)
     try:
         with app.app_context():

@@ -5,6 +5,8 @@ from dingqiao import create_app
 from dingqiao.config import ConfigError, normalise_database_url
 from tests.conftest import make_config
 
+AES_KEY = "k" * 43  # a well-formed EncodingAESKey: production configs with a callback token need safe mode
+
 
 def test_demo_mode_with_real_wechat_credentials_refuses_to_start(tmp_path):
     config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, DINGQIAO_DEMO=True, TESTING=False,
@@ -23,7 +25,8 @@ def test_production_without_secret_key_refuses_to_start(tmp_path):
 
 
 def test_production_without_wechat_app_refuses_to_start(tmp_path):
-    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, WECHAT_APP_ID="")
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, WECHAT_APP_ID="",
+                         WECHAT_ENCODING_AES_KEY=AES_KEY)
     with pytest.raises(ConfigError, match="WECHAT_APP_ID"):
         create_app(config)
 
@@ -66,7 +69,8 @@ def test_database_urls_are_normalised_to_psycopg3(given, expected):
 
 def test_wechat_pay_without_the_merchant_certificate_refuses_to_start(tmp_path):
     config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, WECHAT_MCH_ID="1900000109",
-                         WECHAT_MCH_KEY="k" * 32, WECHAT_MCH_CERT_PATH="", WECHAT_MCH_KEY_PATH="")
+                         WECHAT_MCH_KEY="k" * 32, WECHAT_MCH_CERT_PATH="", WECHAT_MCH_KEY_PATH="",
+                         WECHAT_ENCODING_AES_KEY=AES_KEY)
     with pytest.raises(ConfigError, match="WECHAT_MCH_CERT_PATH"):
         create_app(config)
 

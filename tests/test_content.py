@@ -24,7 +24,7 @@ from dingqiao.services.content import (
     clean_link,
     sanitize_html,
 )
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, log_in_admin
 from tests.factories import make_product, make_user
 from tests.test_access import log_in
 
@@ -64,9 +64,7 @@ def admin_id(app):
 
 @pytest.fixture
 def admin_client(client, admin_id):
-    with client.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
-        s["_fresh"] = True
+    log_in_admin(client, admin_id)
     return client
 
 
@@ -333,8 +331,7 @@ def test_admin_content_pages_need_an_admin(app, client, admin_id, product_id):
         assert count(Announcement) == 0 and content_actions() == []
     assert stored_files(app) == []
 
-    with client.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
+    log_in_admin(client, admin_id)
     for path in ADMIN_PAGES[1:]:
         page = client.get(path)
         assert page.status_code == 200 and "内容管理" in page.get_data(as_text=True), path

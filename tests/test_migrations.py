@@ -206,3 +206,41 @@ def test_an_in_process_upgrade_leaves_the_loggers_alone(tmp_path):
         logging.getLogger().removeHandler(host_handler)
     with app.app_context():
         db.engine.dispose()
+
+
+@BOTH_DATABASES
+def test_upgrading_a_live_database_keeps_its_rows_and_tidies_the_payment_queue(migration_app):
+    """The security migration on a database in use: accounts get session version 0 (everyone logs in once
+    more), existing products stay on sale, a second refund offer for one WeChat transaction becomes a
+    duplicate before the unique index is built, and unsigned notifies leave the finance queue."""
+    run_db_command(migration_app, "upgrade", "6a3abfc39eac")
+    with migration_app.app_context(), db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (openid, nickname, avatar_url, identity, referral_code, is_active, created_at) "
+            "VALUES ('o-1', '甲', '', 'member', 'REF001', true, CURRENT_TIMESTAMP)"))
+        connection.execute(text(
+            "INSERT INTO admin_users (username, password_hash, role, is_active, created_at) "
+            "VALUES ('boss', 'x', 'superadmin', true, CURRENT_TIMESTAMP)"))
+        connection.execute(text(
+            "INSERT INTO categories (name, sort_order, is_active) VALUES ('洗护', 0, true)"))
+        connection.execute(text(
+            "INSERT INTO products (category_id, name, subtitle, description, unit, member_price_fen, "
+            "outlet_price_fen, factory_price_fen, is_on_sale, sort_order, created_at, updated_at) SELECT id, "
+            "'洗衣液', '', '', '瓶', 1000, 900, 800, true, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM categories"))
+        for kind, transaction_id in (("after_cancel", "T1"), ("after_cancel", "T1"), ("after_cancel", "T2"),
+                                     ("bad_signature", ""), ("malformed", ""), ("mismatch", "T3")):
+            connection.execute(text(
+                "INSERT INTO payment_events (kind, out_trade_no, transaction_id, detail, needs_attention, created_at) "
+                "VALUES (:kind, 'O1', :tid, '', true, CURRENT_TIMESTAMP)"), {"kind": kind, "tid": transaction_id})
+    run_db_command(migration_app, "upgrade")
+    assert_schema_is_the_models(migration_app)
+    with migration_app.app_context(), db.engine.connect() as connection:
+        assert connection.execute(text("SELECT session_version FROM users")).scalar_one() == 0
+        assert connection.execute(text("SELECT session_version, failed_logins, locked_until FROM admin_users")).one() \
+            == (0, 0, None)
+        assert connection.execute(text("SELECT is_on_sale, price_review_pending FROM products")).one() == (True, False)
+        events = connection.execute(text(
+            "SELECT kind, transaction_id, needs_attention, resolved_at IS NULL FROM payment_events ORDER BY id")).all()
+        assert [tuple(row) for row in events] == [
+            ("after_cancel", "T1", True, True), ("duplicate", "T1", False, True), ("after_cancel", "T2", True, True),
+            ("bad_signature", "", True, False), ("malformed", "", True, False), ("mismatch", "T3", True, True)]

@@ -175,7 +175,7 @@ def test_duplicate_notify_changes_nothing_and_is_answered_success(app, client, f
 @pytest.mark.parametrize(
     ("tamper", "kind"),
     [
-        ({"key": "0" * 32}, "bad_signature"),
+        ({"key": "0" * 32}, None),  # counted as a refused notify (tests/test_security_notifies.py), not queued
         ({"total_fee": 1}, "mismatch"),
     ],
     ids=["forged signature", "wrong amount"],
@@ -187,7 +187,7 @@ def test_forged_or_mismatched_notify_is_refused_and_recorded(app, client, fake_w
     answer = post_notify(client, fake_wechat.notification_for(order_no, **tamper))
     assert answer.status_code == 400 and "FAIL" in answer.get_data(as_text=True)
     assert order_state(app, order_no).status == OrderStatus.PENDING_PAYMENT
-    assert events(app) == [(kind, True)]
+    assert events(app) == ([(kind, True)] if kind else [])
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
@@ -222,7 +222,7 @@ def test_a_tampered_order_number_breaks_the_signature(app, client, fake_wechat, 
     tampered = fake_wechat.pay(order_no).replace(order_no.encode(), other_no.encode())
     assert post_notify(client, tampered).status_code == 400
     assert order_state(app, other_no).status == OrderStatus.PENDING_PAYMENT
-    assert events(app) == [("bad_signature", True)]
+    assert events(app) == []  # counted as a refused notify (tests/test_security_notifies.py), not queued
 
 
 @pytest.mark.parametrize(
@@ -324,7 +324,7 @@ def test_i_have_paid_asks_wechat_when_the_notify_never_came(app, client, fake_we
 
 
 def test_demo_pay_goes_through_the_signed_notify_handler(app_config, tmp_path):
-    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="", WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
     demo = create_app(app_config)
     with demo.app_context():
         db.create_all()

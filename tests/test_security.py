@@ -8,6 +8,7 @@ import hashlib
 import io
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -31,10 +32,12 @@ from dingqiao.models import (
     CommissionLine,
     Identity,
     IdentityApplication,
+    LoginSession,
     Order,
     OrderStatus,
     OutboxMessage,
     Product,
+    RateLimitCounter,
     Region,
     ServiceCase,
     ServicePhoto,
@@ -56,6 +59,9 @@ from tests.conftest import (
     csrf_token,
     drop_postgres_database,
     empty_database,
+    log_in_admin,
+    log_in_member,
+    log_in_principal,
     make_config,
     on_postgres,
 )
@@ -64,7 +70,7 @@ from tests.fake_wechat import FakeWeChatUser, signed_xml, start_fake_wechat
 from tests.test_wechat_login import wechat_round_trip
 
 # Recognisable values: a test fails if any of them shows up in a page, a fragment or the log.
-SECRET_KEY = "secret-key-never-shown-4b7e1c"
+SECRET_KEY = "secret-key-never-shown-4b7e1c-a9d03f"
 APP_SECRET = "app-secret-never-shown-93d0aa"
 MCH_KEY = "mchkeyNeverShown0000000000000032"
 
@@ -82,7 +88,7 @@ LOGIN_PAGE = {"member": "/auth/login", "admin": "/admin/login"}
 @dataclass
 class World:
     app: object
-    principals: dict[str, str]  # identity → Flask-Login session id ("user:5", "admin:2")
+    principals: dict[str, str]  # identity → its account ("user:5", "admin:2"); client_as logs it in
     people: dict[str, int]  # identity and a few more names → user id
     order_no: str  # the member's paid order, not picked up
     order_id: int
@@ -230,9 +236,8 @@ def client_as(world: World, who: str):
     client = world.app.test_client()
     principal = world.principals[who] if who in world.principals else f"user:{world.people[who]}"
     if principal:
-        with client.session_transaction() as s:
-            s["_user_id"] = principal
-            s["_fresh"] = True
+        kind, _, account_id = principal.partition(":")
+        log_in_principal(client, kind, int(account_id))
     return client
 
 
@@ -248,7 +253,8 @@ def path_values(world: World) -> dict[str, object]:
         "article_id": world.article_id, "banner_id": world.banner_id, "user_id": world.people[MEMBER],
         "order_id": world.order_id, "case_id": world.case_id, "product_id": world.product_id,
         "staff_id": world.staff_row_id, "line_id": world.line_id, "export_type": "csv",
-        "filename": "products/demo-1.png",
+        "filename": "products/demo-1.png", "login_session_id": 1,
+        "admin_id": int(world.principals[SUPERADMIN].partition(":")[2]),
     }
 
 
@@ -283,7 +289,7 @@ def query_for(world: World, endpoint: str) -> str:
     if endpoint == "wechat.jssdk_config":
         return "url=http://localhost/"
     if endpoint == "wechat.callback":
-        timestamp, nonce = "1700000000", "nonce42"
+        timestamp, nonce = str(int(time.time())), "nonce42"  # the same request again is answered the same
         token = world.app.config["WECHAT_TOKEN"]
         signature = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
         return f"signature={signature}&timestamp={timestamp}&nonce={nonce}&echostr=hello"
@@ -357,10 +363,13 @@ ACCESS: dict[str, Access] = {
     "auth.demo_login": public(404),
     # -- machines: signed by WeChat instead of a session
     "wechat.pay_notify": public(), "wechat.callback": public(), "wechat.jssdk_config": public(),
+    "wechat.refund_notify": public(),
     # -- the member's own pages
     "me.index": members(), "me.share": members(), "me.share_qr": members(), "me.team": members(),
     "me.team_trends_json": members(), "me.poster": members(), "me.upgrade": members(), "me.apply": members(),
     "me.withdraw": OWN_ROW,
+    "me.devices": members(), "me.end_device": members(MEMBER, ok=303, refused=404),
+    "me.end_other_devices": members(ok=303),
     "messages.index": members(), "messages.badge": members(), "messages.read_all": members(),
     "messages.open_message": members(MEMBER, ok=302, refused=404),
     "nearby.index": members(),
@@ -400,11 +409,15 @@ ACCESS: dict[str, Access] = {
     "admin_content.announcements": admins(), "admin_content.new_announcement": admins(),
     "admin_content.edit_announcement": admins(), "admin_content.deactivate_announcement": admins(),
     "admin_exports.index": admins(), "admin_exports.download": admins(),
-    "admin_members.detail": admins(), "admin_members.upline": admins(), "admin_members.active": admins(),
+    "admin_members.detail": admins(), "admin_members.upline": admins(FINANCE), "admin_members.active": admins(),
     "admin_orders.detail": admins(),
     "admin_service.queue": admins(), "admin_service.detail": admins(), "admin_service.reply": admins(),
     "admin_service.close": admins(),
     "admin_stock.index": admins(), "admin_stock.adjust": admins(),
+    # -- admin logins: each admin their own; a superadmin anyone's (someone else's is a 404) and lifts lockouts
+    "admin_sessions.index": admins(), "admin_sessions.end": Access("admin", frozenset({SUPERADMIN}), 303, 404),
+    "admin_sessions.end_all": Access("admin", frozenset({SUPERADMIN}), 303, 404),
+    "admin_sessions.unlock": admins(SUPERADMIN, ok=303),
     # -- 数据管理 (Flask-Admin): its front door leads to the dashboard; the audit chain check is finance's
     "admin_data.index": admins(ok=302), "audit_verify.index": admins(FINANCE),
 }
@@ -522,8 +535,7 @@ def test_a_disabled_admin_is_logged_out_at_once(app):
         admin = create_admin(db.session, "leaver", "long-enough-password", AdminRole.FINANCE)
         admin_id = admin.id
     client = app.test_client()
-    with client.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
+    log_in_admin(client, admin_id)
     assert client.get("/admin/").status_code == 200
     with app.app_context():
         db.session.get(AdminUser, admin_id).is_active = False
@@ -532,11 +544,14 @@ def test_a_disabled_admin_is_logged_out_at_once(app):
 
 
 def database_rows(app) -> dict[str, list[tuple]]:
-    """Every row of every table: compared before and after requests that must write nothing."""
+    """Every row of every table: compared before and after requests that must write nothing. A login's
+    last-seen time is left out: any request may refresh it (once a minute), and a long test outlasts that. So
+    are the rate-limit counters: a refused attempt at a limited view counts too, as it should."""
     with app.app_context():
         rows = {table.name: [tuple(row) for row in db.session.execute(
-                    select(table).order_by(*table.primary_key.columns))]
-                for table in db.metadata.sorted_tables}
+                    select(*(column for column in table.columns if column is not LoginSession.__table__.c.last_seen_at))
+                    .order_by(*table.primary_key.columns))]
+                for table in db.metadata.sorted_tables if table.name != RateLimitCounter.__tablename__}
         db.session.remove()
     return rows
 
@@ -632,6 +647,7 @@ def test_a_pickup_code_of_another_outlet_is_not_redeemed_and_shows_no_order(worl
 # Signed by WeChat instead: a browser cannot forge those signatures, and WeChat sends no CSRF token.
 CSRF_EXEMPT = {
     "wechat.pay_notify": "WeChat Pay's notify: the body is signed with the merchant key, checked first",
+    "wechat.refund_notify": "WeChat Pay's refund result: encrypted with the merchant key, decrypted first",
     "wechat.callback": "the server callback: every request carries WeChat's signature over our token",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -697,8 +713,7 @@ def outlet_desk(app):
 
 def member_client(app, user_id: int):
     client = app.test_client()
-    with client.session_transaction() as s:
-        s["_user_id"] = f"user:{user_id}"
+    log_in_member(client, user_id)
     return client
 
 
@@ -1138,8 +1153,7 @@ def test_a_template_message_that_failed_stores_and_shows_no_secret(secret_app):
     with secret_app.app_context():
         stored = db.session.scalar(select(OutboxMessage.last_error))
     admin = secret_app.test_client()
-    with admin.session_transaction() as s:
-        s["_user_id"] = f"admin:{admin_id}"
+    log_in_admin(admin, admin_id)
     shown = admin.get("/admin/messages").get_data(as_text=True)
     assert stored and "支付成功" in shown
     assert_nothing_secret(stored)

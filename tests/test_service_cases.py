@@ -349,7 +349,7 @@ def test_the_admin_queue_lists_open_cases_first_then_answered_newest_activity_fi
         service_cases.add_member_message(db.session, people.alice, first, "还在等回复", **storage(app))
     # "answered" has newer activity than "third", but cases waiting for the team come first.
     with app.app_context():
-        assert [case.id for case, _ in service_cases.admin_queue(db.session)] == [first, third, answered]
+        assert [case.id for case, _ in service_cases.admin_queue(db.session).rows] == [first, third, answered]
 
     team = app.test_client()
     log_in_admin(team, people.admin)

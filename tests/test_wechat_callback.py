@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 import xml.etree.ElementTree as ElementTree
 
@@ -14,7 +15,9 @@ from sqlalchemy import func, select
 from wechatpy.crypto import WeChatCrypto
 
 from dingqiao.extensions import db
-from dingqiao.models import BindingAttempt, ReferralBinding, User
+from dingqiao.models import BindingAttempt, CallbackNonce, ReferralBinding, User
+from dingqiao.services.replay import NonceClaim, claim_nonce
+from tests.conftest import run_concurrently
 from tests.factories import make_user
 from tests.fake_wechat import FakeWeChatUser
 from tests.test_access import log_in
@@ -23,8 +26,9 @@ from tests.test_wechat_login import wechat_round_trip
 TOKEN = "test-token"  # make_config's WECHAT_TOKEN
 
 
-def signed(token: str = TOKEN) -> dict:
-    timestamp, nonce = str(int(time.time())), "n0nce"
+def signed(token: str = TOKEN, timestamp: int | None = None) -> dict:
+    """The query WeChat signs a request with: its clock's time and a fresh nonce (a used one is a replay)."""
+    timestamp, nonce = str(int(time.time()) if timestamp is None else timestamp), str(secrets.randbelow(10**10))
     signature = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
     return {"signature": signature, "timestamp": timestamp, "nonce": nonce}
 
@@ -154,6 +158,110 @@ def test_an_unsigned_event_changes_nothing(app, client):
     assert answer.status_code == 403
     with app.app_context():
         assert db.session.scalar(select(User).where(User.openid == "o-intruder")) is None
+
+
+# --- replay: a signed URL is good for one request, within five minutes --------------------------------------
+def test_a_replayed_callback_url_is_refused_and_binds_nobody(app, client):
+    """In plain mode the signature covers the timestamp and nonce, not the body: one logged callback URL used
+    to let anyone post follows that bind new followers to a code of their choosing."""
+    with app.app_context():
+        sharer, attacker = make_user("分享者"), make_user("冒用者")
+        code, attacker_code = sharer.referral_code, attacker.referral_code
+    query = signed()
+    follow = event_xml("o-follower", "subscribe", f"qrscene_ref_{code}")
+    first = post_callback(client, follow, query)
+    assert first.status_code == 200 and "欢迎关注" in reply_of(first)["Content"]
+    forged = post_callback(client, event_xml("o-victim", "subscribe", f"qrscene_ref_{attacker_code}"), query)
+    assert forged.status_code == 403
+    # Byte for byte the first request again (WeChat retrying a message whose answer it missed, or a replay):
+    # "success", so WeChat stops, and nothing is done a second time.
+    again = post_callback(client, follow, query)
+    assert again.status_code == 200 and again.get_data(as_text=True) == "success"
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.openid == "o-victim")) is None
+        assert [a.accepted for a in db.session.scalars(select(BindingAttempt))] == [True]
+
+
+def test_a_follow_that_failed_midway_is_acted_on_when_wechat_retries_the_same_request(app, client, monkeypatch):
+    """The nonce is claimed before the binding; if the binding then fails (a busy database), the claim is given
+    back, so WeChat's retry of that same signed request binds instead of being taken for a repeat."""
+    from dingqiao.blueprints import wechat as wechat_views
+
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    real_bind, calls = wechat_views.bind_by_openid, []
+
+    def busy_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return real_bind(*args, **kwargs)
+
+    monkeypatch.setattr(wechat_views, "bind_by_openid", busy_once)
+    query, follow = signed(), event_xml("o-unlucky", "subscribe", f"qrscene_ref_{code}")
+    assert post_callback(client, follow, query).status_code == 500
+    retried = post_callback(client, follow, query)
+    assert retried.status_code == 200 and "欢迎关注" in reply_of(retried)["Content"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ReferralBinding)) == 1
+
+
+def test_wechats_retries_of_a_follow_with_new_nonces_bind_once(app, client):
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    follow = event_xml("o-retried", "subscribe", f"qrscene_ref_{code}")
+    for _ in range(3):  # the first try and WeChat's retries, each signed anew
+        assert "欢迎关注" in reply_of(post_callback(client, follow))["Content"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ReferralBinding)) == 1
+        attempts = db.session.scalars(select(BindingAttempt).order_by(BindingAttempt.id))
+        assert [(a.accepted, a.reason) for a in attempts] == [(True, ""), (False, "already_bound"),
+                                                               (False, "already_bound")]
+
+
+def test_a_replayed_handshake_url_with_another_echostr_is_refused(client):
+    query = signed()
+    for _ in range(2):  # the same request again is harmless: the same echo
+        answer = client.get("/wechat/callback", query_string={**query, "echostr": "4711"})
+        assert answer.status_code == 200 and answer.get_data(as_text=True) == "4711"
+    assert client.get("/wechat/callback", query_string={**query, "echostr": "0815"}).status_code == 403
+
+
+# Seconds from now (far enough outside the five minutes that the test's own pace cannot matter), or a
+# timestamp that is no time at all.
+@pytest.mark.parametrize("timestamp", [-360, 360, -86400 * 365, "0", "", "17e8", "-5", "9" * 40])
+def test_a_callback_signed_outside_five_minutes_is_refused(app, client, timestamp):
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    if isinstance(timestamp, int):
+        query = signed(timestamp=int(time.time()) + timestamp)
+    else:  # signed over the odd timestamp, so only its value can be wrong
+        query = {**signed(), "timestamp": timestamp}
+        query["signature"] = hashlib.sha1("".join(sorted([TOKEN, timestamp, query["nonce"]])).encode()).hexdigest()
+    answer = post_callback(client, event_xml("o-late", "subscribe", f"qrscene_ref_{code}"), query)
+    assert answer.status_code == 403
+    assert client.get("/wechat/callback", query_string={**query, "echostr": "4711"}).status_code == 403
+    assert count_users(app) == 1
+
+
+def test_a_clock_a_few_minutes_off_is_tolerated(client):
+    for offset in (-240, 240):
+        answer = post_callback(client, text_xml("o-skewed", "你好"), signed(timestamp=int(time.time()) + offset))
+        assert answer.status_code == 200 and reply_of(answer)["ToUserName"] == "o-skewed"
+
+
+def test_two_workers_given_the_same_nonce_at_once_act_on_it_once(app):
+    now = int(time.time())
+    results = run_concurrently(app, lambda: claim_nonce(db.session, now, "4711", b"<xml/>", oldest=now - 300),
+                               [()] * 6)
+    assert sorted(results) == sorted([NonceClaim.FIRST] + [NonceClaim.REPEAT] * 5)
+
+
+def test_used_nonces_are_forgotten_once_too_old_to_be_accepted(session):
+    assert claim_nonce(session, 1000, "a", b"x", oldest=700) is NonceClaim.FIRST
+    assert claim_nonce(session, 1001, "a", b"y", oldest=701) is NonceClaim.FIRST  # another timestamp: another key
+    assert claim_nonce(session, 1400, "b", b"z", oldest=1100) is NonceClaim.FIRST
+    assert session.scalars(select(CallbackNonce.nonce)).all() == ["b"]
 
 
 def test_a_share_link_binds_at_the_first_wechat_login(app, client, fake_wechat):
@@ -449,6 +557,28 @@ def test_safe_mode_refuses_a_wrong_msg_signature_and_changes_nothing(safe_app_co
         assert post_callback(client, other_body, other_query).status_code in (400, 403)
     with app.app_context():
         assert db.session.scalar(select(User).where(User.openid == "o-intruder")) is None
+
+
+def test_safe_mode_acts_on_a_replayed_message_once(safe_app_config, app, client):
+    with app.app_context():
+        code = make_user("分享者").referral_code
+    body, query = encrypted(wechat_crypto(app), event_xml("o-safe-twice", "subscribe", f"qrscene_ref_{code}"))
+    assert post_callback(client, body, query).status_code == 200
+    again = post_callback(client, body, query)
+    assert again.status_code == 200 and again.get_data(as_text=True) == "success"
+    with app.app_context():
+        assert len(db.session.scalars(select(BindingAttempt)).all()) == 1
+
+
+@pytest.mark.parametrize("message", [
+    b'<!DOCTYPE xml [<!ENTITY e "o-entity">]>' + text_xml("o-dtd", "hi"),
+    b"<!--" + b"x" * 2000 + b'--><!doctype xml SYSTEM "http://evil.example/x.dtd">' + text_xml("o-dtd", "hi"),
+])
+def test_safe_mode_refuses_a_dtd_inside_the_encrypted_message(safe_app_config, app, client, message):
+    body, query = encrypted(wechat_crypto(app), message)
+    answer = post_callback(client, body, query)
+    assert answer.status_code == 400 and "Traceback" not in answer.get_data(as_text=True)
+    assert count_users(app) == 0
 
 
 def test_safe_mode_refuses_plain_messages(safe_app_config, app, client):

@@ -58,7 +58,7 @@ def test_an_external_jssdk_url_is_allowed_by_the_csp(app_config):
 
 
 def test_demo_mode_has_no_jssdk(app_config):
-    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_SECRET="", WECHAT_MCH_KEY="")
+    app_config.update(DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="", WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
     app = create_app(app_config)
     with app.app_context():
         db.create_all()

@@ -8,7 +8,16 @@ import pytest
 from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac
 
 from dingqiao.wechat import WeChatError, WeChatSettings
-from dingqiao.wechat.pay import DEMO_SETTINGS, InvalidNotification, PayError, PayGateway, notify_reply
+from dingqiao.wechat.pay import (
+    DEMO_SETTINGS,
+    InvalidNotification,
+    PayError,
+    PayGateway,
+    RefundResult,
+    RefundState,
+    TransferState,
+    notify_reply,
+)
 from tests.fake_wechat import from_xml, pay_sign, to_xml
 
 
@@ -171,7 +180,7 @@ def test_a_properly_signed_notify_reports_its_own_amount_for_the_caller_to_compa
 def test_unreadable_notifies_are_malformed(gateway, body):
     with pytest.raises(InvalidNotification) as refused:
         gateway.parse_notification(body)
-    assert refused.value.reason == "malformed"
+    assert refused.value.reason == ("dtd" if b"<!DOCTYPE" in body else "malformed")
     assert isinstance(refused.value, WeChatError)
 
 
@@ -331,3 +340,59 @@ def test_notify_replies():
         "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>")
     assert notify_reply(False, "金额不符") == (
         "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[金额不符]]></return_msg></xml>")
+
+
+# --- transfers and refund results: outcomes, not WeChat's codes ---------------------------------------------
+
+def test_transfer_answers_become_paid_not_paid_or_unknown(settings, fake):
+    gateway = PayGateway(WeChatSettings(**{**settings.__dict__, "server_ip": "198.51.100.10"}))
+    number = "WD" + uuid.uuid4().hex[:20]
+    paid = gateway.transfer(partner_trade_no=number, openid="o-bob", amount=100, desc="提现")
+    assert (paid.state, paid.payment_no) == (TransferState.PAID, fake.transfers[number]["payment_no"])
+    assert gateway.transfer(partner_trade_no=number, openid="o-bob", amount=100, desc="提现") == paid  # once
+    assert fake.calls("/mch/mmpaymkttransfers/promotion/transfers")[0]["spbill_create_ip"] == "198.51.100.10"
+    changed = gateway.transfer(partner_trade_no=number, openid="o-bob", amount=101, desc="提现")
+    assert changed.state == TransferState.UNKNOWN and "FATAL_ERROR" in changed.reason  # the first one paid
+    for err_code, state in (("NOTENOUGH", TransferState.NOT_PAID), ("SYSTEMERROR", TransferState.UNKNOWN)):
+        fake.transfer_err_code = err_code
+        answer = gateway.transfer(partner_trade_no="WD" + uuid.uuid4().hex[:20], openid="o-bob", amount=100, desc="x")
+        assert answer.state == state and err_code in answer.reason
+    fake.transfer_err_code, fake.outage_status = "", 502
+    assert gateway.transfer(partner_trade_no="WDX", openid="o-bob", amount=100, desc="x").state == TransferState.UNKNOWN
+
+
+def test_the_transfer_query_is_final_only_for_success_and_failure(gateway, fake):
+    assert gateway.query_transfer("WD-never-sent").state == TransferState.UNKNOWN  # NOT_FOUND: retry, same number
+    for status, state in (("PROCESSING", TransferState.UNKNOWN), ("FAILED", TransferState.NOT_PAID),
+                          ("SUCCESS", TransferState.PAID)):
+        fake.add_transfer("WD-" + status, amount=100, openid="o-bob", status=status)
+        assert gateway.query_transfer("WD-" + status).state == state
+    assert gateway.query_transfer("WD-SUCCESS").payment_no == fake.transfers["WD-SUCCESS"]["payment_no"]
+    fake.outage_status = 502
+    assert gateway.query_transfer("WD-SUCCESS").state == TransferState.UNKNOWN
+
+
+def test_a_refund_is_accepted_then_its_result_comes_by_query_and_by_notify(settings, fake):
+    gateway = PayGateway(WeChatSettings(**{**settings.__dict__, "refund_notify_url": "https://shop/refund-notify"}))
+    trade_no = new_trade_no()
+    place_order(gateway, trade_no, total_fee=1000)
+    fake.pay(trade_no)
+    fake.refund_outcome = "PROCESSING"
+    refund_id = gateway.refund(out_trade_no=trade_no, out_refund_no="R" + trade_no, total_fee=1000, refund_fee=1000)
+    assert fake.calls("/mch/secapi/pay/refund")[-1]["notify_url"] == "https://shop/refund-notify"
+    assert gateway.query_refund("R" + trade_no) == RefundResult("R" + trade_no, RefundState.PROCESSING, 1000, refund_id)
+    notify = gateway.parse_refund_notification(fake.finish_refund("R" + trade_no, "REFUNDCLOSE"))
+    assert (notify.state, notify.refund_fee, notify.refund_id) == (RefundState.FAILED, 1000, refund_id)
+    assert "关闭" in notify.reason and gateway.query_refund("R" + trade_no).state == RefundState.FAILED
+    with pytest.raises(PayError) as unknown:
+        gateway.query_refund("R-never-sent")
+    assert unknown.value.err_code == "REFUNDNOTEXIST"
+
+
+@pytest.mark.parametrize("body", [b"", b"<xml><return_code>FAIL</return_code></xml>",
+                                  b'<!DOCTYPE x [<!ENTITY e "y">]><xml>&e;</xml>',
+                                  b"<xml><return_code>SUCCESS</return_code><appid>a</appid><mch_id>m</mch_id>"
+                                  b"<req_info>AAAA</req_info></xml>"])
+def test_a_refund_notify_that_does_not_decrypt_with_our_key_is_refused(gateway, body):
+    with pytest.raises(InvalidNotification):
+        gateway.parse_refund_notification(body)

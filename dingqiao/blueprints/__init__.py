@@ -4,14 +4,16 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, has_app_context, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import bindparam, select
 from werkzeug.exceptions import HTTPException
 
+from ..access_log import loggable_request, note_route
 from ..extensions import db, login_manager
-from ..models import AdminUser, User
 from ..services import DomainError
-from ..web import error_response, parse_id, wants_json
+from ..services.logins import load_principal
+from ..web import error_response, wants_json
+from .auth import admin_policy, member_policy
 
 HTTP_MESSAGES = {
     400: "请求有误，请返回重试。",
@@ -70,14 +72,14 @@ def _redact(text: str, secrets: list[str]) -> str:
 
 def register_blueprints(app: Flask) -> None:
     from . import (
-        admin, admin_content, admin_exports, admin_members, admin_orders, admin_service, admin_stock, auth, cart,
-        content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile, restock, service,
-        shop, stock, wallet, wechat,
+        admin, admin_content, admin_exports, admin_members, admin_orders, admin_service, admin_sessions, admin_stock,
+        auth, cart, content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile, restock,
+        service, shop, stock, wallet, wechat,
     )
 
     for module in (auth, admin, admin_content, admin_exports, admin_members, admin_orders, admin_service,
-                   admin_stock, cart, content, factory, health, me, media, messages, nearby, orders, outlet,
-                   outlet_profile, restock, service, shop, stock, wallet, wechat):
+                   admin_sessions, admin_stock, cart, content, factory, health, me, media, messages, nearby, orders,
+                   outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
 
     from .admin_data import init_admin_data
@@ -88,8 +90,13 @@ def register_blueprints(app: Flask) -> None:
         app.logger.addFilter(RedactSecrets())
 
     login_manager.login_view = "auth.login"
-    # The remember cookie logs a member in as surely as the session cookie does: it goes only where that goes.
+    # The remember cookie logs a member in as surely as the session cookie does: it goes only where that goes,
+    # and lasts as long as the login session it names.
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config["SESSION_COOKIE_SECURE"])
+    app.config.setdefault("REMEMBER_COOKIE_DURATION", member_policy(app.config).lifetime)
+    # Read once, not in the loader: it runs on every request, and building the policies there costs as much
+    # as a third of what the login-session check adds to a page (bench/page_instructions.py).
+    app.extensions[IDLE_TIMEOUTS] = {"user": member_policy(app.config).idle, "admin": admin_policy(app.config).idle}
     login_manager.user_loader(_load_principal)
 
     @app.before_request
@@ -120,7 +127,7 @@ def register_blueprints(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        app.logger.exception("unhandled error on %s %s", request.method, loggable_request())
         db.session.rollback()
         return error_response(HTTP_MESSAGES[500], 500)
 
@@ -136,20 +143,23 @@ def register_blueprints(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         if app.config["SESSION_COOKIE_SECURE"]:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if "Cache-Control" not in response.headers and current_user.is_authenticated:
+            # A logged-in person's pages show their orders, pickup codes, wallet, team or (admins) everyone's:
+            # no copy on disk, in the back-forward cache or in a shared cache. A view that sets its own header
+            # (static files, public media, the share QR) keeps it.
+            response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+    @app.after_request
+    def name_the_route_for_the_access_log(response):
+        note_route()
         return response
 
 
-# Built once: the loader runs on every request of a logged-in person, and a prebuilt statement spares
-# SQLAlchemy building and hashing it each time.
-_PRINCIPAL_BY_KIND = {kind: select(model).where(model.id == bindparam("id"))
-                      for kind, model in (("user", User), ("admin", AdminUser))}
+IDLE_TIMEOUTS = "dingqiao.login_idle_timeouts"
 
 
-def _load_principal(principal_id: str):
-    """Session ids are "user:<id>" for members and "admin:<id>" for admins: two kinds, one login manager."""
-    kind, _, raw_id = principal_id.partition(":")
-    statement, principal_key = _PRINCIPAL_BY_KIND.get(kind), parse_id(raw_id)
-    if statement is None or principal_key is None:
-        return None
-    principal = db.session.execute(statement, {"id": principal_key}).scalar_one_or_none()
-    return principal if principal is not None and principal.is_active else None
+def _load_principal(login_id: str):
+    """Session ids name a login session, "user:<token>" for members and "admin:<token>" for admins: two kinds,
+    one login manager. Only a live login of an active account lets the request in (services/logins.py)."""
+    return load_principal(db.session, login_id, current_app.extensions[IDLE_TIMEOUTS])

@@ -1,4 +1,6 @@
 """Admin area (desktop): username + password login, and the home page the admin issue builds on."""
+from datetime import timedelta
+
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from sqlalchemy import select
@@ -16,22 +18,23 @@ from ..models import (
     PaymentEvent,
     Product,
     Refund,
-    RefundStatus,
     UpgradeMetric,
     UpgradeTarget,
     User,
     Withdrawal,
-    WithdrawalStatus,
 )
-from ..services.accounts import InvalidCredentials, authenticate_admin
+from ..services.accounts import AccountLocked, InvalidCredentials, LockoutPolicy, authenticate_admin
+from ..services.logins import end_login_session
 from ..services import DomainError, Forbidden, commissions, dashboards, delivery, restock, upgrades
-from ..services.payments import refund_stray_payment, resolve_payment_event
-from ..services.refunds import approve_refund, reject_refund
+from ..services.payments import recent_refused_notifies, resolve_payment_event
+from ..services.queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
+from ..services.refunds import approve_refund, refund_stray_payment, reject_refund
 from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
 from ..wechat import pay_gateway
-from ..web import parse_id
+from ..paging import page_of
+from ..web import arg_id, parse_id
 from .access import current_admin, require_admin
-from .auth import safe_next
+from .auth import admin_policy, login_client, safe_next
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 _require_admin = require_admin()
@@ -58,17 +61,23 @@ def login():
         if current_admin() is not None:
             return redirect(safe_next(next_url))
         return render_template("admin/login.html", next_url=next_url)
+    config = current_app.config
+    lockout = LockoutPolicy(failures=config["ADMIN_LOCKOUT_FAILURES"],
+                            first_lock=timedelta(seconds=config["ADMIN_LOCKOUT_SECONDS"]),
+                            longest_lock=timedelta(seconds=config["ADMIN_LOCKOUT_MAX_SECONDS"]))
     try:
-        admin = authenticate_admin(db.session, request.form.get("username", ""), request.form.get("password", ""))
-    except InvalidCredentials as exc:
+        admin = authenticate_admin(db.session, request.form.get("username", ""), request.form.get("password", ""),
+                                   login_client(), lockout, admin_policy(config).lifetime)
+    except (InvalidCredentials, AccountLocked) as exc:
         return render_template("admin/login.html", next_url=next_url, error=exc.message,
-                               username=request.form.get("username", "")), 401
+                               username=request.form.get("username", "")), exc.status
     login_user(admin)
     return redirect(safe_next(next_url))
 
 
 @bp.post("/logout")
 def logout():
+    end_login_session(db.session, current_admin())  # a copied session cookie stops working too
     logout_user()
     return redirect(url_for("admin.login"))
 
@@ -89,13 +98,11 @@ def dashboard_json():
 @bp.get("/refunds")
 def refunds():
     """Refund requests waiting for finance (and failed ones to retry)."""
-    rows = db.session.execute(
-        select(Refund, Order)
-        .join(Order, Order.id == Refund.order_id)
-        .where(Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED, RefundStatus.APPROVED]))
-        .order_by(Refund.created_at)
-    ).all()
-    return render_template("admin/refunds.html", admin=current_admin(), rows=rows)
+    page = page_of(db.session, select(Refund, Order)
+                   .join(Order, Order.id == Refund.order_id)
+                   .where(REFUNDS_WAITING)
+                   .order_by(Refund.created_at, Refund.id), arg_id("page"))
+    return render_template("admin/refunds.html", admin=current_admin(), page=page)
 
 
 @bp.post("/refunds/<int:refund_id>/approve")
@@ -113,13 +120,11 @@ def reject_refund_view(refund_id: int):
 @bp.get("/withdrawals")
 def withdrawals():
     """The withdrawal review queue: open requests first, then transfers whose outcome is unknown."""
-    rows = db.session.execute(
-        select(Withdrawal, User)
-        .join(User, User.id == Withdrawal.user_id)
-        .where(Withdrawal.status.in_([WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED]))
-        .order_by(Withdrawal.created_at)
-    ).all()
-    return render_template("admin/withdrawals.html", admin=current_admin(), rows=rows,
+    page = page_of(db.session, select(Withdrawal, User)
+                   .join(User, User.id == Withdrawal.user_id)
+                   .where(WITHDRAWALS_WAITING)
+                   .order_by(Withdrawal.created_at, Withdrawal.id), arg_id("page"))
+    return render_template("admin/withdrawals.html", admin=current_admin(), page=page,
                            results=session.pop("withdrawal_results", []))
 
 
@@ -136,7 +141,7 @@ def review_withdrawals():
     for withdrawal_id in ids[:100]:
         try:
             if action == "approve":
-                done = approve_withdrawal(db.session, gateway, admin, withdrawal_id, request.remote_addr or "127.0.0.1")
+                done = approve_withdrawal(db.session, gateway, admin, withdrawal_id)
             elif action == "offline":
                 done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""))
             else:
@@ -192,12 +197,13 @@ def _rule_from_form() -> "commissions.RuleInput":
 
 @bp.get("/payment-events")
 def payment_events():
-    """Pay notifies that need a person: money for cancelled orders, forged or mismatched notifies."""
-    rows = db.session.scalars(
-        select(PaymentEvent).where(PaymentEvent.needs_attention.is_(True), PaymentEvent.resolved_at.is_(None))
-        .order_by(PaymentEvent.id)
-    ).all()
-    return render_template("admin/payment_events.html", admin=current_admin(), rows=rows)
+    """Signed pay notifies that need a person (money for cancelled orders, mismatched amounts …), and apart from
+    them the notifies refused unread, counted per sender and reason."""
+    page = page_of(db.session, select(PaymentEvent)
+                   .where(PaymentEvent.needs_attention.is_(True), PaymentEvent.resolved_at.is_(None))
+                   .order_by(PaymentEvent.id), arg_id("page"), scalars=True)
+    return render_template("admin/payment_events.html", admin=current_admin(), page=page,
+                           refused=recent_refused_notifies(db.session))
 
 
 @bp.post("/payment-events/<int:event_id>/refund")
@@ -243,15 +249,14 @@ def identity_rules():
 def applications():
     """Outlet and factory-store applications: those waiting for review first, then those waiting for the
     rule to hold, then the latest decisions."""
-    open_rows = db.session.scalars(
-        select(IdentityApplication).where(IdentityApplication.status.in_(OPEN_APPLICATION))
-        .order_by(IdentityApplication.status, IdentityApplication.id)  # "review" sorts before "waiting".limit(200)
-    ).all()
+    page = page_of(db.session, select(IdentityApplication).where(APPLICATIONS_WAITING)
+                   .order_by(IdentityApplication.status, IdentityApplication.id),  # "review" sorts before "waiting"
+                   arg_id("page"), scalars=True)
     decided = db.session.scalars(
         select(IdentityApplication).where(IdentityApplication.status.not_in(OPEN_APPLICATION))
         .order_by(IdentityApplication.id.desc()).limit(20)
     ).all()
-    return render_template("admin/applications.html", admin=current_admin(), open_rows=open_rows, decided=decided,
+    return render_template("admin/applications.html", admin=current_admin(), page=page, decided=decided,
                            results=session.pop("application_results", []))
 
 
@@ -275,9 +280,10 @@ def reject_application_view(application_id: int):
 def restocks():
     """Factory stores' restock orders from the platform warehouse: ship (in parts if need be) or cancel."""
     platform = restock.platform_location_id(db.session)
-    orders = restock.restocks_of(db.session, platform, incoming=False, limit=100) if platform else []
+    # Without a platform warehouse the query finds nothing: no location has id 0.
+    page = page_of(db.session, restock.restock_orders(platform or 0, incoming=False), arg_id("page"), scalars=True)
     products = {p.id: p for p in db.session.scalars(select(Product))}
-    return render_template("admin/restocks.html", admin=current_admin(), orders=orders, products=products,
+    return render_template("admin/restocks.html", admin=current_admin(), page=page, products=products,
                            name=lambda location_id: restock.location_name(db.session, location_id))
 
 
@@ -300,7 +306,8 @@ def _platform_party() -> "restock.Party":
 @bp.get("/messages")
 def failed_messages():
     """Template messages WeChat would not take after every retry (or refused outright): why, and a retry."""
-    return render_template("admin/messages.html", admin=current_admin(), rows=delivery.failed_messages(db.session))
+    return render_template("admin/messages.html", admin=current_admin(),
+                           page=delivery.failed_messages(db.session, arg_id("page")))
 
 
 @bp.post("/messages/<int:message_id>/retry")

@@ -6,10 +6,11 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Announcement, Article, ArticleKind, Banner, BannerTarget, Category, Product
 from ..models.base import utcnow
+from ..paging import page_of
 from ..services import content
 from ..templating import local_time
 from ..uploads import UploadRefused
-from ..web import render_page
+from ..web import arg_id, render_page
 from .access import current_admin, require_admin
 
 bp = Blueprint("admin_content", __name__, url_prefix="/admin/content")
@@ -45,8 +46,9 @@ def index():
 
 @bp.get("/banners")
 def banners():
-    rows = db.session.scalars(select(Banner).order_by(Banner.is_active.desc(), Banner.sort_order, Banner.id)).all()
-    return render_template("admin/content/banners.html", admin=current_admin(), rows=rows)
+    page = page_of(db.session, select(Banner).order_by(Banner.is_active.desc(), Banner.sort_order, Banner.id),
+                   arg_id("page"), scalars=True)
+    return render_template("admin/content/banners.html", admin=current_admin(), page=page)
 
 
 @bp.route("/banners/new", methods=["GET", "POST"])
@@ -99,8 +101,8 @@ def deactivate_banner(banner_id: int):
 
 @bp.get("/articles")
 def articles():
-    rows = db.session.scalars(select(Article).order_by(Article.id.desc())).all()
-    return render_template("admin/content/articles.html", admin=current_admin(), rows=rows)
+    page = page_of(db.session, select(Article).order_by(Article.id.desc()), arg_id("page"), scalars=True)
+    return render_template("admin/content/articles.html", admin=current_admin(), page=page)
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -162,10 +164,9 @@ def upload_article_image():
 
 @bp.get("/announcements")
 def announcements():
-    rows = db.session.scalars(
-        select(Announcement).order_by(Announcement.is_active.desc(), Announcement.id.desc())
-    ).all()
-    return render_template("admin/content/announcements.html", admin=current_admin(), rows=rows, now=utcnow())
+    page = page_of(db.session, select(Announcement).order_by(Announcement.is_active.desc(), Announcement.id.desc()),
+                   arg_id("page"), scalars=True)
+    return render_template("admin/content/announcements.html", admin=current_admin(), page=page, now=utcnow())
 
 
 @bp.route("/announcements/new", methods=["GET", "POST"])

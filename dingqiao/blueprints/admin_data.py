@@ -57,6 +57,7 @@ from ..services import DomainError, Forbidden, catalog, outlets
 from ..services.audit import changed_fields, record_audit, snapshot, verify_audit_chain
 from ..templating import local_time
 from ..uploads import UploadRefused, delete_stored, save_image
+from ..web import MAX_ID, parse_id
 from .access import current_admin
 
 URL = "/admin/data"
@@ -118,10 +119,25 @@ class DataView(AdminOnly, ModelView):
     column_display_pk = True
     audit_exclude: frozenset[str] = frozenset()
 
+    def _get_list_extra_args(self):
+        # Flask-Admin takes ?page= as any integer: a negative one or one past 64 bits reached the database as
+        # an OFFSET it refuses (a 500). Within these bounds a page past the end is simply empty.
+        args = super()._get_list_extra_args()
+        args.page = min(max(args.page or 0, 0), MAX_ID // max(self.page_size_options))
+        return args
+
     def _audit(self, model, action: str, detail: dict) -> None:
         record_audit(db.session, actor_kind="admin", actor_id=current_admin().id,
                      action=f"{model.__tablename__}.{action}", target_type=model.__tablename__,
                      target_id=model.id, detail=detail)
+
+    def handle_action(self, return_view=None):
+        """Bulk actions get the chosen rows' ids as the browser sent them: anything but plain row numbers is
+        refused here, once for every action, before one of them turns it into an int."""
+        if any(parse_id(raw) is None for raw in request.form.getlist("rowid")):
+            flash("所选记录无效，请刷新列表后重新选择。", "error")
+            return redirect(self.get_url(".index_view"))
+        return super().handle_action(return_view)
 
     def create_model(self, form):
         try:
@@ -226,12 +242,13 @@ class ProductView(DataView):
 
     can_delete = False
     column_list = ["id", "cover", "name", "category", "member_price_fen", "outlet_price_fen", "factory_price_fen",
-                   "is_on_sale", "sort_order", "updated_at"]
+                   "is_on_sale", "price_review_pending", "sort_order", "updated_at"]
     column_labels = {"cover": "图片", "name": "名称", "category": "分类", "member_price_fen": "会员价",
                      "outlet_price_fen": "网点价", "factory_price_fen": "工厂店价", "is_on_sale": "在售",
-                     "sort_order": "排序", "updated_at": "更新时间", "category.name": "分类", "subtitle": "副标题"}
+                     "price_review_pending": "待财务核价", "sort_order": "排序", "updated_at": "更新时间",
+                     "category.name": "分类", "subtitle": "副标题"}
     column_searchable_list = ["name", "subtitle"]
-    column_filters = ["category.name", "is_on_sale"]
+    column_filters = ["category.name", "is_on_sale", "price_review_pending"]
     column_sortable_list = ["id", "name", ("category", "category.name"), "member_price_fen", "outlet_price_fen",
                             "factory_price_fen", "is_on_sale", "sort_order", "updated_at"]
     column_default_sort = [("sort_order", False), ("id", False)]
@@ -275,8 +292,9 @@ class ProductView(DataView):
 
     def on_model_change(self, form, model, is_created):
         prices = catalog.parse_tier_prices(form.member_price.data, form.outlet_price.data, form.factory_price.data)
-        model.member_price_fen, model.outlet_price_fen, model.factory_price_fen = (
-            prices.member_fen, prices.outlet_fen, prices.factory_fen)
+        catalog.set_product_terms(db.session, current_admin(), model, prices, on_sale=bool(form.is_on_sale.data),
+                                  is_new=is_created,
+                                  operator_max_bps=current_app.config["PRICE_CHANGE_OPERATOR_MAX_BPS"])
         db.session.flush()
         removed = [] if is_created else catalog.detach_images(db.session, model, set(form.remove_images.data or ()))
         saved = self._store_uploads()
@@ -304,6 +322,8 @@ class ProductView(DataView):
     def after_model_change(self, form, model, is_created):
         delete_stored(current_app.config["UPLOAD_FOLDER"], g.pop("files_to_delete", []))
         g.pop("stored_uploads", None)
+        if is_created and model.price_review_pending:
+            flash("新商品需财务核价后才能上架，已保存为下架状态。", "warning")
 
     @action("on_sale", "上架", "上架所选商品？")
     def action_on_sale(self, ids):
@@ -314,12 +334,12 @@ class ProductView(DataView):
         self._set_on_sale(ids, False)
 
     def _set_on_sale(self, ids, on_sale: bool) -> None:
-        with write_transaction(db.session):
-            for product in db.session.scalars(select(Product).where(Product.id.in_([int(i) for i in ids]))):
-                if product.is_on_sale != on_sale:
-                    self._audit(product, "update", {"changes": {"is_on_sale": [product.is_on_sale, on_sale]}})
-                    product.is_on_sale = on_sale
-        flash("已上架。" if on_sale else "已下架。", "success")
+        try:
+            catalog.set_products_on_sale(db.session, current_admin(), [int(i) for i in ids], on_sale)
+        except DomainError as exc:
+            flash(exc.message, "error")
+        else:
+            flash("已上架。" if on_sale else "已下架。", "success")
 
 
 # ---------------------------------------------------------------- network

@@ -1,11 +1,13 @@
 """A member seen by the operations team: identity, upline, team; relation correction; disable/enable.
-Any admin role may do both; the services audit every change."""
+Any admin may disable or enable; the relation, which decides where future commissions go, only finance or the
+superadmin may correct (the binding service refuses anyone else). The services audit every change."""
 from flask import Blueprint, render_template, request, session, url_for
 
 from ..extensions import db
+from ..models import MONEY_REVIEWERS
 from ..services import DomainError
 from ..services.accounts import member_overview, set_member_active
-from ..services.referrals import REFUSALS, correct_upline
+from ..services.referrals import CORRECTION_NEEDS_FINANCE, REFUSALS, correct_upline
 from ..web import redirect_after_post
 from .access import current_admin, require_admin
 
@@ -50,6 +52,9 @@ def active(user_id: int):
 def _detail_page(user_id: int, *, notice: str = "", error: str = "", status: int = 200, typed_into: str = ""):
     """The detail page; after a refused form, again with the message and what was typed into that form. A
     missing member is the service's NotFound: a 404."""
-    return render_template("admin/members/detail.html", admin=current_admin(),
+    admin = current_admin()
+    return render_template("admin/members/detail.html", admin=admin,
                            overview=member_overview(db.session, user_id), refusals=REFUSALS, notice=notice,
-                           error=error, typed=request.form, typed_into=typed_into), status
+                           error=error, typed=request.form, typed_into=typed_into,
+                           may_correct_upline=admin.role in MONEY_REVIEWERS,
+                           correction_needs_finance=CORRECTION_NEEDS_FINANCE), status

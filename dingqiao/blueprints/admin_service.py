@@ -5,7 +5,7 @@ from flask import Blueprint, render_template, request, url_for
 from ..extensions import db
 from ..models import CaseKind, CaseStatus
 from ..services import service_cases
-from ..web import redirect_after_post
+from ..web import arg_id, redirect_after_post
 from .access import current_admin, require_admin
 from .service import photo_storage, uploaded_photos
 
@@ -19,8 +19,8 @@ def queue():
     if status not in set(CaseStatus):
         status = ""
     return render_template("admin/service/queue.html", admin=current_admin(), status=status,
-                           rows=service_cases.admin_queue(db.session, status), statuses=list(CaseStatus),
-                           CaseKind=CaseKind, CaseStatus=CaseStatus)
+                           page=service_cases.admin_queue(db.session, status, arg_id("page")),
+                           statuses=list(CaseStatus), CaseKind=CaseKind, CaseStatus=CaseStatus)
 
 
 @bp.get("/<int:case_id>")

@@ -4,6 +4,7 @@ The ``ref`` of a share link is kept in the session from the first page view (see
 survives the OAuth round trip whatever page the person entered on.
 """
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
@@ -14,17 +15,32 @@ from ..extensions import db
 from ..models import BindingSource, ReferralBinding, User
 from ..services.accounts import clean_referral_code, login_wechat_user, record_member_login
 from ..services.cart import merge_guest_cart
+from ..services.logins import LoginClient, SessionPolicy, end_login_session, open_login_session
 from ..services.referrals import BindingRefused, bind_upline
 from ..wechat import WeChatError, WeChatSettings
 from ..wechat import oauth as wechat_oauth
 from ..web import parse_id
-from .access import current_member
+from .access import current_admin, current_member
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 REF_SESSION_KEY = "ref"
 STATE_SESSION_KEY = "oauth_state"
 NEXT_SESSION_KEY = "oauth_next"
+
+
+def member_policy(config) -> SessionPolicy:
+    return SessionPolicy(idle=timedelta(days=config["MEMBER_SESSION_IDLE_DAYS"]),
+                         lifetime=timedelta(days=config["MEMBER_SESSION_MAX_DAYS"]))
+
+
+def admin_policy(config) -> SessionPolicy:
+    return SessionPolicy(idle=timedelta(minutes=config["ADMIN_SESSION_IDLE_MINUTES"]),
+                         lifetime=timedelta(hours=config["ADMIN_SESSION_MAX_HOURS"]))
+
+
+def login_client() -> LoginClient:
+    return LoginClient(user_agent=request.user_agent.string, ip=request.remote_addr or "")
 
 
 @bp.before_app_request
@@ -118,6 +134,9 @@ def demo_login():
 
 @bp.post("/logout")
 def logout():
+    principal = current_member() or current_admin()
+    if principal is not None:
+        end_login_session(db.session, principal)  # a copied session or remember cookie stops working too
     session.clear()
     logout_user()  # after clear(): it leaves the note that makes Flask-Login delete the remember cookie
     return redirect(url_for("shop.home"))
@@ -130,6 +149,7 @@ def _start_session(user: User) -> None:
     session.clear()  # nothing else from before the login carries over, but the share code
     if ref:
         session[REF_SESSION_KEY] = ref
+    open_login_session(db.session, user, member_policy(current_app.config).lifetime, login_client())
     login_user(user, remember=True)
     session.permanent = True
     if ref and session.pop(REF_SESSION_KEY, None) and db.session.get(ReferralBinding, user.id) is None:

@@ -1,4 +1,4 @@
-"""我的: the member's own profile, identity, referral code and wallet summary."""
+"""我的: the member's own profile, identity, referral code and wallet summary, and the devices logged in."""
 import io
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..fonts import FontMissing
 from ..models import FactoryStore, Product, Region
+from ..services.logins import end_member_session, end_other_member_sessions, live_logins
 from ..services.posters import poster_input, poster_png
 from ..services.redemption import staff_outlet_ids
 from ..services.team import team_board, team_trends
@@ -17,6 +18,7 @@ from ..services.wallet import wallet_view
 from ..wechat import WeChatError, js_sdk
 from ..web import arg_id, error_response, parse_id, redirect_after_post, render_page
 from .access import current_member, require_member
+from .auth import member_policy
 
 bp = Blueprint("me", __name__, url_prefix="/me")
 bp.before_request(require_member)
@@ -121,3 +123,22 @@ def apply():
 def withdraw(application_id: int):
     withdraw_application(db.session, current_member().id, application_id)
     return redirect_after_post(url_for("me.upgrade"))
+
+
+@bp.get("/devices")
+def devices():
+    """登录设备: where the member is logged in, each with 退出, and 退出其他设备."""
+    return render_page("me/devices.html", logins=live_logins(db.session, current_member(),
+                                                               member_policy(current_app.config)))
+
+
+@bp.post("/devices/<int:login_session_id>/end")
+def end_device(login_session_id: int):
+    end_member_session(db.session, current_member(), login_session_id)
+    return redirect_after_post(url_for("me.devices"))
+
+
+@bp.post("/devices/end-others")
+def end_other_devices():
+    end_other_member_sessions(db.session, current_member())
+    return redirect_after_post(url_for("me.devices"))

@@ -11,7 +11,6 @@ import io
 
 import qrcode
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
-from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -50,7 +49,8 @@ def guard():
 
 
 def _per_user() -> str:
-    return f"user:{current_user.get_id()}"
+    # The person, not the login (get_id() names a login session): a second login gets no second budget.
+    return f"user:{current_member().id}"
 
 
 def _per_outlet() -> str:

@@ -1,21 +1,28 @@
-"""Machine endpoints WeChat calls (the pay notify, the server callback) and the JS-SDK config pages ask for.
+"""Machine endpoints WeChat calls (the pay and refund notifies, the server callback) and the JS-SDK config pages ask for.
 Answers WeChat in its XML (or "success"), never an HTML page."""
-from flask import Blueprint, current_app, request
+import time
 
-from ..extensions import csrf, db
-from ..services.payments import handle_pay_notification
-from ..models import BindingSource
+from flask import Blueprint, current_app, request
+from flask_limiter import RateLimitExceeded
+
+from ..extensions import csrf, db, limiter
+from ..services.payments import accept_pay_notification, record_refused_notify
+from ..models import BindingSource, RefusedNotifyReason
 from ..services.referrals import BindingRefused, bind_by_openid
+from ..services.refunds import accept_refund_notification
+from ..services.replay import NonceClaim, claim_nonce, release_nonce
 from ..wechat import WeChatError, js_sdk, pay_gateway
 from ..wechat.callback import (
     CallbackCrypto,
     ForgedCallback,
     MalformedCallback,
+    fresh_timestamp,
+    nonce_ok,
     parse_event,
     reply_to,
     signature_ok,
 )
-from ..wechat.pay import notify_reply
+from ..wechat.pay import InvalidNotification, notify_reply
 
 bp = Blueprint("wechat", __name__, url_prefix="/wechat")
 
@@ -25,17 +32,65 @@ MAX_NOTIFY_BYTES = 64 * 1024
 @bp.post("/pay/notify")
 @csrf.exempt  # WeChat signs the body instead; the signature is checked before anything else
 def pay_notify():
+    """A notify signed with our merchant key is always handled, whoever else sends from its address. Anything
+    else is counted per sender address (request.remote_addr: the client's behind PROXY_COUNT proxies) and
+    reason, within PAY_NOTIFY_JUNK_RATE; past it the sender gets 429 and nothing is written."""
+    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
+        return _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
     body = request.get_data(cache=False)
     if len(body) > MAX_NOTIFY_BYTES:
-        return _xml(notify_reply(False, "too large"), 413)
-    handled = handle_pay_notification(db.session, pay_gateway(current_app.config), body)
-    if handled:
+        return _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+    gateway = pay_gateway(current_app.config)
+    try:
+        notification = gateway.parse_notification(body)
+    except InvalidNotification as exc:
+        return _refused_notify(exc.reason, body, str(exc), 400)
+    if accept_pay_notification(db.session, gateway.settings, notification):
         return _xml(notify_reply(True))
     return _xml(notify_reply(False, "rejected"), 400)
 
 
+def _junk_notify_rate() -> str:
+    return current_app.config["PAY_NOTIFY_JUNK_RATE"]
+
+
+@limiter.limit(_junk_notify_rate, scope="pay-notify-refused")
+def _count_refused_notify(reason: str, body: bytes, detail: str) -> None:
+    # The limit is checked (and spent) on entry, so a sender over it has nothing written.
+    record_refused_notify(db.session, request.remote_addr or "", reason, body, detail)
+
+
+def _refused_notify(reason: str, body: bytes, detail: str, status: int):
+    try:
+        _count_refused_notify(reason, body, detail)
+    except RateLimitExceeded:
+        return _xml(notify_reply(False, "too many refused notifies"), 429)
+    return _xml(notify_reply(False, "too large" if status == 413 else "rejected"), status)
+
+
 def _xml(body: str, status: int = 200):
     return body, status, {"Content-Type": "application/xml; charset=utf-8"}
+
+
+@bp.post("/pay/refund-notify")
+@csrf.exempt  # WeChat encrypts the result with our API key instead; it is decrypted before anything is believed
+def refund_notify():
+    """The result of a refund WeChat accepted (REFUND_NOTIFY_PATH, sent as notify_url with every refund). Junk
+    is counted and rate-limited like junk pay notifies."""
+    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
+        return _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
+    body = request.get_data(cache=False)
+    if len(body) > MAX_NOTIFY_BYTES:
+        return _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+    try:
+        result = pay_gateway(current_app.config).parse_refund_notification(body)
+    except InvalidNotification as exc:
+        return _refused_notify(exc.reason, body, f"refund notify: {exc}", 400)
+    if accept_refund_notification(db.session, result):
+        return _xml(notify_reply(True))
+    current_app.logger.warning("refund notify for %s refused: amount %s differs", result.out_refund_no,
+                               result.refund_fee)
+    return _xml(notify_reply(False, "rejected"), 400)
 
 
 JS_API_LIST = ["getLocation", "scanQRCode", "updateAppMessageShareData", "updateTimelineShareData"]
@@ -62,18 +117,26 @@ def jssdk_config():
 @csrf.exempt  # WeChat signs every request instead; the signature is checked first
 def callback():
     """服务器配置: the URL-verification handshake (GET) and messages and events (POST). Every request must carry
-    a valid signature; with WECHAT_ENCODING_AES_KEY set (safe or compatible mode) a POST must also be encrypted
+    a valid signature, a timestamp within WECHAT_CALLBACK_MAX_SKEW_SECONDS and a nonce not used by another
+    request (docs/wechat-callback.md, "Replays"); with WECHAT_ENCODING_AES_KEY set (safe or compatible mode) a POST must also be encrypted
     and carry a valid msg_signature, and the reply goes back encrypted. A follow or scan of a member's parametric
     QR binds the follower to that member; follows and messages get a text reply with links into the H5."""
     args, config = request.args, current_app.config
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     if not signature_ok(config["WECHAT_TOKEN"], args.get("signature", ""), timestamp, nonce):
         return _text("invalid signature", 403)
+    now, max_skew = int(time.time()), config["WECHAT_CALLBACK_MAX_SKEW_SECONDS"]
+    issued = fresh_timestamp(timestamp, now, max_skew)
+    if issued is None or not nonce_ok(nonce):
+        return _text("stale timestamp or malformed nonce", 403)
     if request.method == "GET":
-        return _text(args.get("echostr", ""))
+        echostr = args.get("echostr", "")
+        if claim_nonce(db.session, issued, nonce, echostr.encode(), oldest=now - max_skew) is NonceClaim.REUSED:
+            return _text("nonce already used", 403)
+        return _text(echostr)  # echoing a repeat again is harmless
     if (request.content_length or 0) > MAX_NOTIFY_BYTES:
         return _text("too large", 413)
-    body = request.get_data(cache=False)
+    body = raw_body = request.get_data(cache=False)
     if len(body) > MAX_NOTIFY_BYTES:
         return _text("too large", 413)
     crypto = None
@@ -93,6 +156,14 @@ def callback():
             current_app.logger.warning("wechat callback: an encrypted message, but WECHAT_ENCODING_AES_KEY is empty")
         current_app.logger.info("wechat callback: malformed message: %s", exc)
         return _text("malformed", 400)
+    # Only now, once the message is known to be well-formed (and in safe mode genuine): a forgery must not use
+    # up the nonce of the real request it copied.
+    claim = claim_nonce(db.session, issued, nonce, raw_body, oldest=now - max_skew)
+    if claim is NonceClaim.REPEAT:
+        return _text("success")  # a retry of a message already acted on: once is enough, and WeChat stops
+    if claim is NonceClaim.REUSED:
+        current_app.logger.warning("wechat callback: a used nonce with another body refused (replay)")
+        return _text("nonce already used", 403)
     if event.referral_code:
         source = BindingSource.FOLLOW if event.kind == "subscribe" else BindingSource.QRCODE
         try:
@@ -100,6 +171,10 @@ def callback():
                            protection_days=config["BINDING_PROTECTION_DAYS"])
         except BindingRefused:
             pass  # kept as a refused attempt; the follower still gets the welcome
+        except Exception:
+            # Not acted on (the database was busy, …): WeChat's retry of this very request must be acted on.
+            release_nonce(db.session, issued, nonce)
+            raise
     if event.kind == "unsubscribe":
         current_app.logger.info("wechat unsubscribe: openid=%s", event.openid)
     reply = reply_to(event, config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/"))

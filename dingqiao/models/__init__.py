@@ -1,6 +1,7 @@
 """All models, imported here so that SQLAlchemy's registry and Alembic see every table."""
 from .audit import AuditChainHead, AuditLog
 from .catalog import CartItem, Category, Product, ProductImage
+from .logins import LoginSession
 from .messages import DeliveryStatus, OutboxMessage
 from .money import (
     CommissionKind,
@@ -9,6 +10,8 @@ from .money import (
     CommissionStatus,
     LedgerEntry,
     LedgerKind,
+    RefusedNotify,
+    RefusedNotifyReason,
     Wallet,
     Withdrawal,
     WithdrawalStatus,
@@ -46,6 +49,7 @@ from .service import (
     ServiceMessage,
     ServicePhoto,
 )
+from .security import CallbackNonce, RateLimitCounter
 from .stock import RestockItem, RestockOrder, RestockStatus, StockLevel, StockMovement, StockReason
 from .upgrades import (
     OPEN_APPLICATION,

@@ -27,6 +27,7 @@ class Product(db.Model):
         CheckConstraint(
             "member_price_fen > 0 AND outlet_price_fen > 0 AND factory_price_fen > 0", name="prices_positive"
         ),
+        CheckConstraint("NOT (price_review_pending AND is_on_sale)", name="priced_before_sale"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -39,6 +40,9 @@ class Product(db.Model):
     outlet_price_fen: Mapped[int]
     factory_price_fen: Mapped[int]
     is_on_sale: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An operator created it: off sale until finance (or the superadmin) has checked its prices and put it on
+    # sale (docs/admin.md, "Who may change what moves money").
+    price_review_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     sort_order: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -5,7 +5,7 @@ Invariant (checked by a CLI command): each wallet's balances equal the sums of i
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -186,3 +186,32 @@ class Withdrawal(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reviewed_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
+
+
+class RefusedNotifyReason(StrEnum):
+    BAD_SIGNATURE = "bad_signature"  # not signed with our merchant key
+    MALFORMED = "malformed"  # not a notify's XML, or its fields missing or out of range
+    DTD = "dtd"
+    TOO_LARGE = "too_large"
+
+
+class RefusedNotify(db.Model):
+    """Pay notifies refused before a word of them was believed, one row per source address and reason, counted:
+    a flood of junk stays one row instead of burying the signed notifies a person must look at (those stay
+    ``PaymentEvent`` rows)."""
+
+    __tablename__ = "refused_notifies"
+    __table_args__ = (
+        UniqueConstraint("source", "reason"),
+        one_of("reason", RefusedNotifyReason, "reason"),
+        CheckConstraint("count > 0", name="count_positive"),
+        Index("ix_refused_notifies_last_seen_at", "last_seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(45))  # the sender's IP address, as the rate limit sees it
+    reason: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int]
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    last_detail: Mapped[str] = mapped_column(Text, default="")  # what was wrong, and the start of the body

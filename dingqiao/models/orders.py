@@ -6,7 +6,7 @@ PAID → REFUNDED. Every transition is one conditional UPDATE on ``status``.
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -129,13 +129,24 @@ class PaymentEventKind(StrEnum):
     AFTER_CANCEL = "after_cancel"  # money arrived for a cancelled order: needs a refund
     DOUBLE_PAYMENT = "double_payment"  # a second, different transaction for an order already paid
     MALFORMED = "malformed"
+    # WeChat reports money moved (a refund paid, a payout made) that we had already recorded as not moved: finance
+    # must reconcile it by hand. BAD_SIGNATURE and MALFORMED are no longer written (refused_notifies counts
+    # those); they stay for rows written before.
+    LATE_RESULT = "late_result"
 
 
 class PaymentEvent(db.Model):
     """Every pay notify or order-query result we saw, kept for admins; the odd ones need someone's attention."""
 
     __tablename__ = "payment_events"
-    __table_args__ = (one_of("kind", PaymentEventKind, "kind"),)
+    __table_args__ = (
+        one_of("kind", PaymentEventKind, "kind"),
+        CheckConstraint("refund_state IS NULL OR refund_state IN ('processing', 'succeeded', 'failed')",
+                        name="refund_state"),
+        # One refund offer per WeChat transaction, however many times (and however concurrently) its notify comes.
+        Index("uq_payment_events_refund_offer", "transaction_id", unique=True,
+              sqlite_where=text("kind = 'after_cancel'"), postgresql_where=text("kind = 'after_cancel'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), index=True)
@@ -146,14 +157,20 @@ class PaymentEvent(db.Model):
     needs_attention: Mapped[bool] = mapped_column(default=False)
     resolved_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Money for a cancelled order going back (after_cancel): the refund number in flight or to use next, and
+    # what WeChat said of it — processing, succeeded (the event is then resolved) or failed, with the reason.
+    refund_no: Mapped[str | None] = mapped_column(String(32), unique=True)
+    refund_state: Mapped[str | None] = mapped_column(String(16))
+    refund_reason: Mapped[str] = mapped_column(String(200), default="")
 
 
 class RefundStatus(StrEnum):
     REQUESTED = "requested"
-    APPROVED = "approved"
+    APPROVED = "approved"  # sent to WeChat, no answer yet (or none that says what happened)
+    PROCESSING = "processing"  # WeChat accepted it; its result comes by notify or query
     REJECTED = "rejected"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    FAILED = "failed"  # refused by WeChat, or closed after it accepted it (then wechat_refund_id is set)
 
 
 class Refund(db.Model):
@@ -165,7 +182,10 @@ class Refund(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Stable across retries of one WeChat refund; a retry after WeChat closed the refund gets a new one
+    # (…-2, …-3: the closed number would only ever answer "closed").
     out_refund_no: Mapped[str] = mapped_column(String(32), unique=True)
+    wechat_refund_id: Mapped[str | None] = mapped_column(String(64))  # set once WeChat accepted this number
     amount_fen: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=RefundStatus.REQUESTED)
     reason: Mapped[str] = mapped_column(String(256), default="")

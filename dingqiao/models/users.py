@@ -4,7 +4,7 @@ from enum import StrEnum
 
 from flask_login import UserMixin
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -21,7 +21,34 @@ class Identity(StrEnum):
         return {"member": "会员", "outlet": "核销网点", "factory": "工厂店"}[self.value]
 
 
-class User(UserMixin, db.Model):
+class LoginPrincipal(UserMixin):
+    """What Flask-Login sees of a member or an admin. The id it keeps in the session and the remember cookie
+    (``get_id``) names the login session the request came with (``LoginSession``), not the person: every login
+    gets its own id, which the server can end. ``login_id`` and ``login_session_id`` are set when a login
+    session is opened or loaded; ``session_version`` is bumped whenever what the account may do changes, which
+    ends every login session opened before."""
+
+    login_id: str | None = None
+    login_session_id: int | None = None
+
+    def get_id(self) -> str | None:
+        return self.login_id
+
+    # UserMixin compares get_id(): two objects for one person from two logins must still be equal.
+    def __eq__(self, other):
+        if isinstance(other, LoginPrincipal):
+            return type(self) is type(other) and self.id == other.id
+        return NotImplemented
+
+    __hash__ = object.__hash__
+
+    def _end_sessions_on_change(self, key: str, value):
+        if getattr(self, key) != value:
+            self.session_version = (self.session_version or 0) + 1
+        return value
+
+
+class User(LoginPrincipal, db.Model):
     """A person using the H5. One identity at a time; the menu and the price tier follow it."""
 
     __tablename__ = "users"
@@ -42,6 +69,7 @@ class User(UserMixin, db.Model):
     # service decides what it means.
     signup_ref_code: Mapped[str | None] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_version: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 
@@ -49,8 +77,9 @@ class User(UserMixin, db.Model):
         foreign_keys="ReferralBinding.user_id", back_populates="user", uselist=False
     )
 
-    def get_id(self) -> str:
-        return f"user:{self.id}"
+    @validates("is_active")
+    def _account_changed(self, key: str, value):
+        return self._end_sessions_on_change(key, value)
 
     @property
     def identity_enum(self) -> Identity:
@@ -74,8 +103,9 @@ class AdminRole(StrEnum):
 MONEY_REVIEWERS = frozenset({AdminRole.FINANCE, AdminRole.SUPERADMIN})
 
 
-class AdminUser(UserMixin, db.Model):
-    """An operations-team account for the desktop admin pages. Username and hashed password."""
+class AdminUser(LoginPrincipal, db.Model):
+    """An operations-team account for the desktop admin pages. Username and hashed password; consecutive wrong
+    passwords lock the account for a while (services/accounts.py)."""
 
     __tablename__ = "admin_users"
     __table_args__ = (one_of("role", AdminRole, "role"),)
@@ -85,11 +115,15 @@ class AdminUser(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default=AdminRole.OPERATOR)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_version: Mapped[int] = mapped_column(default=0)
+    failed_logins: Mapped[int] = mapped_column(default=0)  # wrong passwords since the last good one
+    locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 
-    def get_id(self) -> str:
-        return f"admin:{self.id}"
+    @validates("password_hash", "role", "is_active")
+    def _account_changed(self, key: str, value):
+        return self._end_sessions_on_change(key, value)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

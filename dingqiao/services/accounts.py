@@ -4,13 +4,15 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import NoReturn
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..db import write_transaction
+from ..db import run, write_transaction
 from ..models import (
     AdminRole,
     AdminUser,
@@ -26,8 +28,10 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..wechat.oauth import WeChatProfile
-from . import DomainError, NotFound
+from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
+from .logins import LoginClient, open_login_session
+from .periods import CHINA
 
 # No 0/O, 1/I/L: codes are read aloud and typed from posters.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -45,6 +49,10 @@ class InvalidCredentials(DomainError):
 
 class AccountDisabled(DomainError):
     status = 403
+
+
+class AccountLocked(DomainError):
+    status = 429
 
 
 def new_referral_code() -> str:
@@ -132,25 +140,116 @@ def create_admin(session: Session, username: str, password: str, role: str = Adm
 
 # Checked when the username is unknown, so that a wrong name costs as long as a wrong password.
 _UNKNOWN_ADMIN_HASH = generate_password_hash("no such admin")
+MAX_AUDITED_USERNAME = 64
 
 
-def authenticate_admin(session: Session, username: str, password: str) -> AdminUser:
-    """Check the password first — a deliberately slow hash — and only then take the write lock to record
-    the login, so a flood of wrong passwords never holds up payments on SQLite."""
-    admin = session.execute(select(AdminUser).where(AdminUser.username == username.strip())).scalar_one_or_none()
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """``failures`` wrong passwords in a row lock an admin account for ``first_lock``; each further wrong
+    password after that doubles it, up to ``longest_lock``. A right password resets the count."""
+
+    failures: int = 5
+    first_lock: timedelta = timedelta(minutes=1)
+    longest_lock: timedelta = timedelta(hours=1)
+
+    def lock_for(self, failures: int) -> timedelta | None:
+        if failures < self.failures:
+            return None
+        doublings = min(failures - self.failures, 20)  # 2**20 minutes is far past any sane longest lock
+        return min(self.first_lock * 2**doublings, self.longest_lock)
+
+
+def _locked_message(until: datetime) -> str:
+    local = until.replace(tzinfo=timezone.utc).astimezone(CHINA)
+    return f"密码错误次数过多，该账号已暂时锁定，请于 {local:%H:%M} 后再试。"
+
+
+_COUNT_FAILURE = (update(AdminUser).where(AdminUser.id == bindparam("admin_id"))
+                  .values(failed_logins=AdminUser.failed_logins + 1).returning(AdminUser.failed_logins))
+_LOCK = update(AdminUser).where(AdminUser.id == bindparam("admin_id")).values(locked_until=bindparam("until"))
+# A right password counts only while the account is not locked, checked again under the write lock: of
+# parallel guesses sent as the count crosses the limit, none that lands after the lock gets in.
+_LOG_IN = (update(AdminUser)
+           .where(AdminUser.id == bindparam("admin_id"), AdminUser.is_active.is_(True),
+                  (AdminUser.locked_until.is_(None)) | (AdminUser.locked_until <= bindparam("now")))
+           .values(failed_logins=0, locked_until=None, last_login_at=bindparam("now")))
+
+
+def authenticate_admin(session: Session, username: str, password: str, client: LoginClient,
+                       lockout: LockoutPolicy, lifetime: timedelta) -> AdminUser:
+    """Check the password and open a login session of ``lifetime``. Check it first — a deliberately slow hash —
+    and only then take the write lock, so a flood of wrong passwords never holds up payments on SQLite.
+
+    Every refusal is audited with the name tried, the address and the reason. Wrong passwords count towards
+    the account's lockout (``LockoutPolicy``); while it is locked even the right password is refused, unchecked,
+    with the time to try again."""
+    username, now = username.strip(), utcnow()
+    admin = session.execute(select(AdminUser).where(AdminUser.username == username)).scalar_one_or_none()
     if admin is None:
         check_password_hash(_UNKNOWN_ADMIN_HASH, password)
-        raise InvalidCredentials("用户名或密码错误。")
-    if not admin.is_active or not admin.check_password(password):
-        raise InvalidCredentials("用户名或密码错误。")
+        _refuse(session, None, username, client, "unknown_user")
+    if admin.locked_until is not None and admin.locked_until > now:
+        _refuse(session, admin.id, username, client, "locked", locked_until=admin.locked_until)
+    if not admin.check_password(password):
+        _refuse(session, admin.id, username, client, "wrong_password", lockout=lockout)
+    if not admin.is_active:
+        _refuse(session, admin.id, username, client, "disabled")
     with write_transaction(session):
-        admin = session.get(AdminUser, admin.id)
-        admin.last_login_at = utcnow()
-        record_audit(
-            session, actor_kind="admin", actor_id=admin.id, action="admin.login", target_type="admin_user",
-            target_id=admin.id,
-        )
-    return admin
+        if not run(session, _LOG_IN, {"admin_id": admin.id, "now": now}).rowcount:
+            admin = session.get(AdminUser, admin.id)
+            locked_until = admin.locked_until if admin.is_active else None
+            _audit_refusal(session, admin.id, username, client, "locked" if locked_until else "disabled",
+                           locked_until)
+        else:
+            admin = session.get(AdminUser, admin.id)
+            record_audit(session, actor_kind="admin", actor_id=admin.id, action="admin.login",
+                         target_type="admin_user", target_id=admin.id, detail={"ip": client.ip})
+            open_login_session(session, admin, lifetime, client)
+            return admin
+    raise AccountLocked(_locked_message(locked_until)) if locked_until else InvalidCredentials("用户名或密码错误。")
+
+
+def _refuse(session: Session, admin_id: int | None, username: str, client: LoginClient, reason: str, *,
+            lockout: LockoutPolicy | None = None, locked_until: datetime | None = None) -> NoReturn:
+    """Audit a refused admin login, count a wrong password towards the lockout, and raise the refusal."""
+    with write_transaction(session):
+        if lockout is not None:
+            failures = run(session, _COUNT_FAILURE, {"admin_id": admin_id}).scalar_one()
+            if (lock := lockout.lock_for(failures)) is not None:
+                locked_until = utcnow() + lock
+                run(session, _LOCK, {"admin_id": admin_id, "until": locked_until})
+        _audit_refusal(session, admin_id, username, client, reason, locked_until)
+    if locked_until is not None:
+        raise AccountLocked(_locked_message(locked_until))
+    raise InvalidCredentials("用户名或密码错误。")
+
+
+def _audit_refusal(session: Session, admin_id: int | None, username: str, client: LoginClient, reason: str,
+                   locked_until: datetime | None) -> None:
+    detail = {"username": username[:MAX_AUDITED_USERNAME], "ip": client.ip, "reason": reason}
+    if locked_until is not None:
+        detail["locked_until"] = locked_until.isoformat(timespec="seconds")
+    record_audit(session, actor_kind="system", actor_id=None, action="admin.login_failed",
+                 target_type="admin_user", target_id=admin_id or "", detail=detail)
+
+
+def locked_admins(session: Session) -> list[AdminUser]:
+    """Admin accounts locked now by wrong passwords, for the superadmin's login page."""
+    return list(session.scalars(select(AdminUser).where(AdminUser.locked_until > utcnow())
+                                .order_by(AdminUser.username)))
+
+
+def unlock_admin(session: Session, actor: AdminUser, admin_id: int) -> None:
+    """A superadmin lifts a lockout (the real admin locked out by someone guessing). Audited."""
+    if actor.role != AdminRole.SUPERADMIN:
+        raise Forbidden("只有超级管理员可以解除锁定。")
+    with write_transaction(session):
+        changed = session.execute(update(AdminUser).where(AdminUser.id == admin_id)
+                                  .values(failed_logins=0, locked_until=None)).rowcount
+        if not changed:
+            raise NotFound("该管理员不存在。")
+        record_audit(session, actor_kind="admin", actor_id=actor.id, action="admin.unlock",
+                     target_type="admin_user", target_id=admin_id)
 
 
 def admin_reason(raw: str | None, missing: str = "") -> str:
@@ -167,15 +266,17 @@ def admin_reason(raw: str | None, missing: str = "") -> str:
 def set_member_active(session: Session, admin: AdminUser, user_id: int, active: bool, reason: str) -> bool:
     """Disable or enable a member account, audited. Returns False, writing nothing, when it already was so.
 
-    A disabled member's session ends at their next request (the login loader refuses inactive accounts) and
-    both login paths refuse them. Money is left alone: the wallet stays and pending withdrawals are not
-    cancelled — finance reviews them."""
+    Every login of the member ends at once (a new ``session_version``, as ``User.is_active`` bumps it on any
+    change through the ORM; this UPDATE bypasses that, so it bumps it itself), and both login paths refuse a
+    disabled member. Money is left alone: the wallet stays and pending withdrawals are not cancelled — finance
+    reviews them."""
     reason = admin_reason(reason, "" if active else "请填写停用原因。")
     with write_transaction(session):
         if session.get(User, user_id) is None:
             raise NotFound("会员不存在。")
         changed = session.execute(
-            update(User).where(User.id == user_id, User.is_active == (not active)).values(is_active=active)
+            update(User).where(User.id == user_id, User.is_active == (not active))
+            .values(is_active=active, session_version=User.session_version + 1)
         ).rowcount
         if changed:
             record_audit(session, actor_kind="admin", actor_id=admin.id,

@@ -6,16 +6,28 @@ are built once, here, with bound parameters, so SQLAlchemy reuses the compiled f
 hashing them again; each is one query, its stock and cover picture as correlated subqueries. They run on the
 session's connection, past the ORM's bookkeeping (half the cost): they see what is committed or flushed.
 """
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from sqlalchemy import BigInteger, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import run
-from ..models import Category, LocationKind, Outlet, Product, ProductImage, SiteStatus, StockLevel, StockLocation
+from ..db import run, write_transaction
+from ..models import (
+    MONEY_REVIEWERS,
+    AdminUser,
+    Category,
+    LocationKind,
+    Outlet,
+    Product,
+    ProductImage,
+    SiteStatus,
+    StockLevel,
+    StockLocation,
+)
 from ..money import format_yuan
 from ..uploads import SavedImage
 from . import DomainError, NotFound
+from .audit import changed_fields, record_audit, snapshot
 from .withdrawals import parse_yuan
 
 PAGE_SIZE = 10
@@ -175,6 +187,12 @@ class CatalogError(DomainError):
     pass
 
 
+class PriceChangeNeedsFinance(CatalogError):
+    """A change of what money comes in that only finance (or the superadmin) may make."""
+
+    status = 403
+
+
 @dataclass(frozen=True)
 class TierPrices:
     member_fen: int
@@ -182,11 +200,15 @@ class TierPrices:
     factory_fen: int
 
 
+PRICE_COLUMNS = ("member_price_fen", "outlet_price_fen", "factory_price_fen")  # in TierPrices' order
+PRICE_LABELS = ("会员价", "网点价", "工厂店价")
+
+
 def parse_tier_prices(member: str | None, outlet: str | None, factory: str | None) -> TierPrices:
     """The three identity prices from what the admin typed in yuan. A factory store buys at or below an
     outlet and an outlet at or below a member — otherwise the upgrade would make goods dearer."""
     prices = []
-    for label, raw in (("会员价", member), ("网点价", outlet), ("工厂店价", factory)):
+    for label, raw in zip(PRICE_LABELS, (member, outlet, factory)):
         try:
             fen = parse_yuan(raw)
         except DomainError:
@@ -198,6 +220,67 @@ def parse_tier_prices(member: str | None, outlet: str | None, factory: str | Non
     if not factory_fen <= outlet_fen <= member_fen:
         raise CatalogError("价格需满足：工厂店价 ≤ 网点价 ≤ 会员价。")
     return TierPrices(member_fen, outlet_fen, factory_fen)
+
+
+def change_bps(old_fen: int, new_fen: int) -> int:
+    """How far a price moves, in basis points of the old one, rounded up (a move of 20.01 % is more than 20 %)."""
+    return -(-abs(new_fen - old_fen) * 10_000 // old_fen)
+
+
+def set_product_terms(session: Session, admin: AdminUser, product: Product, prices: TierPrices, *, on_sale: bool,
+                      is_new: bool, operator_max_bps: int) -> None:
+    """What a product sells at and whether it is on sale, as an admin sets them: the one place that decides
+    who may, for the product form and the bulk on/off-sale actions alike. Joins the caller's write transaction.
+
+    An operator may move each price by at most ``operator_max_bps`` of the current price, either way. A product
+    an operator creates starts off sale and waits for finance: its prices were never checked against anything,
+    and stock of it can be booked in by an operator, so it could otherwise be sold at any price. Until finance
+    (or the superadmin) puts it on sale, the operator may still correct its prices freely — nobody can buy it.
+    Refused with PriceChangeNeedsFinance, nothing written."""
+    # No flush before the prices are set: a new product's row cannot be written without them.
+    with write_transaction(session), session.no_autoflush:
+        reviewer = admin.role in MONEY_REVIEWERS
+        if is_new:
+            product.price_review_pending = not reviewer
+        else:
+            # The prices the change is measured against, held until commit so two edits cannot add up unseen.
+            session.refresh(product, [*PRICE_COLUMNS, "price_review_pending"], with_for_update=True)
+            if not reviewer and not product.price_review_pending:
+                current = (getattr(product, column) for column in PRICE_COLUMNS)
+                too_far = [label for label, old, new in zip(PRICE_LABELS, current, astuple(prices))
+                           if change_bps(old, new) > operator_max_bps]
+                if too_far:
+                    raise PriceChangeNeedsFinance(f"{'、'.join(too_far)}调整超过 {operator_max_bps / 100:g}%"
+                                                  "（与现价相比），需财务或超级管理员修改。")
+            if on_sale and product.price_review_pending and not reviewer:
+                raise PriceChangeNeedsFinance(_awaiting_review([product.name]))
+        if on_sale and reviewer:
+            product.price_review_pending = False
+        for column, fen in zip(PRICE_COLUMNS, astuple(prices)):
+            setattr(product, column, fen)
+        product.is_on_sale = on_sale and not product.price_review_pending
+
+
+def set_products_on_sale(session: Session, admin: AdminUser, product_ids: list[int], on_sale: bool) -> int:
+    """Put products on or off sale in bulk: each through ``set_product_terms`` at its current prices, so the
+    same rule holds, and audited as an edit of that product. One refusal refuses the whole batch, nothing
+    written. Returns how many changed."""
+    changed = 0
+    with write_transaction(session):
+        for product in session.scalars(select(Product).where(Product.id.in_(product_ids)).order_by(Product.id)):
+            before = snapshot(product)
+            current = TierPrices(*(getattr(product, column) for column in PRICE_COLUMNS))
+            set_product_terms(session, admin, product, current, on_sale=on_sale, is_new=False, operator_max_bps=0)
+            changes = changed_fields(before, snapshot(product))
+            if changes:
+                record_audit(session, actor_kind="admin", actor_id=admin.id, action="products.update",
+                             target_type="products", target_id=product.id, detail={"changes": changes})
+                changed += 1
+    return changed
+
+
+def _awaiting_review(names: list[str]) -> str:
+    return f"{'、'.join(f'「{name}」' for name in names)}需财务核价后才能上架（运营新建的商品由财务或超级管理员上架）。"
 
 
 def attach_images(session: Session, product: Product, saved: list[SavedImage]) -> None:

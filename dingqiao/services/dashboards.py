@@ -1,14 +1,17 @@
 """Dashboards for outlets and factory stores (pickups, sales and fees; regional sales by day and by outlet, the
 outlet ranking and restock volume) and the operations team's overview. Each series is one query over the
 period (``periods.bucket_sums``)."""
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import (
-    ApplicationStatus,
+    MONEY_REVIEWERS,
+    AdminUser,
+    AuditLog,
     CaseStatus,
     CommissionKind,
     CommissionLine,
@@ -18,18 +21,19 @@ from ..models import (
     Order,
     OrderStatus,
     Outlet,
+    Product,
     Refund,
-    RefundStatus,
     RestockItem,
     ServiceCase,
     StockMovement,
     StockReason,
     User,
     Withdrawal,
-    WithdrawalStatus,
 )
 from ..models.base import utcnow
+from .catalog import PRICE_COLUMNS, PRICE_LABELS, change_bps
 from .periods import Buckets, bucket_sums, china_midnight, china_today, days_between, last_months
+from .queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 
 PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
 EARNED = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
@@ -149,6 +153,29 @@ class PeriodFigures:
 
 
 @dataclass(frozen=True)
+class MoneyChange:
+    """A change of what money comes in or where it goes, as the dashboard lists it: a product's prices (a new
+    product's have no old value) or a member's upline (id and name, None for nobody)."""
+
+    at: datetime
+    admin: str
+    kind: str  # "price", "new_product" or "upline"
+    target_id: int
+    target_name: str
+    prices: tuple[tuple[str, int | None, int], ...] = ()  # (label, old fen, new fen)
+    old_upline: tuple[int, str] | None = None
+    new_upline: tuple[int, str] | None = None
+
+
+MONEY_CHANGE_DAYS = 7
+MONEY_CHANGES_SHOWN = 50
+# A smaller move than an operator may make alone (PRICE_CHANGE_OPERATOR_MAX_BPS) is already worth a look.
+PRICE_NOTICE_BPS = 500
+# The audit actions they are read from (the product table's writes, services/referrals.correct_upline).
+NEW_PRODUCT, PRODUCT_EDITED, UPLINE_CORRECTED = "products.create", "products.update", "member.upline_corrected"
+
+
+@dataclass(frozen=True)
 class AdminOverview:
     today: PeriodFigures
     month: PeriodFigures
@@ -158,6 +185,7 @@ class AdminOverview:
     orders_awaiting_pickup: int
     cases_open: int
     applications_in_review: int
+    money_changes: list[MoneyChange]
 
 
 def _period_figures(session: Session, start: datetime, end: datetime) -> PeriodFigures:
@@ -175,7 +203,7 @@ def admin_overview(session: Session, now: datetime | None = None) -> AdminOvervi
     today, month = china_today(now), last_months(now, 1)
     waiting, waiting_fen = session.execute(
         select(func.count(), func.coalesce(func.sum(Withdrawal.amount_fen), 0))
-        .where(Withdrawal.status == WithdrawalStatus.REQUESTED)
+        .where(WITHDRAWALS_WAITING)
     ).one()
 
     def count(model, *conditions) -> int:
@@ -185,11 +213,61 @@ def admin_overview(session: Session, now: datetime | None = None) -> AdminOvervi
         today=_period_figures(session, china_midnight(today), china_midnight(today + timedelta(days=1))),
         month=_period_figures(session, month.start, month.end),
         withdrawals_pending=int(waiting), withdrawals_pending_fen=int(waiting_fen),
-        refunds_pending=count(Refund, Refund.status == RefundStatus.REQUESTED),
+        refunds_pending=count(Refund, REFUNDS_WAITING),
         orders_awaiting_pickup=count(Order, Order.status == OrderStatus.PAID),
         cases_open=count(ServiceCase, ServiceCase.status == CaseStatus.OPEN),
-        applications_in_review=count(IdentityApplication, IdentityApplication.status == ApplicationStatus.REVIEW),
+        applications_in_review=count(IdentityApplication, APPLICATIONS_WAITING),
+        money_changes=money_changes(session, now),
     )
+
+
+def money_changes(session: Session, now: datetime) -> list[MoneyChange]:
+    """The last week's changes that move money, newest first, from the audit log: every price change an
+    operator made (however small: many small steps add up), finance's of at least PRICE_NOTICE_BPS, new
+    products and every upline correction, each with who made it and old → new."""
+    rows = session.execute(
+        select(AuditLog, AdminUser.username, AdminUser.role).join(AdminUser, AdminUser.id == AuditLog.actor_id)
+        .where(AuditLog.created_at >= now - timedelta(days=MONEY_CHANGE_DAYS), AuditLog.actor_kind == "admin",
+               or_(AuditLog.action.in_([NEW_PRODUCT, UPLINE_CORRECTED]),
+                   (AuditLog.action == PRODUCT_EDITED) & AuditLog.detail.contains("_price_fen")))
+        .order_by(AuditLog.id.desc())
+    ).all()
+    picked = []
+    for row, admin, role in rows:
+        detail = json.loads(row.detail)
+        if row.action == PRODUCT_EDITED and role in MONEY_REVIEWERS and not any(
+                change_bps(*detail["changes"][column]) >= PRICE_NOTICE_BPS
+                for column in PRICE_COLUMNS if column in detail["changes"]):
+            continue
+        picked.append((row, admin, detail))
+        if len(picked) == MONEY_CHANGES_SHOWN:
+            break
+    corrections = [detail for row, _admin, detail in picked if row.action == UPLINE_CORRECTED]
+    user_ids = {int(row.target_id) for row, _admin, _detail in picked if row.action == UPLINE_CORRECTED} | {
+        detail[key] for detail in corrections for key in ("old_upline_id", "new_upline_id") if detail[key]}
+    product_ids = {int(row.target_id) for row, _admin, _detail in picked if row.action != UPLINE_CORRECTED}
+    users = {user.id: user.display_name for user in session.scalars(select(User).where(User.id.in_(user_ids)))}
+    products = dict(session.execute(select(Product.id, Product.name).where(Product.id.in_(product_ids))).all())
+
+    def member(user_id: int | None) -> tuple[int, str] | None:
+        return (user_id, users.get(user_id, f"#{user_id}")) if user_id else None
+
+    def change(row: AuditLog, admin: str, detail: dict) -> MoneyChange:
+        target_id = int(row.target_id)
+        if row.action == UPLINE_CORRECTED:
+            return MoneyChange(row.created_at, admin, "upline", target_id, member(target_id)[1],
+                               old_upline=member(detail["old_upline_id"]), new_upline=member(detail["new_upline_id"]))
+        if row.action == NEW_PRODUCT:
+            kind, prices = "new_product", tuple((label, None, detail["values"][column])
+                                                for label, column in zip(PRICE_LABELS, PRICE_COLUMNS))
+        else:
+            kind, prices = "price", tuple((label, *detail["changes"][column])
+                                          for label, column in zip(PRICE_LABELS, PRICE_COLUMNS)
+                                          if column in detail["changes"])
+        return MoneyChange(row.created_at, admin, kind, target_id, products.get(target_id, f"#{target_id}"),
+                           prices=prices)
+
+    return [change(*picked_row) for picked_row in picked]
 
 
 def sales_trend(session: Session, now: datetime | None = None, days: int = DEFAULT_DAYS) -> dict:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import DeliveryStatus, OutboxMessage, User
 from ..models.base import utcnow
+from ..paging import Page, page_of
 
 LEASE = timedelta(minutes=5)
 # WeChat errcodes no retry can fix: the template or the message is wrong — an admin must look.
@@ -154,10 +155,10 @@ def template_data(message: OutboxMessage) -> dict:
             "remark": {"value": "点击查看详情"}}
 
 
-def failed_messages(session: Session, limit: int = 100) -> list[OutboxMessage]:
-    """For the admin pages: messages WeChat would not take, newest first."""
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == DeliveryStatus.FAILED)
-                                .order_by(OutboxMessage.id.desc()).limit(limit)))
+def failed_messages(session: Session, page: int | None = None) -> Page:
+    """For the admin pages: messages WeChat would not take, newest first, a page at a time."""
+    return page_of(session, select(OutboxMessage).where(OutboxMessage.status == DeliveryStatus.FAILED)
+                   .order_by(OutboxMessage.id.desc()), page, scalars=True)
 
 
 def retry_failed(session: Session, message_id: int) -> bool:

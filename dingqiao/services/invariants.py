@@ -18,6 +18,8 @@ from ..models import (
     OrderItem,
     OrderStatus,
     Outlet,
+    Refund,
+    RefundStatus,
     RestockItem,
     RestockOrder,
     StockLevel,
@@ -27,6 +29,7 @@ from ..models import (
     Withdrawal,
     WithdrawalStatus,
 )
+from .queues import REFUNDS_WAITING
 
 EXPECTED_LINE_STATES = {
     OrderStatus.PENDING_PAYMENT: set(),
@@ -39,7 +42,8 @@ EXPECTED_LINE_STATES = {
 
 
 def check_money(session: Session) -> list[str]:
-    return _wallets_match_ledger(session) + _wallets_match_lines_and_withdrawals(session) + _orders_match_lines(session)
+    return (_wallets_match_ledger(session) + _wallets_match_lines_and_withdrawals(session)
+            + _orders_match_lines(session) + _orders_match_refunds(session))
 
 
 def _wallets_match_ledger(session: Session) -> list[str]:
@@ -122,6 +126,29 @@ def _orders_match_lines(session: Session) -> list[str]:
         cap = caps.get(order.rule_version_id)
         if cap is not None and sum(line.amount_fen for line in lines) > order.total_fen * cap // 10_000:
             problems.append(f"order {order.order_no}: lines exceed the payout cap")
+    return problems
+
+
+def _orders_match_refunds(session: Session) -> list[str]:
+    """A refund's effects follow WeChat's result only: an order is REFUNDED exactly when one of its refunds
+    succeeded, and its after-sales flag is up exactly while one refund is open (asked, sent, at WeChat, or failed
+    and waiting for finance)."""
+    def per_order(condition) -> defaultdict[int, int]:
+        return defaultdict(int, session.execute(
+            select(Refund.order_id, func.count()).where(condition).group_by(Refund.order_id)).all())
+
+    succeeded, still_open = per_order(Refund.status == RefundStatus.SUCCEEDED), per_order(REFUNDS_WAITING)
+    problems = []
+    for order_id, order_no, status, after_sales_open in session.execute(
+        select(Order.id, Order.order_no, Order.status, Order.after_sales_open)
+        .where((Order.status == OrderStatus.REFUNDED) | Order.after_sales_open
+               | Order.id.in_(select(Refund.order_id)))
+    ):
+        if succeeded[order_id] != (status == OrderStatus.REFUNDED):
+            problems.append(f"order {order_no} is {status} with {succeeded[order_id]} succeeded refund(s)")
+        if still_open[order_id] != int(after_sales_open):
+            problems.append(
+                f"order {order_no}: after-sales open {after_sales_open}, {still_open[order_id]} open refund(s)")
     return problems
 
 

@@ -4,14 +4,25 @@ import json
 import secrets
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
-from ..models import Order, OrderStatus, Payment, PaymentEvent, PaymentEventKind, PaymentStatus, User
+from ..models import (
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentStatus,
+    RefundStatus,
+    RefusedNotify,
+    User,
+)
 from ..models.base import utcnow
 from ..wechat import WeChatError, WeChatSettings
-from ..wechat.pay import InvalidNotification, PayError, PayGateway
+from ..wechat.pay import InvalidNotification, PayError, PayGateway, PayNotification
 from . import NotFound
 from .orders import (
     OrderError,
@@ -43,6 +54,23 @@ _ADD_PAYMENT = insert(Payment)
 _PAYMENT_PAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
                  .values(status=PaymentStatus.PAID, transaction_id=bindparam("paid_by"), paid_at=bindparam("now")))
 _ADD_EVENT = insert(PaymentEvent)
+
+
+def _count_refused(dialect_insert):
+    """One statement per refused notify, whatever the flood: the row of its (source, reason) is created or counted
+    up atomically, so concurrent refusals never lose a count nor collide on the unique key."""
+    return dialect_insert(RefusedNotify).values(
+        source=bindparam("source"), reason=bindparam("reason"), count=1, first_seen_at=bindparam("now"),
+        last_seen_at=bindparam("now"), last_detail=bindparam("detail"),
+    ).on_conflict_do_update(
+        index_elements=[RefusedNotify.source, RefusedNotify.reason],
+        set_={"count": RefusedNotify.count + 1, "last_seen_at": bindparam("now"), "last_detail": bindparam("detail")},
+    )
+
+
+_COUNT_REFUSED = {"sqlite": _count_refused(sqlite.insert), "postgresql": _count_refused(postgresql.insert)}
+REFUSED_DETAIL_CHARS = 1000
+REFUSED_SHOWN = 20
 
 
 def new_pickup_code(session: Session) -> str:
@@ -83,20 +111,40 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
 
 
 def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes) -> bool:
-    """A pay notify from WeChat. True: answer SUCCESS (handled, or nothing more to do); False: answer FAIL
-    (nothing changed; WeChat will retry, and the event is recorded for an admin)."""
+    """A pay notify's body from within the app (demo pay, tests), so a refused one has no sender address; the
+    notify endpoint takes the same two steps with its rate limit between them. True: answer SUCCESS; False:
+    answer FAIL (WeChat will retry)."""
     try:
         notification = gateway.parse_notification(body)
     except InvalidNotification as exc:
-        kind = PaymentEventKind.BAD_SIGNATURE if exc.reason == "bad_signature" else PaymentEventKind.MALFORMED
-        # Kept for an admin to read; a NUL goes too, as Postgres cannot store one in text.
-        detail = body[:2000].decode("utf-8", "replace").replace("\x00", "\ufffd")
-        _record(session, kind, detail=detail, needs_attention=True)
+        record_refused_notify(session, "", exc.reason, body, str(exc))
         return False
+    return accept_pay_notification(session, gateway.settings, notification)
+
+
+def record_refused_notify(session: Session, source: str, reason: str, body: bytes, detail: str = "") -> None:
+    """Count a notify refused before any of it was believed (``RefusedNotifyReason``) against its sender's
+    address; the last one's ``detail`` and the start of its body are kept for an admin to read."""
+    # A NUL goes, as Postgres cannot store one in text.
+    sample = f"{detail}\n{body[:REFUSED_DETAIL_CHARS].decode('utf-8', 'replace')}".replace("\x00", "\ufffd")
+    with write_transaction(session):
+        run(session, _COUNT_REFUSED[session.get_bind().dialect.name],
+            {"source": source, "reason": reason, "now": utcnow(), "detail": sample[:2 * REFUSED_DETAIL_CHARS]})
+
+
+def recent_refused_notifies(session: Session, limit: int = REFUSED_SHOWN) -> list[RefusedNotify]:
+    """For finance's page: the senders of refused notifies seen most recently, with their counts."""
+    return list(session.scalars(select(RefusedNotify).order_by(RefusedNotify.last_seen_at.desc(), RefusedNotify.id)
+                                .limit(limit)))
+
+
+def accept_pay_notification(session: Session, expected: WeChatSettings, notification: PayNotification) -> bool:
+    """A notify signed with our merchant key. True: answer SUCCESS (handled, or nothing more to do); False:
+    answer FAIL (nothing changed; WeChat will retry, and the event is recorded for an admin)."""
     if not notification.result_ok:
         return True  # WeChat reports a failed payment: the order simply stays unpaid
     return apply_payment(
-        session, gateway.settings, out_trade_no=notification.out_trade_no,
+        session, expected, out_trade_no=notification.out_trade_no,
         transaction_id=notification.transaction_id, total_fee=notification.total_fee,
         mch_id=notification.mch_id, appid=notification.appid, raw=notification.raw,
     )
@@ -133,49 +181,21 @@ def cancel_member_order(session: Session, gateway: PayGateway, user_id: int, ord
     return cancel_order(session, user_id, order_no)
 
 
-def refund_stray_payment(session: Session, gateway: PayGateway, admin, event_id: int) -> PaymentEvent:
-    """Money that arrived for a cancelled order goes back to the payer (finance only). The event is claimed
-    first, and the refund number is derived from it, so a second click or a retry never refunds twice."""
-    from .refunds import _require_finance  # the same rule as for order refunds
-
-    _require_finance(admin)
-    with write_transaction(session):
-        claimed = session.execute(
-            update(PaymentEvent)
-            .where(PaymentEvent.id == event_id, PaymentEvent.kind == PaymentEventKind.AFTER_CANCEL,
-                   PaymentEvent.resolved_at.is_(None))
-            .values(resolved_at=utcnow())
-        ).rowcount
-        if not claimed:
-            raise OrderError("该笔款项已处理，或不是已取消订单的付款。")
-        event = session.get(PaymentEvent, event_id)
-    try:
-        gateway.refund(out_trade_no=event.out_trade_no, out_refund_no=f"RS{event.id:010d}",
-                       total_fee=event.amount_fen, refund_fee=event.amount_fen)
-    except WeChatError as exc:
-        with write_transaction(session):
-            session.execute(update(PaymentEvent).where(PaymentEvent.id == event_id).values(resolved_at=None))
-        raise OrderError(f"微信退款失败：{exc.message}") from exc
-    with write_transaction(session):
-        record_audit(session, actor_kind="admin", actor_id=admin.id, action="payment.stray_refund",
-                     target_type="payment_event", target_id=event_id,
-                     detail={"out_trade_no": event.out_trade_no, "amount_fen": event.amount_fen})
-    return event
-
-
 def resolve_payment_event(session: Session, admin, event_id: int) -> None:
     """Finance has looked at an odd notify (forged, mismatched, …) and dealt with it outside the system.
-    Finance only: closing a "paid after cancel" event this way ends the refund of that money."""
+    Finance only: closing a "paid after cancel" event this way ends the refund of that money — but not while a
+    refund of it is with WeChat, whose result must still be seen."""
     from .refunds import _require_finance
 
     _require_finance(admin)
     with write_transaction(session):
         done = session.execute(
-            update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.resolved_at.is_(None))
+            update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.resolved_at.is_(None),
+                                       PaymentEvent.refund_state.is_distinct_from(RefundStatus.PROCESSING))
             .values(resolved_at=utcnow())
         ).rowcount
         if not done:
-            raise OrderError("该记录已处理。")
+            raise OrderError("该记录已处理，或其退款正在微信处理中。")
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="payment.event_resolved",
                      target_type="payment_event", target_id=event_id)
 
@@ -254,7 +274,13 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
             return True
         status = run(session, _ORDER_STATUS, {"order_id": order.id}).scalar()
         if status == OrderStatus.CANCELLED:
-            record(PaymentEventKind.AFTER_CANCEL, True)  # money for a cancelled order: an admin refunds it
+            # Money for a cancelled order: an admin refunds it, from the one offer this transaction gets (a
+            # unique index; a savepoint turns a repeated or concurrent delivery into a duplicate).
+            try:
+                with session.begin_nested():
+                    record(PaymentEventKind.AFTER_CANCEL, True)
+            except IntegrityError:
+                record(PaymentEventKind.DUPLICATE, False)
         elif payment is not None and payment.transaction_id == transaction_id:
             record(PaymentEventKind.DUPLICATE, False)
         else:
@@ -262,7 +288,15 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
         return True
 
 
-def _record(session: Session, kind: PaymentEventKind, *, detail: str, needs_attention: bool) -> None:
+def record_late_result(session: Session, *, reference: str, wechat_id: str, amount_fen: int, detail: str) -> None:
+    """WeChat says money moved that our books say did not (a refund succeeded after we marked it failed or
+    rejected; a payout paid after its money went back to the wallet): never dropped silently, one event for
+    finance per WeChat id. Joins the caller's transaction."""
     with write_transaction(session):
-        session.add(PaymentEvent(kind=kind, detail=detail, needs_attention=needs_attention))
+        known = session.scalar(select(PaymentEvent.id).where(PaymentEvent.kind == PaymentEventKind.LATE_RESULT,
+                                                             PaymentEvent.transaction_id == wechat_id[:64]))
+        if known is None:
+            session.add(PaymentEvent(kind=PaymentEventKind.LATE_RESULT, out_trade_no=reference[:64],
+                                     transaction_id=wechat_id[:64], amount_fen=amount_fen, detail=detail,
+                                     needs_attention=True))
 

@@ -3,7 +3,8 @@
 Refused, with the reason kept: an unknown code, binding to oneself, a cycle (the upline is already in the
 person's own team), an already bound person (unless the protection-period setting lets a relation that
 never led to a purchase be replaced). The tree is kept as a closure table (team_paths) so team queries are
-index range scans. An admin may correct a relation whatever its lock (``correct_upline``), audited.
+index range scans. Finance (or the superadmin) may correct a relation whatever its lock (``correct_upline``),
+audited.
 """
 from datetime import datetime, timedelta
 
@@ -12,9 +13,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import serialize_writers, write_transaction
-from ..models import AdminUser, BindingAttempt, BindingSource, Order, OrderStatus, ReferralBinding, TeamPath, User
+from ..models import (
+    MONEY_REVIEWERS,
+    AdminUser,
+    BindingAttempt,
+    BindingSource,
+    Order,
+    OrderStatus,
+    ReferralBinding,
+    TeamPath,
+    User,
+)
 from ..models.base import utcnow
-from . import DomainError, NotFound
+from . import DomainError, Forbidden, NotFound
 from .accounts import admin_reason, clean_referral_code, new_referral_code
 from .audit import record_audit
 
@@ -34,6 +45,7 @@ CORRECTION_REFUSALS = {  # reason → (status, message): what an admin is told, 
     "unchanged": (409, "新推荐人与现在的相同，无需修改。"),
     "already_root": (409, "该会员现在没有推荐人，无需修改。"),
 }
+CORRECTION_NEEDS_FINANCE = "改绑推荐人会改变之后佣金的去向，需财务或超级管理员操作。"
 
 
 class BindingRefused(DomainError):
@@ -106,12 +118,16 @@ def correct_upline(session: Session, admin: AdminUser, user_id: int, raw_code: s
     an empty code nobody does (the member becomes a root; returns None). The member's whole team moves along.
 
     Unlike a member's own binding it ignores the lock and the protection period — overriding them is its
-    point — and the new binding (source ADMIN) is locked for good. Refused with CorrectionRefused, nothing
-    written: an unknown code or inactive upline, the member themself, a cycle, no change. Checked and moved
-    under the same lock as ``bind_upline``, so no pair of bindings and corrections can make a cycle together.
+    point — and the new binding (source ADMIN) is locked for good. It redirects every future commission of the
+    member's whole team, so only finance or the superadmin may make it: anyone else gets Forbidden, whatever
+    page or path they came by. Refused with CorrectionRefused, nothing written: an unknown code or inactive
+    upline, the member themself, a cycle, no change. Checked and moved under the same lock as ``bind_upline``,
+    so no pair of bindings and corrections can make a cycle together.
 
     Commission lines already written are not changed, whether frozen or settled: an order's beneficiaries are
     fixed when it is paid, so only orders paid after the correction follow the new tree."""
+    if admin.role not in MONEY_REVIEWERS:
+        raise Forbidden(CORRECTION_NEEDS_FINANCE)
     reason = admin_reason(reason, "请填写改绑原因。")
     wanted = (raw_code or "").strip()
     now = now or utcnow()

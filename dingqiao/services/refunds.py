@@ -1,26 +1,44 @@
-"""Refunds of paid orders not yet picked up: the member asks, finance decides, WeChat pays back.
+"""Refunds of paid orders (and after-sales refunds of picked-up ones): the member asks, finance decides,
+WeChat pays back — and only WeChat's *result* finishes a refund.
 
 Approval claims the refund (REQUESTED/FAILED → APPROVED) before calling WeChat, so two admins clicking at
-once cannot refund twice; the out_refund_no makes a retried call idempotent at WeChat as well.
+once cannot refund twice; the out_refund_no makes a retried call idempotent at WeChat as well. WeChat's "yes" to
+the request only means it accepted the refund (PROCESSING); the result comes by the refund notify, by the
+query right after the request, or by the cron's query. Only a success moves the order to REFUNDED, releases
+its stock and reverses its commissions (once: the refund row moves out of APPROVED/PROCESSING by a
+conditional update in that transaction). A refund WeChat closes or cannot deliver fails and changes nothing
+else: the order stays paid (or picked up) with its after-sales open, for finance to retry or reject.
 """
+import logging
+from datetime import datetime
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import MONEY_REVIEWERS, AdminUser, Order, OrderStatus, Refund, RefundStatus
+from ..models import (
+    MONEY_REVIEWERS,
+    AdminUser,
+    Order,
+    OrderStatus,
+    PaymentEvent,
+    PaymentEventKind,
+    Refund,
+    RefundStatus,
+)
 from ..models.base import utcnow
-from ..wechat.pay import PayError, PayGateway
+from ..wechat.pay import PayError, PayGateway, RefundResult, RefundState
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .orders import release_order_stock, transition
+from .payments import record_late_result
 from .settlement import on_order_refunded
 
 MAX_REASON_LENGTH = 200
-# Refund answers that certainly mean "nothing was refunded"; anything else (no answer, SYSTEMERROR,
-# BIZERR_NEED_RETRY) may hide a refund, so the refund stays APPROVED for a retry with the same number.
-REFUND_NOT_DONE = {"NOTENOUGH", "TRADE_OVERDUE", "USER_ACCOUNT_ABNORMAL", "INVALID_TRANSACTIONID", "PARAM_ERROR",
-                   "ORDERNOTEXIST", "INVALID_REQUEST", "ERROR", "FREQUENCY_LIMITED", "TRADE_STATE_ERROR",
-                   "SIGNERROR", "XML_FORMAT_ERROR", "APPID_NOT_EXIST", "MCHID_NOT_EXIST"}
+# Waiting for WeChat's answer or result: the cron asks WeChat about these.
+IN_FLIGHT = (RefundStatus.APPROVED, RefundStatus.PROCESSING)
+
+log = logging.getLogger(__name__)
 
 
 class RefundError(DomainError):
@@ -90,55 +108,255 @@ def _clean_reason(raw: str | None, missing: str) -> str:
 
 
 def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int) -> Refund:
+    """Refund at WeChat, or push an unfinished refund on: a refund without an answer is sent again with the same
+    number; one WeChat accepted is asked about; one WeChat closed is sent again under a new number."""
     _require_finance(admin)
     with write_transaction(session):
+        refund = session.get(Refund, refund_id)
+        if refund is None:
+            raise NotFound("退款不存在。")
+        if refund.status == RefundStatus.PROCESSING:
+            claimed = False
+        else:
+            values = {"status": RefundStatus.APPROVED, "reviewed_by_admin_id": admin.id, "reviewed_at": utcnow()}
+            if refund.status == RefundStatus.FAILED and refund.wechat_refund_id:
+                # WeChat closed that refund (or could not deliver it): its number would only ever answer so. A
+                # new number is a new refund, and WeChat never refunds more than was paid in total.
+                values |= {"out_refund_no": _next_refund_number(refund.out_refund_no), "wechat_refund_id": None}
+            claimed = session.execute(
+                # APPROVED too: a request without an answer is sent again with the same number, which WeChat
+                # refunds at most once.
+                update(Refund).where(Refund.id == refund_id, Refund.status == refund.status,
+                                     Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED,
+                                                        RefundStatus.APPROVED]))
+                .values(**values)
+            ).rowcount
+            if not claimed:
+                raise RefundError("该退款已处理。")
+            record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.approve",
+                         target_type="refund", target_id=refund_id,
+                         detail={"out_refund_no": values.get("out_refund_no", refund.out_refund_no),
+                                 "amount_fen": refund.amount_fen})
+    session.refresh(refund)
+    order = session.get(Order, refund.order_id)
+    if claimed:
+        try:
+            wechat_refund_id = gateway.refund(out_trade_no=order.order_no, out_refund_no=refund.out_refund_no,
+                                              total_fee=order.total_fen, refund_fee=refund.amount_fen)
+        except PayError as exc:
+            if not exc.definite:
+                # No answer, or "try again": WeChat may have taken it. Stay APPROVED; approving again repeats
+                # the same out_refund_no, and the cron asks WeChat meanwhile.
+                raise RefundError(f"微信退款结果未知（{exc.message}），请稍后再次点击同意重试。") from exc
+            with write_transaction(session):
+                session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
+                                .values(status=RefundStatus.FAILED, reject_reason=exc.message[:200]))
+                record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.failed",
+                             target_type="refund", target_id=refund_id, detail={"reason": exc.message[:200]})
+            raise RefundError(f"微信退款失败：{exc.message}") from exc
+        with write_transaction(session):
+            session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
+                            .values(status=RefundStatus.PROCESSING, wechat_refund_id=wechat_refund_id))
+    # A refund to the buyer's WeChat balance is usually done within seconds: one query finishes most of them
+    # here; the others wait for the notify or the cron.
+    try:
+        result = gateway.query_refund(refund.out_refund_no)
+    except PayError:
+        result = None
+    if result is not None:
+        apply_refund_result(session, result)
+    session.refresh(refund)
+    if refund.status == RefundStatus.FAILED:
+        raise RefundError(f"微信退款失败：{refund.reject_reason}")
+    return refund
+
+
+def apply_refund_result(session: Session, result: RefundResult) -> bool:
+    """WeChat's result for one of our refund numbers, from the notify or a query. Its effects happen once:
+    only the call that moves the refund out of APPROVED/PROCESSING applies them; True when this call did.
+    A result for an amount other than the refund's changes nothing. A result still in progress only records
+    its reason (退款异常) for finance. A success for a refund we no longer wait for — marked failed or rejected
+    meanwhile — is not dropped: finance gets a late-result event to reconcile."""
+    with write_transaction(session):
+        refund = session.scalar(select(Refund).where(Refund.out_refund_no == result.out_refund_no))
+        if refund is None or result.refund_fee != refund.amount_fen:
+            return False
+        if result.state == RefundState.PROCESSING:
+            if result.reason:
+                session.execute(update(Refund).where(Refund.id == refund.id, Refund.status.in_(IN_FLIGHT))
+                                .values(status=RefundStatus.PROCESSING, reject_reason=result.reason[:200]))
+            return False
+        now = utcnow()
+        final = {"status": result.state.value, "wechat_refund_id": result.refund_id}
+        if result.state == RefundState.SUCCEEDED:
+            final["completed_at"] = now
+        else:
+            final["reject_reason"] = result.reason[:200]
+        moved = session.execute(
+            update(Refund).where(Refund.id == refund.id, Refund.out_refund_no == result.out_refund_no,
+                                 Refund.status.in_(IN_FLIGHT))
+            .values(**final)
+        ).rowcount
+        order = session.get(Order, refund.order_id)
+        if not moved:
+            if result.state == RefundState.SUCCEEDED and refund.status != RefundStatus.SUCCEEDED:
+                record_late_result(session, reference=order.order_no, wechat_id=result.refund_id or result.out_refund_no,
+                                   amount_fen=refund.amount_fen,
+                                   detail=f"微信已退款 {result.out_refund_no}，但系统中该退款为「{refund.status}」，请核对订单与退款")
+            return False  # a duplicate notify, or the query and the notify both told us
+        if result.state == RefundState.SUCCEEDED:
+            picked_up = order.status == OrderStatus.COMPLETED
+            if not transition(session, order.id, OrderStatus.COMPLETED if picked_up else OrderStatus.PAID,
+                              OrderStatus.REFUNDED, refunded_at=now, after_sales_open=False):
+                # WeChat has paid the money back but the order moved on: never lose that fact.
+                raise RuntimeError(f"order {order.order_no} changed state while refund {refund.id} was being paid")
+            if not picked_up:
+                release_order_stock(session, order)  # goods handed over stay with the buyer
+            session.refresh(order)
+            on_order_refunded(session, order)
+        record_audit(session, actor_kind="system", actor_id=None, action=f"refund.{result.state.value}",
+                     target_type="order", target_id=order.order_no,
+                     detail={"refund_id": refund.id, "out_refund_no": result.out_refund_no,
+                             "amount_fen": refund.amount_fen, "reason": result.reason})
+    return True
+
+
+def accept_refund_notification(session: Session, result: RefundResult) -> bool:
+    """A refund-result notify that decrypted with our key. True: answer SUCCESS (applied, a duplicate, or none
+    of our refunds); False: answer FAIL — its amount is not the refund's — and nothing changed."""
+    refund_fee = session.scalar(select(Refund.amount_fen).where(Refund.out_refund_no == result.out_refund_no))
+    if refund_fee is None:
+        stray_fee = session.scalar(select(PaymentEvent.amount_fen).where(PaymentEvent.refund_no == result.out_refund_no))
+        if stray_fee is not None and stray_fee != result.refund_fee:
+            return False
+        apply_stray_refund_result(session, result)
+        return True
+    if refund_fee != result.refund_fee:
+        return False
+    apply_refund_result(session, result)
+    return True
+
+
+def reconcile_refunds(session: Session, gateway: PayGateway, asked_before: datetime, batch: int = 200) -> int:
+    """For cron: ask WeChat about refunds sent before ``asked_before`` whose result never came (a lost notify, or
+    a request without an answer); apply what is final. Returns how many were finished. A refund WeChat does
+    not know, or cannot tell about now, is left for finance's retry or the next run."""
+    due = session.execute(
+        select(Refund.id, Refund.out_refund_no, Refund.status)
+        .where(Refund.status.in_(IN_FLIGHT), Refund.reviewed_at <= asked_before)
+        .order_by(Refund.reviewed_at).limit(batch)
+    ).all()
+    due_stray = session.scalars(
+        select(PaymentEvent.refund_no).where(PaymentEvent.refund_state == RefundStatus.PROCESSING)
+        .order_by(PaymentEvent.id).limit(batch)
+    ).all()
+    finished = 0
+    for refund_no in due_stray:
+        try:
+            finished += apply_stray_refund_result(session, gateway.query_refund(refund_no))
+        except PayError:
+            continue  # not known at WeChat (yet): finance's retry sends it again under the same number
+        except Exception:  # noqa: BLE001 - one refund that cannot be finished must not stop the others
+            session.rollback()
+            log.exception("reconcile: refund %s could not be finished", refund_no)
+    for refund_id, out_refund_no, status in due:
+        try:
+            result = gateway.query_refund(out_refund_no)
+        except PayError:
+            continue
+        try:
+            if status == RefundStatus.APPROVED:
+                with write_transaction(session):  # WeChat knows the number: it accepted the request after all
+                    session.execute(update(Refund).where(Refund.id == refund_id,
+                                                         Refund.status == RefundStatus.APPROVED)
+                                    .values(status=RefundStatus.PROCESSING, wechat_refund_id=result.refund_id))
+            finished += apply_refund_result(session, result)
+        except Exception:  # noqa: BLE001 - one refund that cannot be finished must not stop the others
+            session.rollback()
+            log.exception("reconcile: refund %s could not be finished", out_refund_no)
+    return finished
+
+
+def refund_stray_payment(session: Session, gateway: PayGateway, admin: AdminUser, event_id: int) -> PaymentEvent:
+    """Money that arrived for a cancelled order goes back to the payer (finance only), and — like an order's
+    refund — is done only when WeChat says so. The event is claimed with its refund number (RS + its id) before
+    WeChat is called: a second click or a retry sends the same number, which WeChat refunds at most once. It
+    stays in the queue while processing; a success resolves it; a refund WeChat refused or closed is shown
+    failed, and its retry uses a new number only after WeChat closed the old one."""
+    _require_finance(admin)
+    with write_transaction(session):
+        event = session.get(PaymentEvent, event_id)
+        if event is None or event.kind != PaymentEventKind.AFTER_CANCEL or event.resolved_at is not None:
+            raise RefundError("该笔款项已处理，或不是已取消订单的付款。")
+        number = event.refund_no or f"RS{event.id:010d}"
         claimed = session.execute(
-            update(Refund)
-            # APPROVED too: if WeChat refunded but our last step failed, approving again finishes it (the same
-            # out_refund_no never refunds twice at WeChat).
-            .where(Refund.id == refund_id,
-                   Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED, RefundStatus.APPROVED]))
-            .values(status=RefundStatus.APPROVED, reviewed_by_admin_id=admin.id, reviewed_at=utcnow())
+            update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.resolved_at.is_(None),
+                                       PaymentEvent.refund_state.is_not_distinct_from(event.refund_state))
+            .values(refund_no=number, refund_state=RefundStatus.PROCESSING, refund_reason="")
         ).rowcount
         if not claimed:
-            raise RefundError("该退款已处理。")
-    refund = session.get(Refund, refund_id)
-    order = session.get(Order, refund.order_id)
+            raise RefundError("该笔款项正在处理，请刷新后再试。")
+        record_audit(session, actor_kind="admin", actor_id=admin.id, action="payment.stray_refund",
+                     target_type="payment_event", target_id=event_id,
+                     detail={"out_trade_no": event.out_trade_no, "out_refund_no": number,
+                             "amount_fen": event.amount_fen})
     try:
-        gateway.refund(out_trade_no=order.order_no, out_refund_no=refund.out_refund_no,
-                       total_fee=order.total_fen, refund_fee=refund.amount_fen)
+        gateway.refund(out_trade_no=event.out_trade_no, out_refund_no=number, total_fee=event.amount_fen,
+                       refund_fee=event.amount_fen)
     except PayError as exc:
-        if exc.err_code not in REFUND_NOT_DONE:
-            # No answer, or "try again": WeChat may have refunded. Stay APPROVED; approving again repeats
-            # the same out_refund_no, which WeChat refunds at most once.
-            raise RefundError(f"微信退款结果未知（{exc.message}），请稍后再次点击同意重试。") from exc
+        if not exc.definite:
+            raise RefundError(f"微信退款结果未知（{exc.message}），请稍后再次点击重试。") from exc
         with write_transaction(session):
-            session.execute(update(Refund).where(Refund.id == refund_id)
-                            .values(status=RefundStatus.FAILED, reject_reason=exc.message[:200]))
-            record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.failed",
-                         target_type="order", target_id=order.order_no, detail={"refund_id": refund_id})
+            session.execute(update(PaymentEvent).where(PaymentEvent.id == event_id, PaymentEvent.refund_no == number,
+                                                       PaymentEvent.refund_state == RefundStatus.PROCESSING)
+                            .values(refund_state=RefundStatus.FAILED, refund_reason=exc.message[:200]))
         raise RefundError(f"微信退款失败：{exc.message}") from exc
+    try:
+        apply_stray_refund_result(session, gateway.query_refund(number))
+    except PayError:
+        pass  # the notify or the cron will tell
+    session.refresh(event)
+    if event.refund_state == RefundStatus.FAILED:
+        raise RefundError(f"微信退款失败：{event.refund_reason}")
+    return event
+
+
+def apply_stray_refund_result(session: Session, result: RefundResult) -> bool:
+    """WeChat's result for the refund of money that arrived for a cancelled order (see ``apply_refund_result``
+    for the rules; nothing but the event itself changes). True when this call finished it."""
     with write_transaction(session):
-        finished = session.execute(
-            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
-            .values(status=RefundStatus.SUCCEEDED, completed_at=utcnow())
-        ).rowcount
-        if not finished:
-            # Two approvals at once: WeChat refunded once (same out_refund_no) and the other one finished it.
-            raise RefundError("该退款已处理。")
-        picked_up = order.status == OrderStatus.COMPLETED
-        if not transition(session, order.id, OrderStatus.COMPLETED if picked_up else OrderStatus.PAID,
-                          OrderStatus.REFUNDED, refunded_at=utcnow(), after_sales_open=False):
-            # WeChat has paid the money back but the order moved on: never lose that fact.
-            raise RuntimeError(f"order {order.order_no} changed state while refund {refund_id} was being paid")
-        if not picked_up:
-            release_order_stock(session, order)  # goods handed over stay with the buyer
-        session.refresh(order)
-        on_order_refunded(session, order)
-        record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.approve", target_type="order",
-                     target_id=order.order_no, detail={"refund_id": refund_id, "amount_fen": refund.amount_fen})
-    session.refresh(refund)
-    return refund
+        event = session.scalar(select(PaymentEvent).where(PaymentEvent.refund_no == result.out_refund_no))
+        if event is None or result.refund_fee != event.amount_fen:
+            return False
+        in_flight = (PaymentEvent.id == event.id, PaymentEvent.refund_no == result.out_refund_no,
+                     PaymentEvent.refund_state == RefundStatus.PROCESSING)
+        if result.state == RefundState.PROCESSING:
+            if result.reason:
+                session.execute(update(PaymentEvent).where(*in_flight).values(refund_reason=result.reason[:200]))
+            return False
+        if result.state == RefundState.SUCCEEDED:
+            values = {"refund_state": RefundStatus.SUCCEEDED, "refund_reason": "", "resolved_at": utcnow()}
+        else:  # closed: this number will only ever answer so, the retry gets the next one
+            values = {"refund_state": RefundStatus.FAILED, "refund_reason": result.reason[:200],
+                      "refund_no": _next_refund_number(result.out_refund_no)}
+        moved = session.execute(update(PaymentEvent).where(*in_flight).values(**values)).rowcount
+        if not moved:
+            if result.state == RefundState.SUCCEEDED and event.refund_state != RefundStatus.SUCCEEDED:
+                record_late_result(session, reference=event.out_trade_no, wechat_id=result.refund_id or result.out_refund_no,
+                                   amount_fen=event.amount_fen,
+                                   detail=f"微信已退款 {result.out_refund_no}（已取消订单的付款），但系统中未在等待它，请核对")
+            return False
+        record_audit(session, actor_kind="system", actor_id=None, action=f"payment.stray_refund_{values['refund_state']}",
+                     target_type="payment_event", target_id=event.id,
+                     detail={"out_refund_no": result.out_refund_no, "amount_fen": event.amount_fen,
+                             "reason": result.reason})
+    return True
+
+
+def _next_refund_number(out_refund_no: str) -> str:
+    """RF…01 → RF…01-2 → RF…01-3: the refund's numbers stay recognisable as one."""
+    base, _, attempt = out_refund_no.partition("-")
+    return f"{base}-{int(attempt or 1) + 1}"
 
 
 def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: str) -> Refund:

@@ -10,7 +10,7 @@ Payment between the parties is settled offline (B2B invoice); the order records 
 """
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ..db import write_transaction
@@ -242,13 +242,15 @@ def restock_for(session: Session, party: Party, restock_id: int) -> RestockOrder
     return order
 
 
-def restocks_of(session: Session, location_id: int, *, incoming: bool, limit: int = 50) -> list[RestockOrder]:
-    """A location's restock orders: those it placed (incoming goods) or those it supplies."""
+def restock_orders(location_id: int, *, incoming: bool) -> Select:
+    """A location's restock orders, newest first: those it placed (incoming goods) or those it supplies."""
     column = RestockOrder.to_location_id if incoming else RestockOrder.from_location_id
-    return list(session.scalars(
-        select(RestockOrder).where(column == location_id).options(selectinload(RestockOrder.items))
-        .order_by(RestockOrder.id.desc()).limit(limit)
-    ))
+    return (select(RestockOrder).where(column == location_id).options(selectinload(RestockOrder.items))
+            .order_by(RestockOrder.id.desc()))
+
+
+def restocks_of(session: Session, location_id: int, *, incoming: bool, limit: int = 50) -> list[RestockOrder]:
+    return list(session.scalars(restock_orders(location_id, incoming=incoming).limit(limit)))
 
 
 def location_name(session: Session, location_id: int) -> str:

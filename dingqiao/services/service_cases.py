@@ -35,6 +35,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..money import format_yuan
+from ..paging import Page, page_of
 from ..uploads import SavedImage, UploadRefused, removed_on_failure, save_image
 from . import DomainError, NotFound
 from .audit import record_audit
@@ -47,7 +48,6 @@ MAX_BODY_LENGTH = 1000
 MAX_PHOTOS = 6
 PHOTO_KIND = "service"  # the uploads sub-folder
 MEMBER_LIST_SIZE = 50
-QUEUE_SIZE = 200
 ORDER_CHOICES = 20
 
 
@@ -167,18 +167,19 @@ def member_cases(session: Session, user_id: int) -> list[ServiceCase]:
     ))
 
 
-def admin_queue(session: Session, status: str = "") -> list[tuple[ServiceCase, User]]:
-    """The team's queue: OPEN cases first (they wait for us), then ANSWERED, then CLOSED; within each, the
-    most recently active first. ``status`` narrows it to one status; empty means every case not closed."""
+def admin_queue(session: Session, status: str = "", page: int | None = None) -> Page:
+    """The team's queue, a page of (case, member) at a time: OPEN cases first (they wait for us), then ANSWERED,
+    then CLOSED; within each, the most recently active first. ``status`` narrows it to one status; empty means
+    every case not closed."""
     waiting_first = sql_case({CaseStatus.OPEN.value: 0, CaseStatus.ANSWERED.value: 1}, value=ServiceCase.status,
                              else_=2)
     query = (select(ServiceCase, User).join(User, User.id == ServiceCase.user_id)
-             .order_by(waiting_first, ServiceCase.updated_at.desc(), ServiceCase.id.desc()).limit(QUEUE_SIZE))
+             .order_by(waiting_first, ServiceCase.updated_at.desc(), ServiceCase.id.desc()))
     if status in set(CaseStatus):
         query = query.where(ServiceCase.status == status)
     else:
         query = query.where(ServiceCase.status != CaseStatus.CLOSED)
-    return [(case, user) for case, user in session.execute(query)]
+    return page_of(session, query, page)
 
 
 def member_thread(session: Session, user_id: int, case_id: int) -> CaseThread:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 
+REFUND_NOTIFY_PATH = "/wechat/pay/refund-notify"  # the route of blueprints.wechat.refund_notify
 CREDENTIAL_IN_URL = re.compile(r"((?:secret|access_token|ticket|code|key)=)[^&\s'\"]+")
 
 
@@ -32,6 +33,8 @@ class WeChatSettings:
     mch_key_path: str = ""  # apiclient_key.pem
     base_url: str = ""  # empty: WeChat's real hosts
     timeout_seconds: float = 5.0
+    server_ip: str = ""  # this server's public address: the spbill_create_ip of transfers (WECHAT_SERVER_IP)
+    refund_notify_url: str = ""  # where WeChat posts refund results; empty: no notify (the cron asks instead)
 
     @classmethod
     def from_config(cls, config) -> "WeChatSettings":
@@ -44,6 +47,8 @@ class WeChatSettings:
             mch_cert_path=config.get("WECHAT_MCH_CERT_PATH", ""),
             mch_key_path=config.get("WECHAT_MCH_KEY_PATH", ""),
             base_url=config["WECHAT_BASE_URL"],
+            server_ip=config["WECHAT_SERVER_IP"],
+            refund_notify_url=config["PUBLIC_BASE_URL"] + REFUND_NOTIFY_PATH if config["PUBLIC_BASE_URL"] else "",
         )
 
 

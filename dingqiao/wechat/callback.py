@@ -15,8 +15,11 @@ from wechatpy.messages import TextMessage, UnknownMessage
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from .xmlsafe import refuse_dtd
+
 REFERRAL_SCENE_PREFIX = "ref_"
 MAX_OPENID_LENGTH = 64  # users.openid; WeChat's openids have 28 characters
+MAX_NONCE_LENGTH = 64  # callback_nonces.nonce
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,18 @@ def signature_ok(token: str, signature: str, timestamp: str, nonce: str) -> bool
     return True
 
 
-def _refuse_dtd(body: bytes) -> None:
-    # A DTD may follow comments of any length, so the whole (size-capped) body is searched.
-    if b"<!doctype" in body.lower():
-        raise MalformedCallback("DTD in callback")
+def fresh_timestamp(timestamp: str, now: int, max_skew_seconds: int) -> int | None:
+    """The signed ``timestamp`` as Unix seconds if it lies within ``max_skew_seconds`` of ``now`` either way
+    (WeChat's clock against ours), else None: a signed URL older than that is not taken, however it was got."""
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        return None
+    issued = int(timestamp)
+    return issued if abs(issued - now) <= max_skew_seconds else None
+
+
+def nonce_ok(nonce: str) -> bool:
+    """WeChat's nonces are short digit strings; anything that does not fit callback_nonces.nonce is not one."""
+    return 0 < len(nonce) <= MAX_NONCE_LENGTH and nonce.isascii() and nonce.isprintable()
 
 
 class CallbackCrypto:
@@ -61,8 +72,8 @@ class CallbackCrypto:
         self._crypto = WeChatCrypto(token, encoding_aes_key, app_id)
 
     def decrypt(self, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> bytes:
-        _refuse_dtd(body)
         try:
+            refuse_dtd(body)
             return self._crypto.decrypt_message(body, msg_signature, timestamp, nonce).encode()
         except (InvalidSignatureException, InvalidAppIdException) as exc:
             raise ForgedCallback(repr(exc)) from exc
@@ -76,8 +87,8 @@ class CallbackCrypto:
 def parse_event(body: bytes) -> CallbackEvent:
     if not body.strip():
         raise MalformedCallback("empty callback")
-    _refuse_dtd(body)
     try:
+        refuse_dtd(body)
         message = parse_message(body)
     except (ExpatError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise MalformedCallback(repr(exc)) from exc

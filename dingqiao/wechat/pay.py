@@ -7,15 +7,23 @@ verifies on notifies.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from xml.parsers.expat import ExpatError
 
 import requests
-from wechatpy.exceptions import InvalidSignatureException, WeChatPayException
+import xmltodict
+from wechatpy.exceptions import (
+    InvalidAppIdException,
+    InvalidMchIdException,
+    InvalidSignatureException,
+    WeChatPayException,
+)
 from wechatpy.pay import WeChatPay
 from wechatpy.pay.utils import calculate_signature, dict_to_xml
 from wechatpy.utils import random_string
 
 from . import WeChatError, WeChatSettings
+from .xmlsafe import UnsafeXML, refuse_dtd
 
 CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay reads times as Beijing time; China has no DST
 BODY_MAX_BYTES = 128  # WeChat refuses a longer 商品描述
@@ -53,7 +61,7 @@ class PayQueryResult:
 
 
 class InvalidNotification(WeChatError):
-    """A pay notify we must not believe. ``reason``: "bad_signature" or "malformed"."""
+    """A pay notify we must not believe. ``reason``: "bad_signature", "malformed" or "dtd"."""
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__("支付通知无效。", detail=detail or reason)
@@ -62,11 +70,43 @@ class InvalidNotification(WeChatError):
 
 class PayError(WeChatError):
     """WeChat Pay refused or could not be reached. ``err_code`` is WeChat's own code (ORDERPAID,
-    ORDERNOTEXIST, ORDERCLOSED, …) so callers can tell "already paid" from a failure; "" when none."""
+    ORDERNOTEXIST, ORDERCLOSED, …) so callers can tell "already paid" from a failure; "" when none.
+    ``definite``: WeChat certainly did nothing with this request (a refund that was not made), as opposed to
+    no answer or an answer that may hide what was done."""
 
-    def __init__(self, message: str, *, err_code: str = "", detail: str = ""):
+    def __init__(self, message: str, *, err_code: str = "", detail: str = "", definite: bool = False):
         super().__init__(message, detail=detail or message)
         self.err_code = err_code
+        self.definite = definite
+
+
+class RefundState(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # closed, or refused by the buyer's bank: nothing reached the buyer
+    PROCESSING = "processing"
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """What became of a refund WeChat accepted (refund query or refund notify)."""
+    out_refund_no: str
+    state: RefundState
+    refund_fee: int  # fen
+    refund_id: str
+    reason: str = ""  # why it failed, in Chinese, for finance
+
+
+class TransferState(StrEnum):
+    PAID = "paid"
+    NOT_PAID = "not_paid"  # certainly nothing was paid under this number: the money may go back
+    UNKNOWN = "unknown"  # no answer, or one that may hide a payment: ask again, never pay back
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    state: TransferState
+    payment_no: str = ""
+    reason: str = ""  # Chinese, for finance and the member
 
 
 _MESSAGES = {
@@ -78,20 +118,38 @@ _MESSAGES = {
     "BIZERR_NEED_RETRY": "微信支付系统繁忙，请稍后再试。",
 }
 _UNREACHABLE = "暂时无法连接微信支付，请稍后再试。"
+# 申请退款 answers that certainly mean "nothing was refunded"; anything else (no answer, SYSTEMERROR,
+# BIZERR_NEED_RETRY) may hide a refund, to be retried with the same out_refund_no.
+_REFUND_NOT_DONE = frozenset({
+    "NOTENOUGH", "TRADE_OVERDUE", "USER_ACCOUNT_ABNORMAL", "INVALID_TRANSACTIONID", "PARAM_ERROR", "ORDERNOTEXIST",
+    "INVALID_REQUEST", "ERROR", "FREQUENCY_LIMITED", "TRADE_STATE_ERROR", "SIGNERROR", "XML_FORMAT_ERROR",
+    "APPID_NOT_EXIST", "MCHID_NOT_EXIST"})
+# 企业付款 answers that WeChat documents as "this transfer was not made". Not among them: SYSTEMERROR and
+# SEND_FAILED ("query for the result"), FREQ_LIMIT ("retry with the same number"), and FATAL_ERROR — the number
+# was sent before with other parameters, and that earlier attempt may have paid.
+_TRANSFER_NOT_PAID = frozenset({
+    "NOTENOUGH", "AMOUNT_LIMIT", "OPENID_ERROR", "PARAM_ERROR", "NO_AUTH", "V2_ACCOUNT_SIMPLE_BAN", "SENDNUM_LIMIT",
+    "NAME_MISMATCH", "MONEY_LIMIT", "CA_ERROR", "SIGN_ERROR", "XML_ERROR", "OPENID_INVALID",
+    "RECV_ACCOUNT_NOT_ALLOWED", "PAY_CHANNEL_NOT_ALLOWED"})
+_REFUND_FAILURES = {"REFUNDCLOSE": "微信退款已关闭，款项未退出。"}
+# 退款异常: WeChat holds the money, the buyer's card refused it. Not final: once the merchant re-routes it on the
+# merchant platform (to the buyer's WeChat balance) the same refund number answers SUCCESS.
+_REFUND_CHANGE = "退款异常：买家的银行卡已注销或冻结，款项未到账；请在微信支付商户平台「交易中心-退款管理」处理这笔异常退款，处理后结果自动更新。"
 MAX_NOTIFY_ID_LENGTH = 32
 MAX_NOTIFY_FEE = 2**63 - 1  # fen; a BigInteger
 _REQUIRED_NOTIFY_FIELDS = ("return_code", "result_code", "appid", "mch_id", "openid", "out_trade_no",
                            "transaction_id", "total_fee")
 
 
-def _pay_error(exc: WeChatPayException) -> PayError:
+def _pay_error(exc: WeChatPayException, definite: frozenset[str] = frozenset()) -> PayError:
     detail = repr(exc)
     if exc.return_code is None:  # HTTP error: WeChat Pay is down or a proxy failed
         return PayError(_UNREACHABLE, detail=detail)
     if exc.return_code != "SUCCESS":  # the envelope was refused: signature, merchant settings
         return PayError("微信支付暂时不可用，请稍后再试。", detail=detail)
     err_code = exc.errcode or ""
-    return PayError(_MESSAGES.get(err_code, "微信支付未能完成这次请求，请稍后再试。"), err_code=err_code, detail=detail)
+    return PayError(_MESSAGES.get(err_code, "微信支付未能完成这次请求，请稍后再试。"), err_code=err_code, detail=detail,
+                    definite=err_code in definite)
 
 
 def _clip_utf8(text: str, limit: int) -> str:
@@ -101,6 +159,21 @@ def _clip_utf8(text: str, limit: int) -> str:
 def _as_china_time(moment: datetime) -> datetime:
     aware = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
     return aware.astimezone(CHINA_TIME)
+
+
+def _refund_result(out_refund_no: str, status: str, refund_fee, refund_id: str) -> RefundResult:
+    """WeChat's refund status: SUCCESS and REFUNDCLOSE are final; PROCESSING, CHANGE (退款异常, waiting for the
+    merchant to re-route it) and anything new are not — CHANGE carries its reason for finance to see. A final
+    result names WeChat's refund id: a failed refund is retried under a new number only when it has one."""
+    fee = int(refund_fee)
+    if status in ("SUCCESS", *_REFUND_FAILURES) and not refund_id:
+        raise ValueError("a final refund result without WeChat's refund id")
+    if status == "SUCCESS":
+        return RefundResult(out_refund_no, RefundState.SUCCEEDED, fee, refund_id)
+    if status in _REFUND_FAILURES:
+        return RefundResult(out_refund_no, RefundState.FAILED, fee, refund_id, _REFUND_FAILURES[status])
+    return RefundResult(out_refund_no, RefundState.PROCESSING, fee, refund_id,
+                        _REFUND_CHANGE if status == "CHANGE" else "")
 
 
 class PayGateway:
@@ -116,14 +189,15 @@ class PayGateway:
         if settings.base_url:
             self._pay.API_BASE_URL = settings.base_url + "/mch/"
 
-    def _call(self, request, *, tolerated: tuple[str, ...] = ()) -> dict:
-        """Run one wechatpy call and return WeChat's verified answer; a tolerated err_code answers {}."""
+    def _call(self, request, *, tolerated: tuple[str, ...] = (), definite: frozenset[str] = frozenset()) -> dict:
+        """Run one wechatpy call and return WeChat's verified answer; a tolerated err_code answers {}; an
+        err_code in ``definite`` raises a PayError marked definite."""
         try:
             answer = request()
         except WeChatPayException as exc:
             if exc.return_code == "SUCCESS" and exc.errcode in tolerated:
                 return {}
-            raise _pay_error(exc) from exc
+            raise _pay_error(exc, definite) from exc
         except (requests.RequestException, ExpatError, ValueError, LookupError) as exc:
             raise PayError(_UNREACHABLE, detail=repr(exc)) from exc
         # wechatpy hands back the raw text when the answer is not XML, and never checks the signature.
@@ -157,8 +231,10 @@ class PayGateway:
     def parse_notification(self, body: bytes) -> PayNotification:
         """Check and read the notify WeChat POSTs to notify_url. The caller must still compare the amount,
         mch_id and appid with its own order, and must expect the same notify more than once."""
-        if b"<!doctype" in body[:1024].lower():  # WeChat never sends a DTD; refuse before any parsing
-            raise InvalidNotification("malformed", "DTD in notify")
+        try:
+            refuse_dtd(body)
+        except UnsafeXML as exc:
+            raise InvalidNotification("dtd", repr(exc)) from exc
         try:
             WeChatPay.get_payment_data(body)  # parses and looks for the ids, raising on anything else
         except (ValueError, LookupError, TypeError, AttributeError, ExpatError) as exc:
@@ -212,32 +288,99 @@ class PayGateway:
         self._call(lambda: self._pay.order.close(out_trade_no), tolerated=("ORDERCLOSED",))
 
     def refund(self, *, out_trade_no: str, out_refund_no: str, total_fee: int, refund_fee: int) -> str:
-        """申请退款; returns WeChat's refund_id. The same out_refund_no refunds at most once, so retrying
-        with it is safe."""
+        """申请退款; returns WeChat's refund_id once WeChat has *accepted* the refund — its result comes later, by
+        the refund notify (to ``settings.refund_notify_url``) or ``query_refund``. The same out_refund_no
+        refunds at most once, so retrying with it is safe. A PayError marked ``definite`` means nothing was
+        refunded."""
         answer = self._call(lambda: self._pay.refund.apply(
             total_fee=total_fee, refund_fee=refund_fee, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
-        ))
+            notify_url=self.settings.refund_notify_url or None,
+        ), definite=_REFUND_NOT_DONE)
         if not answer.get("refund_id"):
             raise PayError(_UNREACHABLE, detail=f"no refund_id in {answer!r:.500}")
         return answer["refund_id"]
 
-    def transfer(self, *, partner_trade_no: str, openid: str, amount: int, desc: str, client_ip: str) -> str:
-        """企业付款到零钱 (legacy transfer to the user's WeChat balance); returns WeChat's payment_no. The same
-        partner_trade_no pays at most once, so a retry after a timeout is safe. WeChat does not sign these
-        answers (unlike the pay API), so there is no signature to check here; the call itself needs the
+    def query_refund(self, out_refund_no: str) -> RefundResult:
+        """查询退款 by our refund number. A refund WeChat does not know raises PayError (err_code
+        REFUNDNOTEXIST): the request may not have arrived, or not yet."""
+        answer = self._call(lambda: self._pay.refund.query(out_refund_no=out_refund_no))
+        try:
+            # One refund number gives one refund: its fields carry the index 0.
+            if answer["out_refund_no_0"] != out_refund_no:
+                raise ValueError("another refund in the answer")
+            return _refund_result(out_refund_no, answer["refund_status_0"], answer["refund_fee_0"],
+                                  answer.get("refund_id_0", ""))
+        except (ValueError, LookupError, TypeError) as exc:
+            raise PayError(_UNREACHABLE, detail=f"unreadable refund query answer {answer!r:.500}") from exc
+
+    def parse_refund_notification(self, body: bytes) -> RefundResult:
+        """Check and read the refund-result notify. It carries no signature: its ``req_info`` is encrypted with
+        the API key (AES-256-ECB, key = md5(API key)), so only WeChat (or whoever holds our key) can write one
+        that decrypts to a readable result. The caller must still compare the amount with its own refund and
+        expect the same notify more than once."""
+        try:
+            refuse_dtd(body)
+        except UnsafeXML as exc:
+            raise InvalidNotification("dtd", repr(exc)) from exc
+        try:
+            outer = xmltodict.parse(body)["xml"]
+            if (not isinstance(outer, dict) or outer.get("return_code") != "SUCCESS"
+                    or not isinstance(outer.get("req_info"), str)):
+                raise InvalidNotification("malformed", "not a successful refund notify")
+            fields = self._pay.parse_refund_notify_result(outer)
+        except InvalidNotification:
+            raise
+        except (InvalidAppIdException, InvalidMchIdException) as exc:
+            raise InvalidNotification("bad_signature", "appid or mch_id of another merchant") from exc
+        except (ValueError, LookupError, TypeError, AttributeError, ExpatError) as exc:  # a wrong key: garbage
+            raise InvalidNotification("bad_signature", f"undecryptable req_info: {exc!r:.200}") from exc
+        try:
+            if not isinstance(fields, dict) or not isinstance(fields.get("out_refund_no"), str):
+                raise ValueError("no out_refund_no")
+            return _refund_result(fields["out_refund_no"], fields["refund_status"], fields["refund_fee"],
+                                  fields.get("refund_id") or "")
+        except (ValueError, LookupError, TypeError) as exc:
+            raise InvalidNotification("malformed", repr(exc)) from exc
+
+    def transfer(self, *, partner_trade_no: str, openid: str, amount: int, desc: str) -> TransferResult:
+        """企业付款到零钱 (legacy transfer to the user's WeChat balance). The same partner_trade_no with the same
+        parameters pays at most once, so a retry after an unknown answer is safe — which is why the request
+        carries the fixed ``settings.server_ip``, never the address of whoever clicked. WeChat does not sign
+        these answers (unlike the pay API), so there is no signature to check here; the call itself needs the
         merchant certificate in production, like refunds."""
         try:
             answer = self._pay.transfer.transfer(
-                user_id=openid, amount=amount, desc=_clip_utf8(desc, BODY_MAX_BYTES), client_ip=client_ip,
+                user_id=openid, amount=amount, desc=_clip_utf8(desc, BODY_MAX_BYTES),
+                client_ip=self.settings.server_ip or "127.0.0.1",  # empty: wechatpy would look up WeChat's host
                 check_name="NO_CHECK", out_trade_no=partner_trade_no,
             )
         except WeChatPayException as exc:
-            raise _pay_error(exc) from exc
-        except (requests.RequestException, ExpatError, ValueError, LookupError) as exc:
-            raise PayError(_UNREACHABLE, detail=repr(exc)) from exc
+            error = _pay_error(exc, _TRANSFER_NOT_PAID)
+            reason = exc.errmsg if error.definite and exc.errmsg else error.message
+            return TransferResult(TransferState.NOT_PAID if error.definite else TransferState.UNKNOWN,
+                                  reason=f"{reason}（{error.err_code}）" if error.err_code else reason)
+        except (requests.RequestException, ExpatError, ValueError, LookupError):
+            return TransferResult(TransferState.UNKNOWN, reason=_UNREACHABLE)
         if not isinstance(answer, dict) or not answer.get("payment_no"):
-            raise PayError(_UNREACHABLE, detail=f"no payment_no in {answer!r:.500}")
-        return answer["payment_no"]
+            return TransferResult(TransferState.UNKNOWN, reason=_UNREACHABLE)
+        return TransferResult(TransferState.PAID, payment_no=answer["payment_no"])
+
+    def query_transfer(self, partner_trade_no: str) -> TransferResult:
+        """查询企业付款 (gettransferinfo). Only SUCCESS and FAILED are final; PROCESSING, NOT_FOUND (WeChat: "retry
+        with the same number") and no answer are unknown."""
+        try:
+            answer = self._pay.transfer.query(partner_trade_no)
+        except WeChatPayException as exc:
+            return TransferResult(TransferState.UNKNOWN, reason=_pay_error(exc).message)
+        except (requests.RequestException, ExpatError, ValueError, LookupError):
+            return TransferResult(TransferState.UNKNOWN, reason=_UNREACHABLE)
+        if not isinstance(answer, dict) or answer.get("partner_trade_no") != partner_trade_no:
+            return TransferResult(TransferState.UNKNOWN, reason=_UNREACHABLE)
+        if answer.get("status") == "SUCCESS":
+            return TransferResult(TransferState.PAID, payment_no=answer.get("detail_id") or "")
+        if answer.get("status") == "FAILED":
+            return TransferResult(TransferState.NOT_PAID, reason=answer.get("reason") or "微信未说明原因")
+        return TransferResult(TransferState.UNKNOWN, reason="微信打款处理中。")
 
     def signed_notification(self, *, out_trade_no: str, transaction_id: str, total_fee: int, openid: str) -> bytes:
         """The pay notify WeChat would POST for this payment, signed with this merchant's key (demo mode's
