@@ -1,4 +1,5 @@
-"""The layering rules of DESIGN.md, checked on the source so a later change cannot quietly break them."""
+"""The layering rules (README "Layout": blueprints → services → models, WeChat only in dingqiao/wechat/),
+checked on the source so a later change cannot quietly break them."""
 import ast
 from pathlib import Path
 

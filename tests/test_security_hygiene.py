@@ -68,7 +68,7 @@ def test_demo_mode_is_refused_with_any_real_wechat_setting(tmp_path, setting, va
 
 
 def test_demo_mode_needs_no_long_secret_key(tmp_path):
-    create_app(demo_config(tmp_path, SECRET_KEY="short"))
+    assert create_app(demo_config(tmp_path, SECRET_KEY="short")).config["SECRET_KEY"] == "short"
 
 
 # --- rate-limit counters in the database ------------------------------------------------------------------------

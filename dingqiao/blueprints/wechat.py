@@ -35,11 +35,9 @@ def pay_notify():
     """A notify signed with our merchant key is always handled, whoever else sends from its address. Anything
     else is counted per sender address (request.remote_addr: the client's behind PROXY_COUNT proxies) and
     reason, within PAY_NOTIFY_JUNK_RATE; past it the sender gets 429 and nothing is written."""
-    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
-        return _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_NOTIFY_BYTES:
-        return _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+    body, too_large = _notify_body()
+    if too_large:
+        return too_large
     gateway = pay_gateway(current_app.config)
     try:
         notification = gateway.parse_notification(body)
@@ -48,6 +46,17 @@ def pay_notify():
     if accept_pay_notification(db.session, gateway.settings, notification):
         return _xml(notify_reply(True))
     return _xml(notify_reply(False, "rejected"), 400)
+
+
+def _notify_body():
+    """(body, None), or (None, the refusal) for a body over MAX_NOTIFY_BYTES — by its Content-Length before
+    reading it, else by what was read — counted like any refused notify."""
+    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
+        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
+    body = request.get_data(cache=False)
+    if len(body) > MAX_NOTIFY_BYTES:
+        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+    return body, None
 
 
 def _junk_notify_rate() -> str:
@@ -77,11 +86,9 @@ def _xml(body: str, status: int = 200):
 def refund_notify():
     """The result of a refund WeChat accepted (REFUND_NOTIFY_PATH, sent as notify_url with every refund). Junk
     is counted and rate-limited like junk pay notifies."""
-    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
-        return _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_NOTIFY_BYTES:
-        return _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+    body, too_large = _notify_body()
+    if too_large:
+        return too_large
     try:
         result = pay_gateway(current_app.config).parse_refund_notification(body)
     except InvalidNotification as exc:

@@ -1,6 +1,6 @@
 """Orders and their money trail: items with price snapshots, payments, notify records, refunds.
 
-State machine (DESIGN.md): PENDING_PAYMENT → PAID → COMPLETED; PENDING_PAYMENT → CANCELLED;
+State machine: PENDING_PAYMENT → PAID → COMPLETED; PENDING_PAYMENT → CANCELLED;
 PAID → REFUNDED. Every transition is one conditional UPDATE on ``status``.
 """
 from datetime import datetime

@@ -39,6 +39,8 @@ MAX_REASON_LENGTH = 200
 IN_FLIGHT = (RefundStatus.APPROVED, RefundStatus.PROCESSING)
 
 log = logging.getLogger(__name__)
+# WeChat's final refund results as our refund's status (the adapter's outcomes are not our column's values).
+_FINAL_STATUS = {RefundState.SUCCEEDED: RefundStatus.SUCCEEDED, RefundState.FAILED: RefundStatus.FAILED}
 
 
 class RefundError(DomainError):
@@ -187,7 +189,7 @@ def apply_refund_result(session: Session, result: RefundResult) -> bool:
                                 .values(status=RefundStatus.PROCESSING, reject_reason=result.reason[:200]))
             return False
         now = utcnow()
-        final = {"status": result.state.value, "wechat_refund_id": result.refund_id}
+        final = {"status": _FINAL_STATUS[result.state], "wechat_refund_id": result.refund_id}
         if result.state == RefundState.SUCCEEDED:
             final["completed_at"] = now
         else:
