@@ -18,7 +18,7 @@ from .services.invariants import check_money, check_stock
 from .services.payments import expire_unpaid_orders
 from .services.refunds import reconcile_refunds
 from .services.withdrawals import reconcile_withdrawals
-from .wechat import pay_gateway
+from .wechat import pay_gateways
 
 
 def register_cli(app: Flask) -> None:
@@ -32,6 +32,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(settle_commissions_command)
     app.cli.add_command(push_menu_command)
     app.cli.add_command(deliver_messages_command)
+    app.cli.add_command(wechat_check_command)
 
 
 @click.command("seed-demo")
@@ -92,7 +93,7 @@ def audit_verify_command():
 def cancel_expired_orders_command():
     """Cancel unpaid orders past their deadline and release their stock (run every minute from cron).
     Orders that reached WeChat are asked about first, and closed there before they are cancelled."""
-    cancelled = expire_unpaid_orders(db.session, pay_gateway(current_app.config))
+    cancelled = expire_unpaid_orders(db.session, pay_gateways(current_app))
     click.echo(f"Cancelled {cancelled} expired order(s).")
 
 
@@ -102,11 +103,28 @@ def reconcile_wechat_pay_command():
     """Ask WeChat Pay about refunds and payouts still without a result RECONCILE_AFTER_MINUTES after they were
     sent (a lost notify, a lost answer) and finish those it is certain about (cron, every few minutes)."""
     config = current_app.config
-    gateway = pay_gateway(config)
+    gateway = pay_gateways(current_app)
     asked_before = utcnow() - timedelta(minutes=config["RECONCILE_AFTER_MINUTES"])
     refunds = reconcile_refunds(db.session, gateway, asked_before)
     payouts = reconcile_withdrawals(db.session, gateway, asked_before)
     click.echo(f"Finished {refunds} refund(s) and {payouts} payout(s) from WeChat's answers.")
+
+
+@click.command("wechat-check")
+@with_appcontext
+def wechat_check_command():
+    """Before going live: call the configured WeChat accounts' harmless endpoints (access token, JS-SDK ticket, a
+    WeChat Pay query of a made-up order) and list each setting that is missing or wrong; exit 1 if any."""
+    from .wechat.golive import check
+
+    if current_app.config["DINGQIAO_DEMO"]:
+        raise click.ClickException("wechat-check checks a real shop's settings; demo mode has none.")
+    findings = check(current_app)
+    for finding in findings:
+        click.echo(finding.line(), err=not finding.ok)
+    if not all(finding.ok for finding in findings):
+        sys.exit(1)
+    click.echo("WeChat settings look right. / All checks passed.")
 
 
 @click.command("check-money")

@@ -46,11 +46,31 @@ def from_environment(instance_path: str) -> dict:
         # Template messages: JSON object event → template id, e.g. {"order_paid": "TmplId…"}; events without a
         # template stay in the in-app message centre only.
         "WECHAT_TEMPLATE_IDS": os.environ.get("WECHAT_TEMPLATE_IDS", "{}"),
+        # Today's messages, per event: the template (or 订阅通知) and which of our values fills each typed key.
+        # JSON; see docs/messages.md. Read by services.message_templates; WECHAT_TEMPLATE_IDS is the older form.
+        "WECHAT_MESSAGES": os.environ.get("WECHAT_MESSAGES", ""),
         "WECHAT_MCH_ID": os.environ.get("WECHAT_MCH_ID", ""),
         "WECHAT_MCH_KEY": os.environ.get("WECHAT_MCH_KEY", ""),
         # The merchant API certificate (apiclient_cert.pem / apiclient_key.pem): refunds and transfers need it.
         "WECHAT_MCH_CERT_PATH": os.environ.get("WECHAT_MCH_CERT_PATH", ""),
         "WECHAT_MCH_KEY_PATH": os.environ.get("WECHAT_MCH_KEY_PATH", ""),
+        # WeChat Pay API: "v3" (what merchants get today) or "v2" (merchants who already run on it). With v3 set up
+        # and WECHAT_MCH_KEY kept, orders paid through v2 before the switch are still refunded through v2.
+        "WECHAT_PAY_API": os.environ.get("WECHAT_PAY_API", "v3"),
+        # API v3: the merchant API certificate's serial number (its private key is WECHAT_MCH_KEY_PATH), the APIv3
+        # key, and WeChat Pay's public key (微信支付公钥, pub_key.pem) with its id PUB_KEY_ID_… — or, for merchants
+        # still on platform certificates, a folder they are fetched into.
+        "WECHAT_MCH_SERIAL_NO": os.environ.get("WECHAT_MCH_SERIAL_NO", ""),
+        "WECHAT_APIV3_KEY": os.environ.get("WECHAT_APIV3_KEY", ""),
+        "WECHAT_PAY_PUBLIC_KEY_PATH": os.environ.get("WECHAT_PAY_PUBLIC_KEY_PATH", ""),
+        "WECHAT_PAY_PUBLIC_KEY_ID": os.environ.get("WECHAT_PAY_PUBLIC_KEY_ID", ""),
+        "WECHAT_PAY_PLATFORM_CERT_DIR": os.environ.get("WECHAT_PAY_PLATFORM_CERT_DIR", ""),
+        # 商家转账 (payouts the member confirms): the transfer scene the merchant platform shows (1005 佣金报酬, or
+        # 1000 现金营销), its two 报备 items separated by "|" (1005: 岗位类型|报酬说明; 1000: 活动名称|奖励说明), and the
+        # 用户收款感知 (empty: the scene's usual one — 劳务报酬 for 1005, 现金奖励 for 1000).
+        "WECHAT_TRANSFER_SCENE_ID": os.environ.get("WECHAT_TRANSFER_SCENE_ID", "1005"),
+        "WECHAT_TRANSFER_REPORT": tuple(os.environ.get("WECHAT_TRANSFER_REPORT", "推广员|推广佣金").split("|")),
+        "WECHAT_TRANSFER_PERCEPTION": os.environ.get("WECHAT_TRANSFER_PERCEPTION", ""),
         # This server's public IPv4 address, sent as the spbill_create_ip of every WeChat transfer (企业付款). It
         # must be the same on every retry of a transfer (WeChat refuses a re-sent number whose parameters changed:
         # FATAL_ERROR), and on the merchant's IP allow-list when that is on.
@@ -145,6 +165,9 @@ def validate(config) -> None:
     testing = config.get("TESTING", False)
     demo = config.get("DINGQIAO_DEMO", False)
     template_ids(config)  # raises ConfigError when malformed
+    from .services.message_templates import check_message_settings
+
+    check_message_settings(config)
     aes_key = config.get("WECHAT_ENCODING_AES_KEY", "")
     if aes_key and not _valid_aes_key(aes_key):
         raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeChat admin.")
@@ -167,16 +190,65 @@ def validate(config) -> None:
         if missing:
             raise ConfigError("Outside demo mode these settings are required: " + ", ".join(missing))
         if config.get("WECHAT_MCH_ID"):
-            pem = [k for k in ("WECHAT_MCH_KEY", "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH", "WECHAT_SERVER_IP")
+            _check_pay_settings(config)
+    if config.get("WECHAT_PAY_API", "v3") not in ("v2", "v3"):
+        raise ConfigError('WECHAT_PAY_API must be "v3" or "v2".')
+    _check_transfer_settings(config)
+
+
+V3_SETTINGS = ("WECHAT_MCH_SERIAL_NO", "WECHAT_MCH_KEY_PATH", "WECHAT_APIV3_KEY")
+
+
+def _check_pay_settings(config) -> None:
+    """A merchant is configured whole for the API it uses, or the app does not start."""
+    if config.get("WECHAT_PAY_API", "v3") == "v2":
+        missing = [k for k in ("WECHAT_MCH_KEY", "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH", "WECHAT_SERVER_IP")
                    if not config.get(k)]
-            if pem:
-                raise ConfigError("WeChat Pay needs the API key, the merchant certificate (refunds, payouts) and "
-                                  "this server's public address (payouts): " + ", ".join(pem))
+        if missing:
+            raise ConfigError("WeChat Pay API v2 needs the API key, the merchant certificate (refunds, payouts) and "
+                              "this server's public address (payouts): " + ", ".join(missing))
+        return
+    missing = [k for k in (*V3_SETTINGS, "WECHAT_SERVER_IP") if not config.get(k)]
+    public_key = config.get("WECHAT_PAY_PUBLIC_KEY_PATH"), config.get("WECHAT_PAY_PUBLIC_KEY_ID")
+    if any(public_key) and not all(public_key):
+        missing.append("WECHAT_PAY_PUBLIC_KEY_PATH and WECHAT_PAY_PUBLIC_KEY_ID (both)")
+    elif not any(public_key) and not config.get("WECHAT_PAY_PLATFORM_CERT_DIR"):
+        missing.append("WECHAT_PAY_PUBLIC_KEY_PATH + WECHAT_PAY_PUBLIC_KEY_ID (or WECHAT_PAY_PLATFORM_CERT_DIR)")
+    if missing:
+        raise ConfigError("WeChat Pay API v3 needs (set WECHAT_PAY_API=v2 to stay on v2): " + ", ".join(missing))
+    if len(config["WECHAT_APIV3_KEY"].encode()) != 32:
+        raise ConfigError("WECHAT_APIV3_KEY must be the 32-character APIv3 key from the merchant platform.")
+    if public_key[1] and not public_key[1].startswith("PUB_KEY_ID_"):
+        raise ConfigError("WECHAT_PAY_PUBLIC_KEY_ID is the id shown beside WeChat Pay's public key: PUB_KEY_ID_…")
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    try:
+        with open(config["WECHAT_MCH_KEY_PATH"], "rb") as handle:
+            load_pem_private_key(handle.read(), None)
+        if public_key[0]:
+            with open(public_key[0], "rb") as handle:
+                load_pem_public_key(handle.read())
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"WeChat Pay API v3: a key file cannot be read ({exc.__class__.__name__}: {exc}). "
+                          "WECHAT_MCH_KEY_PATH is apiclient_key.pem; WECHAT_PAY_PUBLIC_KEY_PATH is pub_key.pem.") from None
+
+
+def _check_transfer_settings(config) -> None:
+    from .wechat.pay_v3 import TRANSFER_SCENES
+
+    scene = config.get("WECHAT_TRANSFER_SCENE_ID", "1005")
+    items = TRANSFER_SCENES.get(scene, (None,))[0]
+    if items is None:
+        raise ConfigError("WECHAT_TRANSFER_SCENE_ID must be 1005 (佣金报酬) or 1000 (现金营销).")
+    values = tuple(config.get("WECHAT_TRANSFER_REPORT", ()))
+    if len(values) != len(items) or not all(value and len(value) <= 32 for value in values):
+        raise ConfigError(f"WECHAT_TRANSFER_REPORT must be {len(items)} values separated by \"|\" "
+                          f"({' | '.join(items)}), each at most 32 characters.")
 
 
 MIN_SECRET_KEY_BYTES = 32
 # Settings that only a real Official Account or merchant has; the demo runs without any of them.
-REAL_WECHAT_SETTINGS = ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_MCH_KEY")
+REAL_WECHAT_SETTINGS = ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_MCH_KEY")  # v3's need MCH_ID too
 
 
 def _check_secret_key(secret_key) -> None:

@@ -9,6 +9,7 @@ from markupsafe import Markup
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
+from .services.message_templates import subscribe_template_ids
 from .web import ShortCache, current_path
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -101,6 +102,8 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.filters["upgrade_target"] = lambda target: UpgradeTarget(target).label
     app.jinja_env.globals["current_path"] = current_path
     app.jinja_env.globals["static_url"] = static_url
+    # The 订阅通知 button's template ids for a page's events (templates/_subscribe.html)
+    app.jinja_env.globals["subscribe_template_ids"] = subscribe_template_ids
 
     @app.context_processor
     def navigation():

@@ -1,6 +1,6 @@
 """The outbox delivery worker behind `flask deliver-messages`: a loop (or one pass with --once, for cron) that
-sends due outbox rows as WeChat template messages (``services.delivery``). Runs as its own process next to
-gunicorn — see README "Production"; several can run at once, each row is claimed by one."""
+sends due outbox rows as WeChat template messages or 订阅通知 (``services.delivery``). Runs as its own process
+next to gunicorn — see README "Production"; several can run at once, each row is claimed by one."""
 import os
 import signal
 import socket
@@ -12,12 +12,15 @@ from flask import Flask
 from .config import template_ids
 from .extensions import db
 from .services.delivery import DeliverySettings, PassResult, SendError, Sender, deliver_once
+from .services.message_templates import Kind, Outgoing, message_settings
 from .wechat import WeChatError, js_sdk
 
 
 def delivery_settings(app: Flask) -> DeliverySettings:
+    demo = app.config["DINGQIAO_DEMO"]
     return DeliverySettings(
-        template_ids={} if app.config["DINGQIAO_DEMO"] else template_ids(app.config),
+        messages={} if demo else message_settings(app.config),
+        template_ids={} if demo else template_ids(app.config),
         base_url=app.config["PUBLIC_BASE_URL"],
         max_attempts=app.config["MESSAGE_MAX_ATTEMPTS"],
         retry_base_seconds=app.config["MESSAGE_RETRY_BASE_SECONDS"],
@@ -25,12 +28,16 @@ def delivery_settings(app: Flask) -> DeliverySettings:
 
 
 def wechat_sender(app: Flask) -> Sender:
-    """Template messages through the app's WeChat client (the JS-SDK signer's, sharing its token cache)."""
+    """Template messages and 订阅通知 through the app's WeChat client (the JS-SDK signer's, sharing its token
+    cache)."""
     client = js_sdk(app)
 
-    def send(openid: str, template_id: str, url: str, data: dict) -> int:
+    def send(openid: str, url: str, outgoing: Outgoing) -> int:
         try:
-            return client.send_template_message(openid, template_id, url, data)
+            if outgoing.kind == Kind.SUBSCRIBE:
+                return client.send_subscribe_message(openid, outgoing.template_id, url, outgoing.data)
+            return client.send_template_message(openid, outgoing.template_id, url, outgoing.data,
+                                                client_msg_id=outgoing.client_msg_id)
         except WeChatError as exc:
             raise SendError(str(exc), exc.errcode) from exc
 

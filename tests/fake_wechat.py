@@ -25,6 +25,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from tests.fake_wechat_pay_v3 import FakeWeChatPayV3
+
 CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
 MENU_VIEW_TYPES = {"view"}
 MENU_KEY_TYPES = {"click", "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
@@ -158,6 +160,18 @@ class FakeWeChat:
     # When non-zero, every template/send call answers this errcode (43004 require subscribe, 40037 invalid
     # template_id, …): errors a retry does not cure.
     template_errcode: int = 0
+    # template_id → the keys of that category template (类目模板), set by a test: a template/send or bizsend with
+    # that id must carry exactly these keys, each value valid for its key's type, or WeChat answers 47003.
+    template_schemas: dict[str, list[str]] = field(default_factory=dict)
+    # WeChat sends one template message per openid + client_msg_id within 10 minutes and answers a repeat "ok".
+    client_msg_id_window_seconds: float = 600
+    # 订阅通知 bizsend accepted: the JSON sent.
+    subscribe_messages: list[dict] = field(default_factory=list)
+    # (openid, template_id) → one-time subscriptions left: each 订阅通知 uses one; none left answers 43101.
+    subscriptions: dict[tuple[str, str], int] = field(default_factory=dict)
+    _client_msg_ids: dict[tuple[str, str], tuple[int, datetime]] = field(default_factory=dict)
+    # WeChat Pay API v3 and 商家转账 (tests/fake_wechat_pay_v3.py): every /v3/ path is answered by it.
+    pay_v3: "FakeWeChatPayV3 | None" = None
     _last_msgid: int = 2_000_000_000
     _access_tokens: set[str] = field(default_factory=set)
     _codes: dict[str, tuple[FakeWeChatUser, str]] = field(default_factory=dict)
@@ -180,10 +194,17 @@ class FakeWeChat:
             self.transfer_err_code = ""
             self.refund_outcome = "SUCCESS"
             self.answer_key = None
+            if self.pay_v3 is not None:
+                self.pay_v3.reset()
             self.menu = None
             self.template_messages.clear()
             self.template_failures = 0
             self.template_errcode = 0
+            self.template_schemas.clear()
+            self.client_msg_id_window_seconds = 600
+            self._client_msg_ids.clear()
+            self.subscribe_messages.clear()
+            self.subscriptions.clear()
 
     # --- browser side -------------------------------------------------------------------------------
     def authorize(self, params: dict) -> tuple[int, dict, bytes]:
@@ -309,7 +330,9 @@ class FakeWeChat:
         return {"errcode": 0, "errmsg": "ok"}
 
     def send_template(self, params: dict, body: bytes) -> dict:
-        """模板消息: the token is checked first, then the injected errors, then the message itself."""
+        """模板消息: the token is checked first, then the injected errors, then the message itself; a category
+        template in ``template_schemas`` has its keys and typed values checked; a repeated client_msg_id within
+        the window is answered "ok" with the first msgid, and nothing more is sent."""
         if params.get("access_token") not in self._access_tokens:
             return invalid_token()
         with self._lock:
@@ -328,10 +351,95 @@ class FakeWeChat:
             return {"errcode": 40003, "errmsg": "invalid openid"}
         if not isinstance(message.get("template_id"), str) or not message["template_id"]:
             return {"errcode": 40037, "errmsg": "invalid template_id"}
+        refusal = self._typed_data_error(self.template_schemas.get(message["template_id"]), message["data"])
+        if refusal:
+            return refusal
+        now, once = datetime.now(timezone.utc), (message["touser"], message.get("client_msg_id") or "")
         with self._lock:
+            earlier = self._client_msg_ids.get(once) if once[1] else None
+            if earlier and (now - earlier[1]).total_seconds() < self.client_msg_id_window_seconds:
+                return {"errcode": 0, "errmsg": "ok", "msgid": earlier[0]}
             self._last_msgid += 1
             self.template_messages.append({**message, "msgid": self._last_msgid})
+            if once[1]:
+                self._client_msg_ids[once] = (self._last_msgid, now)
             return {"errcode": 0, "errmsg": "ok", "msgid": self._last_msgid}
+
+    def send_subscribe(self, params: dict, body: bytes) -> dict:
+        """订阅通知 (bizsend): only to a member with a subscription left for the template (else 43101), with the
+        same key checks as a category template; each message uses one subscription."""
+        if params.get("access_token") not in self._access_tokens:
+            return invalid_token()
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(message.get("touser"), str) or not message["touser"]:
+            return {"errcode": 40003, "errmsg": "invalid openid"}
+        if not isinstance(message.get("template_id"), str) or not message["template_id"]:
+            return {"errcode": 40037, "errmsg": "invalid template_id"}
+        subscription = (message["touser"], message["template_id"])
+        with self._lock:
+            if self.subscriptions.get(subscription, 0) < 1:
+                return {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+        refusal = self._typed_data_error(self.template_schemas.get(message["template_id"]), message["data"])
+        if refusal:
+            return refusal
+        with self._lock:
+            if self.subscriptions.get(subscription, 0) < 1:
+                return {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+            self.subscriptions[subscription] -= 1
+            self.subscribe_messages.append(message)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    @staticmethod
+    def _typed_data_error(keys: list[str] | None, data: dict) -> dict | None:
+        """WeChat's 47003 for a category template's data (``keys``: the template's; None: not known to the fake,
+        anything goes): other keys, and values breaking their key type's rule as WeChat's documentation gives it
+        — empty, emoji or control characters, thing > 20 characters, character_string with Chinese, phrase not 1–5
+        Chinese characters, an amount not a currency sign and at most 10 digits…"""
+        import re
+        import unicodedata
+
+        if keys is None:
+            return None
+        cjk = "\u3400-\u4dbf\u4e00-\u9fff"
+        day = r"(\d{4}-\d{1,2}-\d{1,2}|\d{4}年\d{1,2}月\d{1,2}日)"
+        rules = {
+            "thing": lambda v: len(v) <= 20,
+            "keyword": lambda v: True,  # folded after 20 characters, not refused
+            "character_string": lambda v: len(v) <= 32 and re.fullmatch(r"[!-~]+", v),
+            "number": lambda v: re.fullmatch(r"\d+(\.\d+)?", v) and len(v.replace(".", "")) <= 32,
+            "letter": lambda v: re.fullmatch(r"[A-Za-z]{1,32}", v),
+            "symbol": lambda v: len(v) <= 5 and not re.search(f"[0-9A-Za-z{cjk}]", v),
+            "amount": lambda v: (m := re.fullmatch(r"[¥￥$€£](\d+)(?:\.(\d+))?元?", v))
+            and len(m.group(1) + (m.group(2) or "")) <= 10,
+            "time": lambda v: re.fullmatch(f"({day} ?)?\\d{{1,2}}:\\d{{2}}(:\\d{{2}})?", v),
+            "date": lambda v: re.fullmatch(f"{day}( \\d{{1,2}}:\\d{{2}})?", v),
+            "phrase": lambda v: re.fullmatch(f"[{cjk}]{{1,5}}", v),
+            "name": lambda v: len(v) <= (10 if re.search(f"[{cjk}]", v) else 20) and not re.search(r"\d", v),
+            "phone_number": lambda v: re.fullmatch(r"[0-9+\-()]{1,17}", v),
+            "car_number": lambda v: len(v) <= 8 and re.fullmatch(f"[{cjk}]?[A-Z0-9]+[{cjk}]?", v),
+        }
+
+        def invalid(key: str) -> dict:
+            return {"errcode": 47003, "errmsg": f"argument invalid! data.{key}.value invalid"}
+
+        unexpected = sorted(set(keys) ^ set(data))  # keys the template lacks, and its keys left out
+        if unexpected:
+            return invalid(unexpected[0])
+        for key, item in data.items():
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(value, str) or not value.strip():
+                return invalid(key)
+            if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "So", "Sk"} or ord(ch) > 0xFFFF for ch in value):
+                return invalid(key)
+            rule = rules.get(re.sub(r"_?\d+$", "", key))
+            if rule is not None and not rule(value):
+                return invalid(key)
+        return None
 
     # --- WeChat Pay v2 ------------------------------------------------------------------------------
     def pay_endpoint(self, path: str, body: bytes) -> bytes:
@@ -590,6 +698,7 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
                       mch_id: str = "1900000109", mch_key: str = "8934e7d15453e97507ef794cf7b0519d"):
     """Start the server on a free port; returns (fake, stop)."""
     fake = FakeWeChat(app_id=app_id, app_secret=app_secret, mch_id=mch_id, mch_key=mch_key)
+    fake.pay_v3 = FakeWeChatPayV3(app_id=app_id, mch_id=mch_id)
     json_routes = {
         "/sns/oauth2/access_token": fake.access_token, "/sns/userinfo": fake.userinfo,
         "/cgi-bin/token": fake.client_token, "/cgi-bin/ticket/getticket": fake.jsapi_ticket,
@@ -597,6 +706,7 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
     json_post_routes = {
         "/cgi-bin/qrcode/create": fake.create_qrcode, "/cgi-bin/menu/create": fake.create_menu,
         "/cgi-bin/message/template/send": fake.send_template,
+        "/cgi-bin/message/subscribe/bizsend": fake.send_subscribe,
     }
     pay_routes = {"/mch/pay/unifiedorder", "/mch/pay/orderquery", "/mch/pay/closeorder", "/mch/secapi/pay/refund",
                   "/mch/pay/refundquery", "/mch/mmpaymkttransfers/promotion/transfers",
@@ -612,6 +722,8 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
                 self._answer(status, headers, body, "text/html; charset=utf-8")
             elif fake.outage_status is not None:
                 self._answer(fake.outage_status, {}, b"upstream unavailable", "text/plain")
+            elif parts.path.startswith("/v3/"):
+                self._answer_v3("GET", b"")
             elif parts.path in json_routes:
                 body = json.dumps(json_routes[parts.path](params), ensure_ascii=False).encode()
                 self._answer(200, {}, body, "application/json; charset=utf-8")
@@ -624,6 +736,8 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
             if fake.outage_status is not None:
                 fake.requests.append((path, {}))
                 self._answer(fake.outage_status, {}, b"upstream unavailable", "text/plain")
+            elif path.startswith("/v3/"):
+                self._answer_v3("POST", body)
             elif path in pay_routes:
                 self._answer(200, {}, fake.pay_endpoint(path, body), "text/xml; charset=utf-8")
             elif path in json_post_routes:
@@ -634,6 +748,12 @@ def start_fake_wechat(app_id: str = "wxfake0000000001", app_secret: str = "fake-
                              "application/json; charset=utf-8")
             else:
                 self._answer(404, {}, b"not found", "text/plain")
+
+        def _answer_v3(self, method: str, body: bytes):
+            status, headers, answer = fake.pay_v3.handle(method, self.path, dict(self.headers), body)
+            headers = dict(headers)
+            content_type = headers.pop("Content-Type", "application/json; charset=utf-8")
+            self._answer(status, headers, answer, content_type)
 
         def _answer(self, status, headers, body, content_type):
             self.send_response(status)

@@ -254,7 +254,7 @@ def path_values(world: World) -> dict[str, object]:
         "order_id": world.order_id, "case_id": world.case_id, "product_id": world.product_id,
         "staff_id": world.staff_row_id, "line_id": world.line_id, "export_type": "csv",
         "filename": "products/demo-1.png", "login_session_id": 1,
-        "admin_id": int(world.principals[SUPERADMIN].partition(":")[2]),
+        "admin_id": int(world.principals[SUPERADMIN].partition(":")[2]), "withdrawal_no": "WD0000000000000000",
     }
 
 
@@ -363,7 +363,8 @@ ACCESS: dict[str, Access] = {
     "auth.demo_login": public(404),
     # -- machines: signed by WeChat instead of a session
     "wechat.pay_notify": public(), "wechat.callback": public(), "wechat.jssdk_config": public(),
-    "wechat.refund_notify": public(),
+    "wechat.refund_notify": public(), "wechat.pay_notify_v3": public(), "wechat.refund_notify_v3": public(),
+    "wechat.transfer_notify": public(),
     # -- the member's own pages
     "me.index": members(), "me.share": members(), "me.share_qr": members(), "me.team": members(),
     "me.team_trends_json": members(), "me.poster": members(), "me.upgrade": members(), "me.apply": members(),
@@ -380,6 +381,8 @@ ACCESS: dict[str, Access] = {
     "service.add_message": OWN_ROW, "service.close": OWN_ROW,
     "wallet.index": members(), "wallet.earnings_json": members(), "wallet.withdraw": members(),
     "wallet.earning": OWN_ROW,
+    # a withdrawal number that is nobody's here; another member's is 404 too (tests/test_pay_v3.py)
+    "wallet.check_withdrawal": members(MEMBER, ok=404, refused=404),
     # -- the outlet desk; staff management and the dashboard for the owner only; joining for any member
     "outlet.redeem_page": OUTLET_DESK, "outlet.lookup": OUTLET_DESK, "outlet.confirm_page": OUTLET_DESK,
     "outlet.confirm": OUTLET_DESK, "outlet.orders": OUTLET_DESK,
@@ -649,6 +652,9 @@ CSRF_EXEMPT = {
     "wechat.pay_notify": "WeChat Pay's notify: the body is signed with the merchant key, checked first",
     "wechat.refund_notify": "WeChat Pay's refund result: encrypted with the merchant key, decrypted first",
     "wechat.callback": "the server callback: every request carries WeChat's signature over our token",
+    "wechat.pay_notify_v3": "WeChat Pay v3's notify: RSA-signed by WeChat Pay, verified first",
+    "wechat.refund_notify_v3": "WeChat Pay v3's refund result: RSA-signed by WeChat Pay, verified first",
+    "wechat.transfer_notify": "商家转账 results: RSA-signed by WeChat Pay, verified first",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -1142,7 +1148,8 @@ def test_a_database_that_cannot_be_reached_shows_neither_its_password_nor_a_trac
 
 
 def test_a_template_message_that_failed_stores_and_shows_no_secret(secret_app):
-    secret_app.config.update(WECHAT_TEMPLATE_IDS='{"order_paid": "TMPL-PAID"}', MESSAGE_MAX_ATTEMPTS=1)
+    secret_app.config.update(WECHAT_MESSAGES='{"order_paid": {"template_id": "TMPL-PAID", "kind": "template", '
+                                             '"data": {"thing1": "title"}}}', MESSAGE_MAX_ATTEMPTS=1)
     with secret_app.app_context():
         member_id = make_user("会员").id
         with write_transaction(db.session):

@@ -45,7 +45,8 @@ def test_wechatpy_signs_the_official_jssdk_vector():
 
 def test_config_signs_the_page_url_without_its_fragment(jssdk, fake, settings):
     config = jssdk.config_for("http://localhost/products/7?ref=ABC123#reviews", API_LIST)
-    assert set(config) == {"appId", "timestamp", "nonceStr", "signature", "jsApiList"}
+    assert set(config) == {"appId", "timestamp", "nonceStr", "signature", "jsApiList", "openTagList"}
+    assert config["openTagList"] == ["wx-open-subscribe"]
     assert config["appId"] == settings.app_id
     assert config["jsApiList"] == API_LIST
     assert isinstance(config["timestamp"], int) and config["nonceStr"]

@@ -29,8 +29,14 @@ from ..services import DomainError, Forbidden, commissions, dashboards, delivery
 from ..services.payments import recent_refused_notifies, resolve_payment_event
 from ..services.queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 from ..services.refunds import approve_refund, refund_stray_payment, reject_refund
-from ..services.withdrawals import approve_withdrawal, mark_paid_offline, parse_yuan, reject_withdrawal
-from ..wechat import pay_gateway
+from ..services.withdrawals import (
+    approve_withdrawal,
+    cancel_transfer,
+    mark_paid_offline,
+    parse_yuan,
+    reject_withdrawal,
+)
+from ..wechat import pay_gateways
 from ..paging import page_of
 from ..web import arg_id, parse_id
 from .access import current_admin, require_admin
@@ -107,7 +113,7 @@ def refunds():
 
 @bp.post("/refunds/<int:refund_id>/approve")
 def approve_refund_view(refund_id: int):
-    approve_refund(db.session, pay_gateway(current_app.config), current_admin(), refund_id)
+    approve_refund(db.session, pay_gateways(current_app), current_admin(), refund_id)
     return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
 
 
@@ -134,25 +140,33 @@ def review_withdrawals():
     transaction, so one failure never undoes the others; the outcome of each is shown."""
     action = request.form.get("action", "")
     ids = [wid for wid in (parse_id(raw) for raw in request.form.getlist("withdrawal_id")) if wid is not None]
-    if action not in {"approve", "offline", "reject"} or not ids:
+    if action not in {"approve", "offline", "reject", "cancel_transfer"} or not ids:
         raise DomainError("请选择提现申请和操作。")
-    admin, gateway = current_admin(), pay_gateway(current_app.config)
+    admin, gateway = current_admin(), pay_gateways(current_app)
     results = []
     for withdrawal_id in ids[:100]:
         try:
             if action == "approve":
                 done = approve_withdrawal(db.session, gateway, admin, withdrawal_id)
+            elif action == "cancel_transfer":
+                done = cancel_transfer(db.session, gateway, admin, withdrawal_id)
             elif action == "offline":
                 done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""))
             else:
                 done = reject_withdrawal(db.session, admin, withdrawal_id, request.form.get("reason", ""))
-            results.append(f"{done.withdrawal_no}：{ {'paid': '已打款', 'rejected': '已拒绝'}.get(done.status, done.status) }")
+            results.append(f"{done.withdrawal_no}：{_withdrawal_outcome(done)}")
         except Forbidden:
             raise
         except DomainError as exc:
             results.append(f"#{withdrawal_id}：{exc.message}")
     session["withdrawal_results"] = results
     return redirect(url_for("admin.withdrawals"))
+
+
+def _withdrawal_outcome(withdrawal) -> str:
+    if withdrawal.status == "approved" and withdrawal.transfer_state == "WAIT_USER_CONFIRM":
+        return "已发起微信转账，待用户确认收款"
+    return {"paid": "已打款", "rejected": "已拒绝", "failed": "已退回余额"}.get(withdrawal.status, withdrawal.status)
 
 
 RULE_FIELDS = ("referral_depth", "direct_bps", "team_bps", "third_level_bps", "service_fee_bps", "regional_bps",
@@ -208,7 +222,7 @@ def payment_events():
 
 @bp.post("/payment-events/<int:event_id>/refund")
 def refund_payment_event(event_id: int):
-    refund_stray_payment(db.session, pay_gateway(current_app.config), current_admin(), event_id)
+    refund_stray_payment(db.session, pay_gateways(current_app), current_admin(), event_id)
     return redirect(url_for("admin.payment_events"))
 
 

@@ -12,7 +12,7 @@ from ..models import Order, OrderStatus
 from ..services import orders as order_service
 from ..services.payments import cancel_member_order, check_payment, handle_pay_notification, start_payment
 from ..services.refunds import request_refund
-from ..wechat import WeChatError, pay_gateway
+from ..wechat import WeChatError, pay_gateways
 from ..web import redirect_after_post, render_page
 from .access import current_member, require_member
 
@@ -70,7 +70,7 @@ def pay(order_no: str):
     member = current_member()
     try:
         params = start_payment(
-            db.session, pay_gateway(current_app.config), member, order_no,
+            db.session, pay_gateways(current_app), member, order_no,
             notify_url=_notify_url(), client_ip=request.remote_addr or "127.0.0.1",
         )
     except WeChatError as exc:
@@ -82,22 +82,24 @@ def pay(order_no: str):
 
 @bp.post("/<order_no>/demo-pay")
 def demo_pay(order_no: str):
-    """Demo mode's "模拟支付": a notify signed with the demo merchant key, through the real notify handler."""
+    """Demo mode's "模拟支付": a v3 notify signed with the demo "WeChat Pay" key and encrypted with the demo APIv3
+    key, through the real verify-decrypt-apply path."""
     if not current_app.config["DINGQIAO_DEMO"]:
         abort(404)
     member = current_member()
     order = order_service.get_member_order(db.session, member.id, order_no)
-    gateway = pay_gateway(current_app.config)
-    body = gateway.signed_notification(out_trade_no=order.order_no, transaction_id=f"DEMO{order.order_no[2:]}",
-                                       total_fee=order.total_fen, openid=member.openid)
-    handle_pay_notification(db.session, gateway, body)
+    gateway = pay_gateways(current_app).current  # the demo merchant, on API v3
+    body, headers = gateway.signed_notification(out_trade_no=order.order_no,
+                                                transaction_id=f"DEMO{order.order_no[2:]}",
+                                                total_fee=order.total_fen, openid=member.openid)
+    handle_pay_notification(db.session, gateway, body, headers)
     return _back_to(order_no)
 
 
 @bp.post("/<order_no>/check-payment")
 def check(order_no: str):
     try:
-        check_payment(db.session, pay_gateway(current_app.config), current_member().id, order_no)
+        check_payment(db.session, pay_gateways(current_app), current_member().id, order_no)
     except WeChatError as exc:
         return render_page("_error.html", message=exc.message, status_code=502)
     return _back_to(order_no)
@@ -105,7 +107,7 @@ def check(order_no: str):
 
 @bp.post("/<order_no>/cancel")
 def cancel(order_no: str):
-    cancel_member_order(db.session, pay_gateway(current_app.config), current_member().id, order_no)
+    cancel_member_order(db.session, pay_gateways(current_app), current_member().id, order_no)
     return _back_to(order_no)
 
 

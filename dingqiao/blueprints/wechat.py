@@ -10,8 +10,9 @@ from ..services.payments import accept_pay_notification, record_refused_notify
 from ..models import BindingSource, RefusedNotifyReason
 from ..services.referrals import BindingRefused, bind_by_openid
 from ..services.refunds import accept_refund_notification
+from ..services.withdrawals import accept_transfer_notification
 from ..services.replay import NonceClaim, claim_nonce, release_nonce
-from ..wechat import WeChatError, js_sdk, pay_gateway
+from ..wechat import WeChatError, js_sdk, pay_gateways
 from ..wechat.callback import (
     CallbackCrypto,
     ForgedCallback,
@@ -23,6 +24,7 @@ from ..wechat.callback import (
     signature_ok,
 )
 from ..wechat.pay import InvalidNotification, notify_reply
+from ..wechat.pay_v3 import notify_reply_v3
 
 bp = Blueprint("wechat", __name__, url_prefix="/wechat")
 
@@ -38,7 +40,7 @@ def pay_notify():
     body, too_large = _notify_body()
     if too_large:
         return too_large
-    gateway = pay_gateway(current_app.config)
+    gateway = pay_gateways(current_app).for_api("v2")
     try:
         notification = gateway.parse_notification(body)
     except InvalidNotification as exc:
@@ -48,14 +50,59 @@ def pay_notify():
     return _xml(notify_reply(False, "rejected"), 400)
 
 
-def _notify_body():
+@bp.post("/pay/v3/notify")
+@csrf.exempt  # WeChat Pay signs it (Wechatpay-Signature); verified before anything else
+def pay_notify_v3():
+    """API v3's pay notify (V3_PAY_NOTIFY_PATH): verified with WeChat Pay's public key or platform certificate,
+    its resource decrypted with the APIv3 key; then the same transition as every other way an order gets paid."""
+    return _v3_notify("pay notify", lambda gateway, body: gateway.parse_notification(body, request.headers),
+                      lambda gateway, paid: accept_pay_notification(db.session, gateway.settings, paid))
+
+
+@bp.post("/pay/v3/refund-notify")
+@csrf.exempt  # signed by WeChat Pay like the pay notify
+def refund_notify_v3():
+    """REFUND.SUCCESS / REFUND.ABNORMAL / REFUND.CLOSED for refunds sent through API v3. A result whose amount
+    differs from our refund is refused (and logged)."""
+    return _v3_notify("refund notify", lambda gateway, body: gateway.parse_refund_notification(body, request.headers),
+                      lambda _gateway, result: accept_refund_notification(db.session, result))
+
+
+@bp.post("/pay/v3/transfer-notify")
+@csrf.exempt  # signed by WeChat Pay like the pay notify
+def transfer_notify():
+    """MCHTRANSFER.BILL.FINISHED: a 商家转账 bill was paid, failed, expired or was cancelled."""
+    return _v3_notify("transfer notify",
+                      lambda gateway, body: gateway.parse_transfer_notification(body, request.headers),
+                      lambda _gateway, bill: accept_transfer_notification(db.session, bill))
+
+
+def _v3_notify(what: str, parse, accept):
+    """The one shape of every v3 notify: size limit, verify and decrypt (junk counted and rate-limited like v2's),
+    act, and answer as v3 expects (204, or 4xx JSON that makes WeChat resend)."""
+    body, too_large = _notify_body(v3=True)
+    if too_large:
+        return too_large
+    gateway = pay_gateways(current_app).for_api("v3")
+    try:
+        outcome = parse(gateway, body)
+    except InvalidNotification as exc:
+        return _refused_notify(exc.reason, body, f"{what}: {exc}", 400, v3=True)
+    if accept(gateway, outcome):
+        return notify_reply_v3(True)
+    current_app.logger.warning("v3 %s refused after verifying: %r", what, outcome)
+    return notify_reply_v3(False, "rejected")
+
+
+def _notify_body(v3: bool = False):
     """(body, None), or (None, the refusal) for a body over MAX_NOTIFY_BYTES — by its Content-Length before
     reading it, else by what was read — counted like any refused notify."""
     if (request.content_length or 0) > MAX_NOTIFY_BYTES:
-        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}", 413)
+        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, b"", f"Content-Length {request.content_length}",
+                                     413, v3=v3)
     body = request.get_data(cache=False)
     if len(body) > MAX_NOTIFY_BYTES:
-        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413)
+        return None, _refused_notify(RefusedNotifyReason.TOO_LARGE, body, f"{len(body)} bytes", 413, v3=v3)
     return body, None
 
 
@@ -69,12 +116,18 @@ def _count_refused_notify(reason: str, body: bytes, detail: str) -> None:
     record_refused_notify(db.session, request.remote_addr or "", reason, body, detail)
 
 
-def _refused_notify(reason: str, body: bytes, detail: str, status: int):
+def _refused_notify(reason: str, body: bytes, detail: str, status: int, v3: bool = False):
+    """Count the refusal and answer it in the notify's own dialect (v2 XML, v3 JSON)."""
     try:
         _count_refused_notify(reason, body, detail)
     except RateLimitExceeded:
-        return _xml(notify_reply(False, "too many refused notifies"), 429)
-    return _xml(notify_reply(False, "too large" if status == 413 else "rejected"), status)
+        status, message = 429, "too many refused notifies"
+    else:
+        message = "too large" if status == 413 else "rejected"
+    if v3:
+        text, _, headers = notify_reply_v3(False, message)
+        return text, status, headers
+    return _xml(notify_reply(False, message), status)
 
 
 def _xml(body: str, status: int = 200):
@@ -90,7 +143,7 @@ def refund_notify():
     if too_large:
         return too_large
     try:
-        result = pay_gateway(current_app.config).parse_refund_notification(body)
+        result = pay_gateways(current_app).for_api("v2").parse_refund_notification(body)
     except InvalidNotification as exc:
         return _refused_notify(exc.reason, body, f"refund notify: {exc}", 400)
     if accept_refund_notification(db.session, result):
@@ -100,7 +153,8 @@ def refund_notify():
     return _xml(notify_reply(False, "rejected"), 400)
 
 
-JS_API_LIST = ["getLocation", "scanQRCode", "updateAppMessageShareData", "updateTimelineShareData"]
+JS_API_LIST = ["getLocation", "scanQRCode", "updateAppMessageShareData", "updateTimelineShareData",
+               "requestMerchantTransfer"]
 
 
 @bp.get("/jssdk-config")

@@ -183,6 +183,12 @@ class Withdrawal(db.Model):
     reject_reason: Mapped[str] = mapped_column(String(256), default="")
     failure_reason: Mapped[str] = mapped_column(String(256), default="")
     payment_no: Mapped[str | None] = mapped_column(String(64))
+    # 商家转账 (payout_method "wechat_bill"): WeChat's state of the bill (WAIT_USER_CONFIRM, …) and, while the
+    # member has to confirm it, the package_info their phone hands to requestMerchantTransfer.
+    transfer_state: Mapped[str | None] = mapped_column(String(24))
+    transfer_package: Mapped[str | None] = mapped_column(String(1024))
+    # The payee's real name, which WeChat requires (encrypted) on transfers from ¥2,000 up; asked with the request.
+    payee_name: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reviewed_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
@@ -193,6 +199,7 @@ class RefusedNotifyReason(StrEnum):
     MALFORMED = "malformed"  # not a notify's XML, or its fields missing or out of range
     DTD = "dtd"
     TOO_LARGE = "too_large"
+    STALE = "stale"  # a v3 notify signed outside the time window: a replay, or a clock to fix
 
 
 class RefusedNotify(db.Model):

@@ -116,6 +116,8 @@ class Payment(db.Model):
     amount_fen: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
     prepay_id: Mapped[str | None] = mapped_column(String(64))
+    # The WeChat Pay API that took it ("v2" or "v3"): its refunds go through the same one.
+    api: Mapped[str] = mapped_column(String(4), default="v2", server_default="v2")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None]
 

@@ -1,4 +1,4 @@
-"""Delivering the outbox as WeChat template messages (`flask deliver-messages`).
+"""Delivering the outbox to WeChat (`flask deliver-messages`): 模板消息, or 订阅通知 to members who subscribed.
 
 The business transaction wrote the message row; this runs later, outside any sale, so a WeChat outage can
 never block or roll back one. A pass:
@@ -6,19 +6,21 @@ never block or roll back one. A pass:
 1. claims a batch: each row goes PENDING → SENDING with a conditional UPDATE (``WHERE status = PENDING AND
    next_attempt_at = <as read>``), so of two workers only one claims a row. A claim is a lease: a SENDING
    row whose worker died is claimable again once ``next_attempt_at`` (the lease end) has passed;
-2. sends each claimed row outside any transaction — the event's template id from settings, the member's
-   openid, a link back into the H5;
+2. sends each claimed row outside any transaction — the event's template and typed keys from settings
+   (``services.message_templates``), the member's openid, a link back into the H5;
 3. records the outcome with another conditional UPDATE (only if this worker still holds the claim): SENT;
-   SKIPPED (no template for the event, no openid, the member does not follow the account — the message stays
-   in the in-app message centre); or back to PENDING with exponential backoff; FAILED after the last attempt
-   or on an error retrying cannot fix (a bad template id), for admins to see.
+   SKIPPED (no template mapping for the event, no openid, the member does not follow the account or did not
+   subscribe — the message stays in the in-app message centre); or back to PENDING with exponential backoff;
+   FAILED after the last attempt or on an error retrying cannot fix (a bad template id, a value WeChat refuses
+   — the error names the key and the value sent), for admins to see.
 
-Delivery is at-least-once: a worker killed between WeChat's answer and step 3 leaves a row that is sent again
-after its lease. WeChat's template API has no idempotency key, so that rare duplicate is the price of never
-losing one.
+Delivery is at-least-once, and WeChat drops the repeats: a worker killed between WeChat's answer and step 3
+leaves a row that is sent again after its lease, with the same ``client_msg_id`` (``dq-<row id>``); WeChat
+sends one template message per openid and id within 10 minutes, and the lease is 5, so while workers run the
+repeat is dropped by WeChat (only one sent after a longer stop can arrive twice). A one-time 订阅通知 sent
+again finds its subscription used up (43101) and is recorded as in-app only.
 """
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,11 +31,14 @@ from ..db import write_transaction
 from ..models import DeliveryStatus, OutboxMessage, User
 from ..models.base import utcnow
 from ..paging import Page, page_of
+from .message_templates import MessageSetting, Outgoing, UnfittableValue, outgoing_for, refused_fields
 
 LEASE = timedelta(minutes=5)
 # WeChat errcodes no retry can fix: the template or the message is wrong — an admin must look.
 PERMANENT_ERRORS = {40003, 40036, 40037, 41028, 41029, 41030, 47001, 47003}
-# The member cannot receive template messages (not following, blocked them): in-app only, not a failure.
+INVALID_VALUE = 47003  # a key's value broke its type's rule, or was empty
+# The member cannot receive the message (not following, blocked them, did not subscribe or used the
+# subscription up): in-app only, not a failure.
 UNREACHABLE_MEMBER = {43004, 43019, 43101}
 
 
@@ -45,13 +50,14 @@ class SendError(Exception):
         self.errcode = errcode
 
 
-# sender(openid, template_id, url, data) → WeChat's msgid; raises SendError
-Sender = Callable[[str, str, str, dict], int]
+# sender(openid, url, outgoing) → WeChat's msgid (0 when it gives none); raises SendError
+Sender = Callable[[str, str, Outgoing], int]
 
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    template_ids: dict[str, str]
+    messages: Mapping[str, MessageSetting]  # WECHAT_MESSAGES
+    template_ids: Mapping[str, str]  # the older WECHAT_TEMPLATE_IDS, for events that write their template keys
     base_url: str
     max_attempts: int = 6
     retry_base_seconds: int = 30
@@ -107,18 +113,26 @@ def _deliver(session: Session, sender: Sender, settings: DeliverySettings, worke
              now: datetime) -> str:
     message = session.get(OutboxMessage, message_id)
     openid = session.scalar(select(User.openid).where(User.id == message.user_id))
-    template_id = settings.template_ids.get(message.event)
-    link, attempts, data = message.link, message.attempts + 1, template_data(message)
+    unfit = ""
+    try:
+        outgoing = outgoing_for(message, settings.messages, settings.template_ids)
+    except UnfittableValue as exc:
+        outgoing, unfit = None, f"not sent, WeChat would refuse {exc}"
+    link, attempts, event = message.link, message.attempts + 1, message.event
     session.rollback()  # end the read transaction: nothing is held while WeChat answers
-    if not template_id:
-        return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, "no template for this event")
+    if outgoing is None and not unfit:
+        return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, "no template mapping")
     if not openid or openid.startswith("demo-"):
         return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, "no WeChat openid")
+    if unfit:
+        return _record(session, worker_id, message_id, DeliveryStatus.FAILED, f"{event}: {unfit}", attempts=attempts)
     url = f"{settings.base_url}{link}" if link.startswith("/") else link
     try:
-        sender(openid, template_id, url, data)
+        sender(openid, url, outgoing)
     except SendError as exc:
         error = f"{exc.errcode}: {exc}" if exc.errcode is not None else str(exc)
+        if exc.errcode == INVALID_VALUE:
+            error = f"{exc.errcode}: WeChat refused {refused_fields(str(exc), outgoing.data)} ({exc})"
         if exc.errcode in UNREACHABLE_MEMBER:
             return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, error)
         if exc.errcode in PERMANENT_ERRORS or attempts >= settings.max_attempts:
@@ -143,16 +157,6 @@ def _record(session: Session, worker_id: str, message_id: int, status: DeliveryS
             .values(status=status, last_error=error[:500], **values)
         )
     return OUTCOME[status]
-
-
-def template_data(message: OutboxMessage) -> dict:
-    """The template's fields: those the event wrote (``template_data``), else the title and body in the
-    classic first / keyword1 / remark layout. Values are cut to WeChat's limits."""
-    written = json.loads(message.template_data or "{}")
-    if written:
-        return {key: {"value": str(value)[:200]} for key, value in written.items()}
-    return {"first": {"value": message.title[:60]}, "keyword1": {"value": message.body[:200]},
-            "remark": {"value": "点击查看详情"}}
 
 
 def failed_messages(session: Session, page: int | None = None) -> Page:

@@ -88,8 +88,8 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderError("订单已支付或已取消，无需再次支付。")
     payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
-    if payment is not None and payment.prepay_id:
-        return gateway.jsapi_params(payment.prepay_id)
+    if payment is not None and payment.prepay_id and payment.api == gateway.api:
+        return gateway.jsapi_params(payment.prepay_id)  # a prepay id is signed for the pay sheet by its own API
     first_item = order.items[0].product_name if order.items else "商品"
     title = f"顶俏-{first_item}" + ("等" if len(order.items) > 1 else "")
     # The network call happens outside any transaction: no lock is held while WeChat thinks.
@@ -102,20 +102,20 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
             payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
             if payment is None:
                 session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
-                                    prepay_id=prepay_id))
+                                    prepay_id=prepay_id, api=gateway.api))
             else:
-                payment.prepay_id = prepay_id
+                payment.prepay_id, payment.api = prepay_id, gateway.api
     except IntegrityError:
         session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
 
 
-def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes) -> bool:
+def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes, headers=None) -> bool:
     """A pay notify's body from within the app (demo pay, tests), so a refused one has no sender address; the
     notify endpoint takes the same two steps with its rate limit between them. True: answer SUCCESS; False:
     answer FAIL (WeChat will retry)."""
     try:
-        notification = gateway.parse_notification(body)
+        notification = gateway.parse_notification(body, headers)
     except InvalidNotification as exc:
         record_refused_notify(session, "", exc.reason, body, str(exc))
         return False
@@ -264,7 +264,7 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
             if payment is None:
                 run(session, _ADD_PAYMENT, {"order_id": order.id, "out_trade_no": out_trade_no, "amount_fen": total_fee,
                                             "status": PaymentStatus.PAID, "transaction_id": transaction_id,
-                                            "paid_at": now})
+                                            "paid_at": now, "api": "v3" if raw.get("api") == "v3" else "v2"})
             else:
                 run(session, _PAYMENT_PAID, {"payment_id": payment.id, "paid_by": transaction_id, "now": now})
             record(PaymentEventKind.ACCEPTED, False)

@@ -21,6 +21,7 @@ from ..models import (
     AdminUser,
     Order,
     OrderStatus,
+    Payment,
     PaymentEvent,
     PaymentEventKind,
     Refund,
@@ -141,6 +142,7 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
                                  "amount_fen": refund.amount_fen})
     session.refresh(refund)
     order = session.get(Order, refund.order_id)
+    gateway = gateway.for_api(_api_of(session, order.order_no))  # v2's money goes back through v2
     if claimed:
         try:
             wechat_refund_id = gateway.refund(out_trade_no=order.order_no, out_refund_no=refund.out_refund_no,
@@ -255,7 +257,9 @@ def reconcile_refunds(session: Session, gateway: PayGateway, asked_before: datet
     finished = 0
     for refund_no in due_stray:
         try:
-            finished += apply_stray_refund_result(session, gateway.query_refund(refund_no))
+            trade_no = session.scalar(select(PaymentEvent.out_trade_no).where(PaymentEvent.refund_no == refund_no))
+            finished += apply_stray_refund_result(session, gateway.for_api(_api_of(session, trade_no))
+                                                  .query_refund(refund_no))
         except PayError:
             continue  # not known at WeChat (yet): finance's retry sends it again under the same number
         except Exception:  # noqa: BLE001 - one refund that cannot be finished must not stop the others
@@ -263,7 +267,9 @@ def reconcile_refunds(session: Session, gateway: PayGateway, asked_before: datet
             log.exception("reconcile: refund %s could not be finished", refund_no)
     for refund_id, out_refund_no, status in due:
         try:
-            result = gateway.query_refund(out_refund_no)
+            trade_no = session.scalar(select(Order.order_no).join(Refund, Refund.order_id == Order.id)
+                                      .where(Refund.id == refund_id))
+            result = gateway.for_api(_api_of(session, trade_no)).query_refund(out_refund_no)
         except PayError:
             continue
         try:
@@ -302,6 +308,7 @@ def refund_stray_payment(session: Session, gateway: PayGateway, admin: AdminUser
                      target_type="payment_event", target_id=event_id,
                      detail={"out_trade_no": event.out_trade_no, "out_refund_no": number,
                              "amount_fen": event.amount_fen})
+    gateway = gateway.for_api(_api_of(session, event.out_trade_no))
     try:
         gateway.refund(out_trade_no=event.out_trade_no, out_refund_no=number, total_fee=event.amount_fen,
                        refund_fee=event.amount_fen)
@@ -321,6 +328,11 @@ def refund_stray_payment(session: Session, gateway: PayGateway, admin: AdminUser
     if event.refund_state == RefundStatus.FAILED:
         raise RefundError(f"微信退款失败：{event.refund_reason}")
     return event
+
+
+def _api_of(session: Session, out_trade_no: str | None) -> str | None:
+    """The WeChat Pay API that took the money of this trade number (None: unknown to us — the current one)."""
+    return session.scalar(select(Payment.api).where(Payment.out_trade_no == out_trade_no)) if out_trade_no else None
 
 
 def apply_stray_refund_result(session: Session, result: RefundResult) -> bool:

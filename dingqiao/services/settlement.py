@@ -16,15 +16,16 @@ from .upgrades import on_purchase_counted
 
 
 def on_order_paid(session: Session, order, rule: CommissionRuleVersion | None) -> None:
-    """``order``: anything with the order's ``id``, ``order_no``, ``user_id`` and ``outlet_id``; ``rule``: the
+    """``order``: anything with the order's ``id``, ``order_no``, ``user_id``, ``outlet_id`` and ``total_fen``; ``rule``: the
     commission rule in force, already stamped on the order."""
     lines = write_order_lines(session, order, rule)
     enqueue_rows(session, [
         message_row(user_id=order.user_id, event="order_paid", object_id=order.id, title="支付成功，待自提",
-                    body=f"订单 {order.order_no} 已支付，请凭核销码到门店自提。", link=f"/orders/{order.order_no}"),
+                    body=f"订单 {order.order_no} 已支付，请凭核销码到门店自提。", link=f"/orders/{order.order_no}",
+                    template_data={"order_no": order.order_no, "amount": order.total_fen}),
         *(message_row(user_id=user_id, event="commission_frozen", object_id=f"{order.id}:{user_id}",
                       title="新增待结算收益", body=f"有一笔 {format_yuan(amount)} 的收益待买家提货后结算。",
-                      link="/wallet/")
+                      link="/wallet/", template_data={"order_no": order.order_no, "amount": amount})
           for user_id, amount in _per_beneficiary(lines).items()),
     ])
     on_purchase_counted(session, order.user_id, CountsAt.PAID)

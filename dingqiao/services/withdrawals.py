@@ -12,6 +12,7 @@ from ..models import MONEY_REVIEWERS, AdminUser, LedgerEntry, LedgerKind, User, 
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayGateway, TransferResult, TransferState
+from ..wechat.pay_v3 import REAL_NAME_FROM_FEN, BillState, TransferBill
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
@@ -55,8 +56,11 @@ def parse_yuan(raw: str | None) -> int:
 
 
 def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: WithdrawalRules,
-                       now: datetime | None = None) -> Withdrawal:
+                       now: datetime | None = None, payee_name: str = "") -> Withdrawal:
     now = now or utcnow()
+    payee_name = " ".join((payee_name or "").split())
+    if amount_fen >= REAL_NAME_FROM_FEN and not 2 <= len(payee_name) <= 30:
+        raise WithdrawalError(f"单笔 {format_yuan(REAL_NAME_FROM_FEN)} 及以上的提现，微信要求填写收款人的真实姓名。")
     if amount_fen < rules.min_fen:
         raise WithdrawalError(f"单笔提现至少 {format_yuan(rules.min_fen)}。")
     if amount_fen > MAX_WITHDRAWAL_FEN:
@@ -69,7 +73,8 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
         if user is None or not user.is_active:
             raise Forbidden("账户不可用。")
         withdrawal = Withdrawal(withdrawal_no=new_number("WD", now), user_id=user_id,
-                                wallet_id=0, amount_fen=amount_fen, fee_fen=fee, created_at=now)
+                                wallet_id=0, amount_fen=amount_fen, fee_fen=fee, created_at=now,
+                                payee_name=payee_name if amount_fen >= REAL_NAME_FROM_FEN else None)
         # The balance moves first: the wallet row update is the lock that serialises this user's requests.
         posted = post_entry(session, user_id, LedgerKind.WITHDRAWAL_REQUESTED, available=-amount_fen,
                             withdrawing=amount_fen, needs_available=amount_fen, memo="申请提现")
@@ -89,19 +94,24 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
 
 
 def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, withdrawal_id: int) -> Withdrawal:
-    """Pay out through WeChat's transfer to balance. The withdrawal number is the transfer's partner_trade_no,
-    sent with the same parameters every time, so approving again after an unknown answer can never pay twice.
-    Any answer but a payment or a certain "not paid" is checked with a transfer query before anything moves."""
+    """Pay out through WeChat: on API v3 a 商家转账 bill the member confirms on their phone (``_pay_by_bill``), on
+    v2 the legacy transfer to balance. The withdrawal number is the bill's out_bill_no (the transfer's
+    partner_trade_no), sent with the same parameters every time, so approving again after an unknown answer can
+    never pay twice. Any answer but a certain one is checked with a query before anything moves."""
     _require_finance(admin)
     withdrawal = session.get(Withdrawal, withdrawal_id)
     if withdrawal is None:
         raise NotFound("提现申请不存在。")
     retry = withdrawal.status == WithdrawalStatus.APPROVED
+    by_bill = (withdrawal.payout_method == "wechat_bill") if retry else gateway.api == "v3"
     if withdrawal.status == WithdrawalStatus.REQUESTED:
         withdrawal = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED,
-                             payout_method="wechat")
+                             payout_method="wechat_bill" if by_bill else "wechat")
     elif not retry:
         raise WithdrawalError("该提现申请已处理。")
+    if by_bill:
+        return _pay_by_bill(session, gateway.for_api("v3"), admin, withdrawal, retry)
+    gateway = gateway.for_api("v2")
     openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
     result = gateway.transfer(partner_trade_no=withdrawal.withdrawal_no, openid=openid,
                               amount=withdrawal.amount_fen - withdrawal.fee_fen, desc="顶俏收益提现")
@@ -123,22 +133,160 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
     return finished
 
 
+TRANSFER_REMARK = "顶俏收益提现"
+
+
+def _pay_by_bill(session: Session, gateway, admin: AdminUser, withdrawal: Withdrawal, retry: bool) -> Withdrawal:
+    """商家转账: make (or, on a retry, make again under the same number) the bill, then record what WeChat says —
+    waiting for the member's confirmation, or a certain failure (money back). Unknown answers are asked about."""
+    if withdrawal.transfer_package and withdrawal.transfer_state == "WAIT_USER_CONFIRM":
+        raise WithdrawalError("已发起微信转账，等待用户在微信中确认收款。")
+    openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
+    bill = gateway.create_transfer_bill(out_bill_no=withdrawal.withdrawal_no, openid=openid or "",
+                                        amount=withdrawal.amount_fen - withdrawal.fee_fen, remark=TRANSFER_REMARK,
+                                        real_name=withdrawal.payee_name or "")
+    if bill.state == BillState.UNKNOWN or (retry and bill.state == BillState.NOT_PAID):
+        checked = gateway.query_transfer_bill(withdrawal.withdrawal_no)
+        if checked.state != BillState.UNKNOWN:
+            bill = checked if checked.package_info or checked.state != BillState.AWAITING_CONFIRMATION else bill
+        elif bill.state == BillState.NOT_PAID:
+            bill = TransferBill(BillState.UNKNOWN, bill.out_bill_no, reason=bill.reason)
+    finished = apply_transfer_bill(session, admin, withdrawal.id, bill)
+    if bill.state == BillState.UNKNOWN:
+        raise WithdrawalError(f"微信转账结果未知（{bill.reason}），请稍后再次点击同意重试。")
+    if finished is not None and finished.status == WithdrawalStatus.FAILED:
+        raise WithdrawalError(f"微信转账失败：{bill.reason}，金额已退回用户余额。")
+    return finished or session.get(Withdrawal, withdrawal.id)
+
+
+def apply_transfer_bill(session: Session, admin: AdminUser | None, withdrawal_id: int,
+                        bill: TransferBill) -> Withdrawal | None:
+    """What WeChat says of a withdrawal's bill (its answer, a query, the notify), applied by conditional updates
+    so repeated and out-of-order results change nothing twice: waiting → the package for 确认收款 is kept and the
+    member told once; paid → PAID with its ledger entry; failed, cancelled or expired → FAILED, money back to the
+    wallet."""
+    if bill.state == BillState.PAID:
+        try:
+            return _finish(session, admin, withdrawal_id, WithdrawalStatus.APPROVED, WithdrawalStatus.PAID,
+                           payment_no=bill.bill_no or bill.out_bill_no, transfer_state=bill.wechat_state,
+                           transfer_package=None)
+        except WithdrawalError:
+            _report_paid_after_all(session, withdrawal_id, bill.as_transfer_result())
+            return None
+    if bill.state == BillState.NOT_PAID:
+        try:
+            return _finish(session, admin, withdrawal_id, WithdrawalStatus.APPROVED, WithdrawalStatus.FAILED,
+                           failure_reason=bill.reason[:250], transfer_state=bill.wechat_state or None,
+                           transfer_package=None)
+        except WithdrawalError:
+            return None  # already finished: a repeated or late result
+    values = {"transfer_state": bill.wechat_state} if bill.wechat_state else {}
+    if bill.package_info:
+        values["transfer_package"] = bill.package_info
+    if not values:
+        return None
+    with write_transaction(session):
+        first_package = bool(bill.package_info) and session.execute(
+            update(Withdrawal).where(Withdrawal.id == withdrawal_id, Withdrawal.status == WithdrawalStatus.APPROVED,
+                                     Withdrawal.transfer_package.is_(None)).values(**values)).rowcount
+        if not first_package:
+            session.execute(update(Withdrawal).where(Withdrawal.id == withdrawal_id,
+                                                     Withdrawal.status == WithdrawalStatus.APPROVED).values(**values))
+        withdrawal = session.get(Withdrawal, withdrawal_id)
+        if first_package and withdrawal is not None:
+            enqueue_message(session, user_id=withdrawal.user_id, event="withdrawal_confirm", object_id=withdrawal.id,
+                            title="请确认收款",
+                            body=f"您的提现 {format_yuan(withdrawal.amount_fen)} 已审核通过，请在 24 小时内到钱包点击「确认收款」。",
+                            link="/wallet/", template_data=_message_values(withdrawal, {}))
+            record_audit(session, actor_kind="admin" if admin else "system", actor_id=admin.id if admin else None,
+                         action="withdrawal.bill_created", target_type="withdrawal",
+                         target_id=withdrawal.withdrawal_no, detail={"transfer_bill_no": bill.bill_no})
+    session.refresh(withdrawal)
+    return withdrawal
+
+
+def accept_transfer_notification(session: Session, bill: TransferBill) -> bool:
+    """A verified 商家转账 notify. False when it does not match our withdrawal (answer FAIL and look)."""
+    withdrawal = session.scalar(select(Withdrawal).where(Withdrawal.withdrawal_no == bill.out_bill_no))
+    if withdrawal is None or withdrawal.payout_method != "wechat_bill":
+        log.warning("transfer notify for unknown bill %s", bill.out_bill_no)
+        return True  # nothing of ours to change; answering FAIL would only make WeChat resend it
+    openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
+    if (bill.amount_fen is not None and bill.amount_fen != withdrawal.amount_fen - withdrawal.fee_fen) or (
+            bill.openid and bill.openid != openid):
+        record_late_result(session, reference=withdrawal.withdrawal_no, wechat_id=bill.bill_no or bill.out_bill_no,
+                           amount_fen=bill.amount_fen or 0,
+                           detail=f"微信转账通知与提现 {withdrawal.withdrawal_no} 的金额或收款人不符，未处理，请核对")
+        return False
+    apply_transfer_bill(session, None, withdrawal.id, bill)
+    return True
+
+
+def check_transfer(session: Session, gateway, user_id: int, withdrawal_no: str) -> Withdrawal:
+    """The member came back from 确认收款: ask WeChat about their bill (the page's own callback is not proof of
+    payment) and apply the answer. Someone else's withdrawal is not found."""
+    withdrawal = session.scalar(select(Withdrawal).where(Withdrawal.withdrawal_no == withdrawal_no,
+                                                         Withdrawal.user_id == user_id))
+    if withdrawal is None:
+        raise NotFound("提现记录不存在。")
+    if withdrawal.status == WithdrawalStatus.APPROVED and withdrawal.payout_method == "wechat_bill":
+        bill = gateway.for_api("v3").query_transfer_bill(withdrawal_no)
+        apply_transfer_bill(session, None, withdrawal.id, bill)
+        session.refresh(withdrawal)
+    return withdrawal
+
+
+def cancel_transfer(session: Session, gateway, admin: AdminUser, withdrawal_id: int) -> Withdrawal:
+    """Finance withdraws a bill the member has not confirmed (撤销转账); the money goes back to the wallet once
+    WeChat says the bill is cancelled (now, by the notify, or the cron)."""
+    _require_finance(admin)
+    withdrawal = session.get(Withdrawal, withdrawal_id)
+    if withdrawal is None:
+        raise NotFound("提现申请不存在。")
+    if withdrawal.status != WithdrawalStatus.APPROVED or withdrawal.payout_method != "wechat_bill":
+        raise WithdrawalError("只有等待用户确认收款的微信转账可以撤销。")
+    gateway = gateway.for_api("v3")
+    bill = gateway.cancel_transfer_bill(withdrawal.withdrawal_no)
+    if bill.state == BillState.UNKNOWN:
+        bill = gateway.query_transfer_bill(withdrawal.withdrawal_no)
+    apply_transfer_bill(session, admin, withdrawal_id, bill)
+    session.refresh(withdrawal)
+    if withdrawal.status == WithdrawalStatus.APPROVED:
+        raise WithdrawalError(f"撤销已提交，微信处理中（{bill.reason or bill.wechat_state}），结果稍后自动更新。")
+    return withdrawal
+
+
 log = logging.getLogger(__name__)
 
 
 def reconcile_withdrawals(session: Session, gateway: PayGateway, approved_before: datetime,
                           batch: int = 200) -> int:
-    """For cron: ask WeChat about transfers approved before ``approved_before`` whose outcome is unknown, and
-    finish those it is certain about (paid, or certainly not paid: the money goes back). Returns how many."""
+    """For cron: ask WeChat about payouts approved before ``approved_before`` whose outcome is unknown — legacy
+    transfers, and 商家转账 bills (waiting for the member, who may never confirm: WeChat closes those after 24
+    hours) — and finish those it is certain about (paid, or certainly not paid: the money goes back). Returns how
+    many were finished."""
     due = session.execute(
-        select(Withdrawal.id, Withdrawal.withdrawal_no)
-        .where(Withdrawal.status == WithdrawalStatus.APPROVED, Withdrawal.payout_method == "wechat",
+        select(Withdrawal.id, Withdrawal.withdrawal_no, Withdrawal.payout_method)
+        .where(Withdrawal.status == WithdrawalStatus.APPROVED,
+               Withdrawal.payout_method.in_(["wechat", "wechat_bill"]),
                Withdrawal.reviewed_at <= approved_before)
         .order_by(Withdrawal.reviewed_at).limit(batch)
     ).all()
     finished = 0
-    for withdrawal_id, withdrawal_no in due:
-        result = gateway.query_transfer(withdrawal_no)
+    for withdrawal_id, withdrawal_no, method in due:
+        if method == "wechat_bill":
+            bill = gateway.for_api("v3").query_transfer_bill(withdrawal_no)
+            try:
+                done = apply_transfer_bill(session, None, withdrawal_id, bill)
+                finished += bill.state in (BillState.PAID, BillState.NOT_PAID) and done is not None
+            except Exception:  # noqa: BLE001 - one payout that cannot be finished must not stop the others
+                session.rollback()
+                log.exception("reconcile: withdrawal %s could not be finished", withdrawal_no)
+            continue
+        legacy = gateway.for_api("v2")
+        if not hasattr(legacy, "query_transfer"):
+            continue  # a legacy transfer, and the v2 key is gone: finance asks the merchant platform
+        result = legacy.query_transfer(withdrawal_no)
         if result.state != TransferState.UNKNOWN:
             try:
                 _apply_transfer_result(session, None, withdrawal_id, result)
@@ -217,7 +365,8 @@ def _finish(session: Session, admin: AdminUser | None, withdrawal_id: int, expec
             reason = values.get("reject_reason") or values.get("failure_reason") or ""
             title, body = "提现未成功", f"您的提现 {format_yuan(amount)} 已退回余额：{reason}"
         enqueue_message(session, user_id=withdrawal.user_id, event=f"withdrawal_{new.value}",
-                        object_id=withdrawal.id, title=title, body=body, link="/wallet/")
+                        object_id=withdrawal.id, title=title, body=body, link="/wallet/",
+                        template_data=_message_values(withdrawal, values))
         action = "withdrawal.approve" if new == WithdrawalStatus.APPROVED else f"withdrawal.{new.value}"
         record_audit(session, actor_kind="admin" if admin else "system", actor_id=admin.id if admin else None,
                      action=action, target_type="withdrawal", target_id=withdrawal.withdrawal_no,
@@ -225,6 +374,13 @@ def _finish(session: Session, admin: AdminUser | None, withdrawal_id: int, expec
                              **{k: str(v) for k, v in values.items()}})
     session.refresh(withdrawal)
     return withdrawal
+
+
+def _message_values(withdrawal: Withdrawal, values: dict) -> dict:
+    """What a withdrawal's template message can show (services.message_templates.EVENT_VALUES)."""
+    reason = values.get("reject_reason") or values.get("failure_reason") or ""
+    return {"withdrawal_no": withdrawal.withdrawal_no, "amount": withdrawal.amount_fen,
+            **({"reason": reason} if reason else {})}
 
 
 def _report_paid_after_all(session: Session, withdrawal_id: int, result: TransferResult) -> None:

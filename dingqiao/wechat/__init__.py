@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 
 REFUND_NOTIFY_PATH = "/wechat/pay/refund-notify"  # the route of blueprints.wechat.refund_notify
+# API v3's notify addresses (blueprints.wechat): pay, refund and 商家转账 results
+V3_PAY_NOTIFY_PATH = "/wechat/pay/v3/notify"
+V3_REFUND_NOTIFY_PATH = "/wechat/pay/v3/refund-notify"
+TRANSFER_NOTIFY_PATH = "/wechat/pay/v3/transfer-notify"
 CREDENTIAL_IN_URL = re.compile(r"((?:secret|access_token|ticket|code|key)=)[^&\s'\"]+")
 
 
@@ -28,16 +32,31 @@ class WeChatSettings:
     app_secret: str
     token: str = ""
     mch_id: str = ""
-    mch_key: str = ""
-    mch_cert_path: str = ""  # apiclient_cert.pem: refunds and transfers need the merchant certificate
+    mch_key: str = ""  # API v2 key (32 characters): v2 signatures and the v2 refund notify's encryption
+    mch_cert_path: str = ""  # apiclient_cert.pem: v2 refunds and transfers need the merchant certificate
     mch_key_path: str = ""  # apiclient_key.pem
     base_url: str = ""  # empty: WeChat's real hosts
     timeout_seconds: float = 5.0
     server_ip: str = ""  # this server's public address: the spbill_create_ip of transfers (WECHAT_SERVER_IP)
     refund_notify_url: str = ""  # where WeChat posts refund results; empty: no notify (the cron asks instead)
+    # --- API v3 -----------------------------------------------------------------------------------------
+    mch_serial_no: str = ""  # the serial number of the merchant API certificate (商户API证书序列号)
+    mch_private_key_pem: str = ""  # the contents of apiclient_key.pem: signs every v3 request
+    apiv3_key: str = ""  # APIv3 密钥 (32 characters): decrypts notifies
+    pay_public_key_pem: str = ""  # 微信支付公钥 (pub_key.pem): verifies answers and notifies
+    pay_public_key_id: str = ""  # its id, PUB_KEY_ID_…
+    platform_cert_dir: str = ""  # older merchants: platform certificates are fetched into (and read from) here
+    pay_notify_url: str = ""  # v3 pay notifies
+    transfer_notify_url: str = ""  # 商家转账 results
+    transfer_scene_id: str = "1005"  # 转账场景: 1005 佣金报酬, 1000 现金营销
+    transfer_report_values: tuple[str, ...] = ()  # the scene's 报备 items, in its order (1005: 岗位类型, 报酬说明)
+    transfer_perception: str = ""  # 用户收款感知; empty: the scene's usual one
 
     @classmethod
-    def from_config(cls, config) -> "WeChatSettings":
+    def from_config(cls, config, api: str = "v2") -> "WeChatSettings":
+        """The merchant as ``api`` (v2 or v3) talks to it; notify addresses are the api's own."""
+        base = config["PUBLIC_BASE_URL"]
+        v3 = api == "v3"
         return cls(
             app_id=config["WECHAT_APP_ID"],
             app_secret=config["WECHAT_APP_SECRET"],
@@ -48,16 +67,91 @@ class WeChatSettings:
             mch_key_path=config.get("WECHAT_MCH_KEY_PATH", ""),
             base_url=config["WECHAT_BASE_URL"],
             server_ip=config["WECHAT_SERVER_IP"],
-            refund_notify_url=config["PUBLIC_BASE_URL"] + REFUND_NOTIFY_PATH if config["PUBLIC_BASE_URL"] else "",
+            refund_notify_url=base + (V3_REFUND_NOTIFY_PATH if v3 else REFUND_NOTIFY_PATH) if base else "",
+            mch_serial_no=config.get("WECHAT_MCH_SERIAL_NO", "") if v3 else "",
+            mch_private_key_pem=_read(config.get("WECHAT_MCH_KEY_PATH", "")) if v3 else "",
+            apiv3_key=config.get("WECHAT_APIV3_KEY", "") if v3 else "",
+            pay_public_key_pem=_read(config.get("WECHAT_PAY_PUBLIC_KEY_PATH", "")) if v3 else "",
+            pay_public_key_id=config.get("WECHAT_PAY_PUBLIC_KEY_ID", "") if v3 else "",
+            platform_cert_dir=config.get("WECHAT_PAY_PLATFORM_CERT_DIR", "") if v3 else "",
+            pay_notify_url=base + V3_PAY_NOTIFY_PATH if base and v3 else "",
+            transfer_notify_url=base + TRANSFER_NOTIFY_PATH if base and v3 else "",
+            transfer_scene_id=config.get("WECHAT_TRANSFER_SCENE_ID", "1005"),
+            transfer_report_values=tuple(config.get("WECHAT_TRANSFER_REPORT", ("推广员", "推广佣金"))),
+            transfer_perception=config.get("WECHAT_TRANSFER_PERCEPTION", ""),
         )
 
 
-def pay_gateway(config):
-    """The WeChat Pay gateway for this app: the real merchant, or in demo mode a local demo merchant whose
-    key signs the "模拟支付" notify — so demo and production share the one notify code path."""
-    from .pay import DEMO_SETTINGS, PayGateway
+def _read(path: str) -> str:
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
-    return PayGateway(DEMO_SETTINGS if config["DINGQIAO_DEMO"] else WeChatSettings.from_config(config))
+
+def v3_configured(config) -> bool:
+    """Every setting API v3 needs is there (checked for sense at start by ``config.validate``)."""
+    keys = config.get("WECHAT_PAY_PUBLIC_KEY_PATH") and config.get("WECHAT_PAY_PUBLIC_KEY_ID")
+    return bool(config.get("WECHAT_MCH_ID") and config.get("WECHAT_MCH_SERIAL_NO") and config.get("WECHAT_MCH_KEY_PATH")
+                and config.get("WECHAT_APIV3_KEY") and (keys or config.get("WECHAT_PAY_PLATFORM_CERT_DIR")))
+
+
+@dataclass(frozen=True)
+class PayGateways:
+    """The merchant's gateways: ``current`` takes new payments and pays out (WECHAT_PAY_API); ``v2`` stays for
+    the orders a merchant took through API v2 before switching (refunded through it while its key is set)."""
+    current: object  # PayGatewayV3 or PayGateway
+    v2: object | None
+    v3: object | None
+
+    def for_api(self, api: str | None):
+        """The gateway for money taken through ``api``; the current one when that api is not configured."""
+        chosen = self.v3 if api == "v3" else self.v2 if api == "v2" else None
+        return chosen or self.current
+
+    def __getattr__(self, name: str):
+        return getattr(self.current, name)  # everything else is the current gateway's (api, settings, calls)
+
+
+def pay_gateways(app) -> PayGateways:
+    """The app's WeChat Pay gateways, built once per process (v3 in platform-certificate mode fetches the
+    certificates when built). Demo mode has a local demo merchant on API v3, whose key pair lives in the instance
+    folder, so 模拟支付 posts a notify through the same v3 verify-and-decrypt path production runs."""
+    key = tuple(str(app.config.get(name, "")) for name in PAY_SETTINGS)
+    cached = app.extensions.get("dingqiao_pay")
+    if cached is None or cached[0] != key:  # built anew when a setting changed (tests change them)
+        cached = app.extensions["dingqiao_pay"] = (key, _build_gateways(app.config, app.instance_path))
+    return cached[1]
+
+
+PAY_SETTINGS = ("DINGQIAO_DEMO", "PUBLIC_BASE_URL", "WECHAT_APP_ID", "WECHAT_MCH_ID", "WECHAT_MCH_KEY",
+                "WECHAT_MCH_CERT_PATH", "WECHAT_MCH_KEY_PATH", "WECHAT_BASE_URL", "WECHAT_SERVER_IP", "WECHAT_PAY_API",
+                "WECHAT_MCH_SERIAL_NO", "WECHAT_APIV3_KEY", "WECHAT_PAY_PUBLIC_KEY_PATH", "WECHAT_PAY_PUBLIC_KEY_ID",
+                "WECHAT_PAY_PLATFORM_CERT_DIR", "WECHAT_TRANSFER_SCENE_ID", "WECHAT_TRANSFER_REPORT",
+                "WECHAT_TRANSFER_PERCEPTION")
+
+
+def _build_gateways(config, instance_path: str) -> PayGateways:
+    from .pay import PayGateway
+    from .pay_v3 import PayGatewayV3
+
+    if config["DINGQIAO_DEMO"]:
+        from .demo import demo_gateway
+
+        v3 = demo_gateway(instance_path)
+        return PayGateways(current=v3, v2=None, v3=v3)
+    v2 = PayGateway(WeChatSettings.from_config(config, "v2")) if config["WECHAT_MCH_KEY"] or not v3_configured(config) else None
+    v3 = PayGatewayV3(WeChatSettings.from_config(config, "v3")) if v3_configured(config) else None
+    current = v3 if config.get("WECHAT_PAY_API", "v3") == "v3" and v3 is not None else v2
+    return PayGateways(current=current, v2=v2, v3=v3)
+
+
+def pay_gateway(app_or_config):
+    """The gateway that takes new payments (see ``pay_gateways``). Given a config rather than an app (older tests),
+    builds it without caching."""
+    if hasattr(app_or_config, "extensions"):
+        return pay_gateways(app_or_config).current
+    return _build_gateways(app_or_config, app_or_config.get("INSTANCE_PATH", "instance")).current
 
 
 def js_sdk(app):

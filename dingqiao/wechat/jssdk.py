@@ -1,4 +1,5 @@
-"""JS-SDK ``wx.config`` signed on the server (scanQRCode, getLocation, sharing) through wechatpy's ``WeChatClient``.
+"""JS-SDK ``wx.config`` signed on the server (scanQRCode, getLocation, sharing, the wx-open-subscribe tag) through
+wechatpy's ``WeChatClient``, which also sends template messages and 订阅通知.
 
 The access token and the jsapi ticket are cached in a wechatpy session storage. WeChat limits how often they may
 be fetched and a new access token retires the previous one, so the cache must outlive a request: by default it
@@ -79,6 +80,8 @@ class JsSdk:
             "nonceStr": nonce,
             "signature": self._client.jsapi.get_jsapi_signature(nonce, ticket, timestamp, page_url),
             "jsApiList": list(api_list),
+            # The 订阅通知 button (templates/_subscribe.html) is WeChat's open tag, rendered once this config holds.
+            "openTagList": ["wx-open-subscribe"],
         }
 
     def _jsapi_ticket(self) -> str:
@@ -129,10 +132,26 @@ class JsSdk:
         except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
             raise WeChatError(unreachable, detail=repr(exc)) from exc
 
-    def send_template_message(self, openid: str, template_id: str, url: str, data: dict) -> int:
-        """模板消息 to a follower; returns WeChat's msgid."""
-        answer = self._call(lambda client: client.message.send_template(openid, template_id, data, url=url or None),
+    def send_template_message(self, openid: str, template_id: str, url: str, data: dict, *,
+                              client_msg_id: str = "") -> int:
+        """模板消息 to a follower; returns WeChat's msgid. WeChat sends one message per openid and
+        ``client_msg_id`` within 10 minutes, so a repeated send is dropped; wechatpy's ``send_template`` has no
+        argument for it, hence the body posted here."""
+        body = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
+        answer = self._call(lambda client: client.post("message/template/send", data=body),
                             "暂时无法连接微信。", "模板消息发送失败")
+        return int(answer.get("msgid", 0))
+
+    def send_subscribe_message(self, openid: str, template_id: str, url: str, data: dict) -> int:
+        """订阅通知 (bizsend) to a member who subscribed to ``template_id`` with the page's open tag; a one-time
+        subscription allows one message (then 43101). Returns WeChat's msgid, 0 when it gives none."""
+        answer = self._call(
+            lambda client: client.message.send_subscribe_message(openid, template_id, data, page=url or None),
+            "暂时无法连接微信。", "订阅通知发送失败")
         return int(answer.get("msgid", 0))
 
     def create_menu(self, menu: dict) -> None:

@@ -177,6 +177,10 @@ def _refund_result(out_refund_no: str, status: str, refund_fee, refund_id: str) 
 
 
 class PayGateway:
+    """One merchant on API v2."""
+
+    api = "v2"
+
     def __init__(self, settings: WeChatSettings):
         self.settings = settings  # the merchant a notify's mch_id and appid must match
         # Refunds and transfers at real WeChat need the merchant API certificate (WECHAT_MCH_CERT_PATH,
@@ -188,6 +192,10 @@ class PayGateway:
         )
         if settings.base_url:
             self._pay.API_BASE_URL = settings.base_url + "/mch/"
+
+    def for_api(self, api: str | None) -> "PayGateway":
+        """A lone gateway serves every api (see ``wechat.PayGateways`` for a merchant with two)."""
+        return self
 
     def _call(self, request, *, tolerated: tuple[str, ...] = (), definite: frozenset[str] = frozenset()) -> dict:
         """Run one wechatpy call and return WeChat's verified answer; a tolerated err_code answers {}; an
@@ -228,7 +236,7 @@ class PayGateway:
         """The object for ``WeixinJSBridge.invoke('getBrandWCPayRequest', …)``, signed with the merchant key."""
         return dict(self._pay.jsapi.get_jsapi_params(prepay_id))
 
-    def parse_notification(self, body: bytes) -> PayNotification:
+    def parse_notification(self, body: bytes, headers=None) -> PayNotification:
         """Check and read the notify WeChat POSTs to notify_url. The caller must still compare the amount,
         mch_id and appid with its own order, and must expect the same notify more than once."""
         try:
@@ -313,7 +321,7 @@ class PayGateway:
         except (ValueError, LookupError, TypeError) as exc:
             raise PayError(_UNREACHABLE, detail=f"unreadable refund query answer {answer!r:.500}") from exc
 
-    def parse_refund_notification(self, body: bytes) -> RefundResult:
+    def parse_refund_notification(self, body: bytes, headers=None) -> RefundResult:
         """Check and read the refund-result notify. It carries no signature: its ``req_info`` is encrypted with
         the API key (AES-256-ECB, key = md5(API key)), so only WeChat (or whoever holds our key) can write one
         that decrypts to a readable result. The caller must still compare the amount with its own refund and

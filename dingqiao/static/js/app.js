@@ -14,7 +14,8 @@
         if (!cfg.enabled) { throw new Error("jssdk disabled"); }
         return new Promise(function (resolve, reject) {
           window.wx.config({ debug: false, appId: cfg.appId, timestamp: cfg.timestamp, nonceStr: cfg.nonceStr,
-                             signature: cfg.signature, jsApiList: cfg.jsApiList });
+                             signature: cfg.signature, jsApiList: cfg.jsApiList,
+                             openTagList: cfg.openTagList || [] });
           window.wx.ready(resolve);
           window.wx.error(reject);
         });
@@ -91,6 +92,31 @@
             window.htmx.ajax("GET", button.dataset.scanUrl + "?code=" + encodeURIComponent(code),
                              { target: "#redeem-result", swap: "outerHTML" });
           }
+        });
+      });
+    });
+  }
+
+  // 确认收款: the member confirms a 商家转账 bill on their own phone (WeChat's page, their payment password). The
+  // callback is not proof of payment: afterwards the form asks our server, which asks WeChat.
+  function initTransferConfirm(root) {
+    var buttons = root.querySelectorAll ? root.querySelectorAll("[data-transfer-confirm]") : [];
+    Array.prototype.forEach.call(buttons, function (button) {
+      if (button.dataset.bound) { return; }
+      button.dataset.bound = "1";
+      var form = button.closest("form");
+      button.addEventListener("click", function () {
+        if (typeof window.WeixinJSBridge === "undefined") {
+          button.textContent = "请在微信中打开";
+          return;
+        }
+        button.disabled = true;
+        window.WeixinJSBridge.invoke("requestMerchantTransfer", {
+          mchId: button.dataset.mchId, appId: button.dataset.appId, package: button.dataset.package
+        }, function (res) {
+          button.disabled = false;
+          if (res.err_msg === "requestMerchantTransfer:cancel") { return; }
+          window.htmx.trigger(form, "dq-transfer-done");
         });
       });
     });
@@ -208,6 +234,7 @@
 
   function init(root) {
     initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root); initShare(root);
+    initTransferConfirm(root);
     initLocateButtons(root); initCharts(root);
   }
 
