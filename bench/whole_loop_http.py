@@ -36,8 +36,7 @@ from scratch import scratch_app, scratch_databases
 from dingqiao.extensions import db
 from dingqiao.services.audit import verify_audit_chain
 from dingqiao.services.invariants import check_money, check_stock
-from dingqiao.wechat.pay import DEMO_SETTINGS, PayGateway
-from tests.gunicorn_server import ORDER_URL, PICKUP_CODE, Visitor, running_gunicorn
+from tests.gunicorn_server import ORDER_URL, PICKUP_CODE, Visitor, demo_merchant_gateway, running_gunicorn
 
 TARGET_LOOPS_PER_S = 150
 REDEEMS_PER_OWNER = 19  # under REDEEM_RATE_PER_USER (20 per minute), however the two workers share them
@@ -64,7 +63,7 @@ def drive(base_url: str, world: LoopWorld, master_pid: int, args,
           profile_to: Path | None) -> tuple[Window, dict[str, list[float]]]:
     members = log_in_everyone(base_url, [buyer.id for buyer in world.buyers[:args.clients]])
     owners = log_in_everyone(base_url, [outlet.owner_id for outlet in world.outlets])
-    gateway = PayGateway(DEMO_SETTINGS)
+    gateway = demo_merchant_gateway()  # the demo merchant the server runs as (API v3)
     pickups = itertools.count()
     step_times: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
@@ -99,11 +98,12 @@ def drive(base_url: str, world: LoopWorld, master_pid: int, args,
                 if placed.status != 302 or not match:
                     return f"checkout {placed.status}"
                 order_no = match.group(1)
-                body = gateway.signed_notification(out_trade_no=order_no, transaction_id=f"42{order_no[2:]}",
-                                                   total_fee=PRICE_FEN, openid=buyer.openid)
-                paid = await timed("notify", wechat[client].post(f"{base_url}/wechat/pay/notify", data=body,
-                                                                 headers={"Content-Type": "text/xml"}))
-                if paid.status != 200:
+                body, signed = gateway.signed_notification(out_trade_no=order_no, transaction_id=f"42{order_no[2:]}",
+                                                           total_fee=PRICE_FEN, openid=buyer.openid)
+                paid = await timed("notify", wechat[client].post(f"{base_url}/wechat/pay/v3/notify", data=body,
+                                                                 headers={"Content-Type": "application/json",
+                                                                          **signed}))
+                if paid.status != 204:
                     return f"notify {paid.status}"
                 page = await timed("order page", shop.get(f"{base_url}/orders/{order_no}"))
                 code = PICKUP_CODE.search(await page.text())

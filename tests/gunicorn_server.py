@@ -2,9 +2,11 @@
 in its own process group (so a test can kill -9 the master and every worker at once), and HTTP clients that
 act like people: a member who logs in, buys and pays; an outlet owner who redeems.
 
-Used by tests/test_under_load.py and the bench/ scripts. Demo mode: the pay notify is signed with the demo
-merchant's key (the same notify code path as production, see dingqiao/wechat/__init__.py pay_gateway).
+Used by tests/test_under_load.py and the bench/ scripts. Demo mode: the pay notify is a v3 notify signed with the
+demo "WeChat Pay" key in the instance folder the server uses (the same notify code path as production, see
+dingqiao/wechat/demo.py).
 """
+import functools
 import os
 import re
 import signal
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from dingqiao.wechat.pay import DEMO_SETTINGS, PayGateway
+from dingqiao.wechat.demo import demo_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -157,7 +159,13 @@ class Visitor:
 def notify_paid(base_url: str, order_no: str, total_fen: int, openid: str, timeout: float = 60) -> requests.Response:
     """WeChat's payment notification for ``order_no``, signed with the demo merchant's key, posted as WeChat
     would (retries included: posting it again is a duplicate the server must take in its stride)."""
-    body = PayGateway(DEMO_SETTINGS).signed_notification(
+    body, headers = demo_merchant_gateway().signed_notification(
         out_trade_no=order_no, transaction_id=f"42{order_no[2:]}", total_fee=total_fen, openid=openid)
-    return requests.post(f"{base_url}/wechat/pay/notify", data=body, timeout=timeout,
-                         headers={"Content-Type": "text/xml"})
+    return requests.post(f"{base_url}/wechat/pay/v3/notify", data=body, timeout=timeout,
+                         headers={"Content-Type": "application/json", **headers})
+
+
+@functools.cache
+def demo_merchant_gateway():
+    """The demo merchant the server runs as: gunicorn starts in ROOT, so its instance folder is ROOT/instance."""
+    return demo_gateway(str(ROOT / "instance"))
