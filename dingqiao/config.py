@@ -65,9 +65,9 @@ def from_environment(instance_path: str) -> dict:
         "WECHAT_PAY_PUBLIC_KEY_PATH": os.environ.get("WECHAT_PAY_PUBLIC_KEY_PATH", ""),
         "WECHAT_PAY_PUBLIC_KEY_ID": os.environ.get("WECHAT_PAY_PUBLIC_KEY_ID", ""),
         "WECHAT_PAY_PLATFORM_CERT_DIR": os.environ.get("WECHAT_PAY_PLATFORM_CERT_DIR", ""),
-        # 商家转账 (payouts the member confirms): the transfer scene the merchant platform shows (1005 佣金报酬, or
-        # 1000 现金营销), its two 报备 items separated by "|" (1005: 岗位类型|报酬说明; 1000: 活动名称|奖励说明), and the
-        # 用户收款感知 (empty: the scene's usual one — 劳务报酬 for 1005, 现金奖励 for 1000).
+        # 商家转账 (payouts the member confirms): the transfer scene the merchant platform shows (1005 佣金报酬, 1000
+        # 现金营销, or another granted scene), its 报备 items separated by "|" (1005: 岗位类型|报酬说明; 1000:
+        # 活动名称|奖励说明; another scene: 类型=内容 pairs), and the 用户收款感知 (empty: the usual one of 1005 / 1000).
         "WECHAT_TRANSFER_SCENE_ID": os.environ.get("WECHAT_TRANSFER_SCENE_ID", "1005"),
         "WECHAT_TRANSFER_REPORT": tuple(os.environ.get("WECHAT_TRANSFER_REPORT", "推广员|推广佣金").split("|")),
         "WECHAT_TRANSFER_PERCEPTION": os.environ.get("WECHAT_TRANSFER_PERCEPTION", ""),
@@ -234,16 +234,15 @@ def _check_pay_settings(config) -> None:
 
 
 def _check_transfer_settings(config) -> None:
-    from .wechat.pay_v3 import TRANSFER_SCENES
+    from .wechat.pay_v3 import transfer_report
 
-    scene = config.get("WECHAT_TRANSFER_SCENE_ID", "1005")
-    items = TRANSFER_SCENES.get(scene, (None,))[0]
-    if items is None:
-        raise ConfigError("WECHAT_TRANSFER_SCENE_ID must be 1005 (佣金报酬) or 1000 (现金营销).")
-    values = tuple(config.get("WECHAT_TRANSFER_REPORT", ()))
-    if len(values) != len(items) or not all(value and len(value) <= 32 for value in values):
-        raise ConfigError(f"WECHAT_TRANSFER_REPORT must be {len(items)} values separated by \"|\" "
-                          f"({' | '.join(items)}), each at most 32 characters.")
+    try:
+        transfer_report(str(config.get("WECHAT_TRANSFER_SCENE_ID", "1005")),
+                        tuple(config.get("WECHAT_TRANSFER_REPORT", ())), config.get("WECHAT_TRANSFER_PERCEPTION", ""))
+    except ValueError as exc:
+        raise ConfigError(f"WECHAT_TRANSFER_SCENE_ID / WECHAT_TRANSFER_REPORT / WECHAT_TRANSFER_PERCEPTION: {exc}. "
+                          "1005 (佣金报酬) takes 岗位类型|报酬说明, 1000 (现金营销) 活动名称|奖励说明; another scene "
+                          "takes 类型=内容 pairs and its 用户收款感知.") from None
 
 
 MIN_SECRET_KEY_BYTES = 32

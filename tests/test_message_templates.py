@@ -234,3 +234,30 @@ def test_every_fitter_is_documented():
     text = (Path(__file__).resolve().parent.parent / "docs" / "messages.md").read_text(encoding="utf-8")
     assert all(f"`{kind}`" in text for kind in FITTERS)
     assert all(f"`{event}`" in text for event in EVENT_VALUES)
+
+
+def test_the_values_events_write_are_the_ones_the_setting_may_name(app):
+    """What services write into template_data must be names WECHAT_MESSAGES can map (EVENT_VALUES): a typo there
+    would leave an operator's mapping with a placeholder and no error. The whole loop writes most events."""
+    from sqlalchemy import select
+
+    from dingqiao.extensions import db
+    from dingqiao.models import OutboxMessage
+    from dingqiao.services.commissions import settle_due_lines
+    from dingqiao.services.withdrawals import WithdrawalRules, reject_withdrawal, request_withdrawal
+    from dingqiao.models import AdminUser
+    from tests.money_world import pay, pick_up
+
+    world = build_world(app)
+    order_no = buy(app, world)
+    pay(app, order_no)
+    pick_up(app, world, order_no)
+    with app.app_context():
+        settle_due_lines(db.session)
+        withdrawal = request_withdrawal(db.session, world.parent, 100, WithdrawalRules())
+        reject_withdrawal(db.session, db.session.get(AdminUser, world.finance_id), withdrawal.id, "测试")
+        rows = db.session.scalars(select(OutboxMessage)).all()
+    written = {(row.event, key) for row in rows for key in json.loads(row.template_data)}
+    assert {event for event, _ in written} >= {"order_paid", "commission_frozen", "order_redeemed",
+                                               "withdrawal_rejected"}
+    assert all(key in EVENT_VALUES[event] for event, key in written), written

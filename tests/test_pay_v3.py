@@ -663,6 +663,26 @@ def test_not_enough_in_the_operating_account_keeps_the_payout_for_a_retry_under_
     assert_money_consistent(app)
 
 
+def test_finance_can_give_up_a_payout_wechat_never_made_a_bill_for(app, v3):
+    """After NOT_ENOUGH finance may decide not to top up: 撤销 finds no bill at WeChat and the money goes back once."""
+    world = build_world(app)
+    earn(app, v3, world)
+    with app.app_context():
+        withdrawal_id = request_withdrawal(db.session, world.parent, 500, RULES).id
+    v3.transfer_err_code = "NOT_ENOUGH"
+    with app.app_context(), pytest.raises(WithdrawalError, match="撤销微信转账"):
+        approve_withdrawal(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    with app.app_context():
+        cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    withdrawal = withdrawal_row(app, withdrawal_id)
+    assert withdrawal.status == WithdrawalStatus.FAILED and "未在微信建立转账" in withdrawal.failure_reason
+    assert balances(app, world.parent) == (1000, 0) and ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 1
+    with app.app_context(), pytest.raises(WithdrawalError):  # once
+        cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    assert ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 1
+    assert_money_consistent(app)
+
+
 def test_a_certain_refusal_still_returns_the_money_at_once(app, v3):
     world = build_world(app)
     earn(app, v3, world)
@@ -674,6 +694,42 @@ def test_a_certain_refusal_still_returns_the_money_at_once(app, v3):
     assert withdrawal_row(app, withdrawal_id).status == WithdrawalStatus.FAILED
     assert balances(app, world.parent) == (1000, 0) and ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 1
     assert_money_consistent(app)
+
+
+def test_another_scene_the_merchant_was_granted_sends_its_own_report_items_and_perception(app, v3):
+    """A merchant whose platform shows another scene (1006 企业报销, say) names its items as 类型=内容 pairs."""
+    v3.transfer_scenes["1006"] = {"report_types": ("报销类型", "报销说明"), "perceptions": ("报销款",)}
+    app.config.update(WECHAT_TRANSFER_SCENE_ID="1006", WECHAT_TRANSFER_REPORT=("报销类型=推广物料", "报销说明=门店推广费用"),
+                      WECHAT_TRANSFER_PERCEPTION="报销款")
+    world = build_world(app)
+    earn(app, v3, world)
+    withdrawal = approved_bill(app, v3, world, 500)
+    [sent] = v3.calls(BILLS)
+    assert sent["transfer_scene_id"] == "1006" and sent["user_recv_perception"] == "报销款"
+    assert sent["transfer_scene_report_infos"] == [{"info_type": "报销类型", "info_content": "推广物料"},
+                                                   {"info_type": "报销说明", "info_content": "门店推广费用"}]
+    assert post_notify(app, TRANSFER_NOTIFY, v3.confirm_bill(withdrawal.withdrawal_no)).status_code == 204
+    assert withdrawal_row(app, withdrawal.id).status == WithdrawalStatus.PAID
+
+
+@pytest.mark.parametrize(
+    ("scene", "report", "perception", "message"),
+    [
+        ("1005", ("推广员",), "", "needs exactly the report items 岗位类型 | 报酬说明"),
+        ("1005", ("报酬说明=佣金", "岗位类型=推广员"), "", "in that order"),
+        ("1000", ("推广员", "x" * 33), "", "at most 32 characters"),
+        ("1006", ("推广物料", "门店推广费用"), "报销款", "name each report item as 类型=内容"),
+        ("1006", ("报销类型=推广物料",), "", "WECHAT_TRANSFER_PERCEPTION"),
+        ("佣金", ("推广员", "推广佣金"), "", "the number the merchant platform shows"),
+    ],
+    ids=["one item short", "items swapped", "item too long", "unknown scene without types", "no perception",
+         "scene not a number"],
+)
+def test_transfer_scene_settings_that_wechat_would_refuse_refuse_to_start(tmp_path, fake_wechat, scene, report,
+                                                                          perception, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_app(production_v3(tmp_path, fake_wechat, WECHAT_TRANSFER_SCENE_ID=scene, WECHAT_TRANSFER_REPORT=report,
+                                 WECHAT_TRANSFER_PERCEPTION=perception))
 
 
 def test_from_two_thousand_yuan_the_payees_real_name_reaches_wechat_encrypted(app, v3):

@@ -279,8 +279,11 @@ def _credit_settled(session: Session, lines: list[Line]) -> None:
                    frozen=-line.amount_fen, earned=line.amount_fen, commission_line_id=line.id,
                    order_id=line.order_id, memo=CommissionKind(line.kind).label)
         credited[line.order_id, line.beneficiary_user_id] += line.amount_fen
+    ordered = {order_id for order_id, _ in credited}
+    numbers = dict(session.execute(select(Order.id, Order.order_no).where(Order.id.in_(ordered))).all()) if ordered else {}
     enqueue_rows(session, [
         message_row(user_id=user_id, event="commission_settled", object_id=f"{order_id}:{user_id}", title="收益已到账",
-                    body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。", link="/wallet/")
+                    body=f"一笔 {format_yuan(amount)} 的收益已结算到可用余额，可申请提现。", link="/wallet/",
+                    template_data={"order_no": numbers.get(order_id, ""), "amount": amount})
         for (order_id, user_id), amount in credited.items()
     ], once=True)

@@ -131,7 +131,8 @@ def place_restock(session: Session, user_id: int, quantities: dict[int, int], no
         owner = _location_owner(session, supplier_id)
         if owner is not None:
             enqueue_message(session, user_id=owner, event="restock_placed", object_id=order.id, title="新的进货单",
-                            body=f"进货单 {order.restock_no} 待发货。", link=f"/restock/{order.id}")
+                            body=f"进货单 {order.restock_no} 待发货。", link=f"/restock/{order.id}",
+                            template_data={"restock_no": order.restock_no, "amount": order.total_fen})
     return order
 
 
@@ -177,7 +178,8 @@ def ship_restock(session: Session, party: Party, restock_id: int, quantities: di
             enqueue_message(session, user_id=buyer, event="restock_shipped",
                             object_id=f"{order.id}:{order.updated_at.isoformat()}", title="进货单已发货",
                             body=f"进货单 {order.restock_no} 本次发出 {count} 件，收到后请确认收货。",
-                            link=f"/restock/{order.id}")
+                            link=f"/restock/{order.id}",
+                            template_data={"restock_no": order.restock_no, "quantity": count})
     return order
 
 

@@ -136,7 +136,7 @@ def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str,
         case = session.get(ServiceCase, case_id)
         enqueue_message(session, user_id=case.user_id, event="service_reply", object_id=message.id,
                         title="客服回复了您的售后单", body=f"「{case.subject}」：{_excerpt(body)}",
-                        link=f"/service/{case.id}")
+                        link=f"/service/{case.id}", template_data={"case_no": case.case_no, "subject": case.subject})
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="service.reply",
                      target_type="service_case", target_id=case.case_no,
                      detail={"message_id": message.id, "photos": len(saved)})

@@ -16,8 +16,8 @@ from .upgrades import on_purchase_counted
 
 
 def on_order_paid(session: Session, order, rule: CommissionRuleVersion | None) -> None:
-    """``order``: anything with the order's ``id``, ``order_no``, ``user_id``, ``outlet_id`` and ``total_fen``; ``rule``: the
-    commission rule in force, already stamped on the order."""
+    """``order``: anything with the order's ``id``, ``order_no``, ``user_id``, ``outlet_id`` and ``total_fen``;
+    ``rule``: the commission rule in force, already stamped on the order."""
     lines = write_order_lines(session, order, rule)
     enqueue_rows(session, [
         message_row(user_id=order.user_id, event="order_paid", object_id=order.id, title="支付成功，待自提",
@@ -37,6 +37,7 @@ def on_order_redeemed(session: Session, order) -> None:
     enqueue_rows(session, [message_row(
         user_id=order.user_id, event="order_redeemed", object_id=order.id, title="已提货",
         body=f"订单 {order.order_no} 已在门店提货，感谢惠顾。", link=f"/orders/{order.order_no}",
+        template_data={"order_no": order.order_no},
     )])
     on_purchase_counted(session, order.user_id, CountsAt.REDEEMED)
 
@@ -46,6 +47,7 @@ def on_order_refunded(session: Session, order: Order) -> None:
     enqueue_message(
         session, user_id=order.user_id, event="order_refunded", object_id=order.id, title="退款成功",
         body=f"订单 {order.order_no} 已退款，款项将原路退回。", link=f"/orders/{order.order_no}",
+        template_data={"order_no": order.order_no},
     )
 
 

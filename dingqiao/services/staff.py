@@ -95,7 +95,7 @@ def accept_invite(session: Session, user_id: int, token: str, now: datetime | No
                      target_id=outlet.id, detail={"invite_id": invite.id})
         enqueue_message(session, user_id=outlet.owner_user_id, event="staff_joined", object_id=staff.id,
                         title="新核销员已加入", body=f"{user.display_name} 已成为「{outlet.name}」的核销员。",
-                        link="/outlet/staff")
+                        link="/outlet/staff", template_data={"staff_name": user.display_name, "outlet": outlet.name})
     return staff
 
 

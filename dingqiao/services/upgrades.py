@@ -331,7 +331,7 @@ def on_purchase_counted(session: Session, user_id: int, moment: CountsAt, now: d
         return
     enqueue_once(session, user_id=user_id, event="identity_eligible", object_id=f"{user_id}:{rule.target}",
                  title="可申请成为核销网点", body=f"您已满足条件：{rule_summary(rule)}填写门店信息即可开通。",
-                 link="/me/upgrade")
+                 link="/me/upgrade", template_data={"identity": UpgradeTarget(rule.target).label})
 
 
 def on_restock_received(session: Session, owner_user_id: int, now: datetime | None = None) -> None:
@@ -361,7 +361,8 @@ def _advance(session: Session, application: IdentityApplication, rule: IdentityR
         enqueue_message(session, user_id=application.user_id, event="identity_review", object_id=application.id,
                         title="申请已达标，等待审核",
                         body=f"您的{UpgradeTarget(application.target).label}申请已满足条件，运营人员审核后即可开通。",
-                        link="/me/upgrade")
+                        link="/me/upgrade", template_data={"identity": UpgradeTarget(application.target).label,
+                                                           "shop": application.shop_name})
 
 
 def _grant(session: Session, application: IdentityApplication, rule: IdentityRuleVersion | None, *,
@@ -415,7 +416,8 @@ def _grant(session: Session, application: IdentityApplication, rule: IdentityRul
                          "site_id": site.id})
     enqueue_message(session, user_id=user.id, event="identity_upgraded", object_id=application.id,
                     title=f"已开通{target.label}",
-                    body=f"「{application.shop_name}」已开通，您现在享受{target.label}价格，菜单已更新。", link="/me/")
+                    body=f"「{application.shop_name}」已开通，您现在享受{target.label}价格，菜单已更新。", link="/me/",
+                    template_data={"identity": target.label, "shop": application.shop_name})
     return True
 
 
@@ -431,7 +433,8 @@ def _decide(session: Session, application: IdentityApplication, status: Applicat
                      action="identity_application.refuse", target_type="identity_application",
                      target_id=application.id, detail={"reason": reason})
         enqueue_message(session, user_id=application.user_id, event="identity_refused", object_id=application.id,
-                        title="申请未通过", body=reason, link="/me/upgrade")
+                        title="申请未通过", body=reason, link="/me/upgrade",
+                        template_data={"identity": UpgradeTarget(application.target).label, "reason": reason})
 
 
 # ---------------------------------------------------------------- admin decisions

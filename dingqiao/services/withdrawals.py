@@ -152,6 +152,8 @@ def _pay_by_bill(session: Session, gateway, admin: AdminUser, withdrawal: Withdr
         elif bill.state == BillState.NOT_PAID:
             bill = TransferBill(BillState.UNKNOWN, bill.out_bill_no, reason=bill.reason)
     finished = apply_transfer_bill(session, admin, withdrawal.id, bill)
+    if bill.state == BillState.UNKNOWN and bill.error == "NOT_ENOUGH":
+        raise WithdrawalError(f"{bill.reason}；如不再打款，可点「撤销微信转账」把金额退回用户余额。")
     if bill.state == BillState.UNKNOWN:
         raise WithdrawalError(f"微信转账结果未知（{bill.reason}），请稍后再次点击同意重试。")
     if finished is not None and finished.status == WithdrawalStatus.FAILED:
@@ -249,6 +251,11 @@ def cancel_transfer(session: Session, gateway, admin: AdminUser, withdrawal_id: 
     bill = gateway.cancel_transfer_bill(withdrawal.withdrawal_no)
     if bill.state == BillState.UNKNOWN:
         bill = gateway.query_transfer_bill(withdrawal.withdrawal_no)
+    if bill.state == BillState.UNKNOWN and bill.error == "NOT_FOUND" and not withdrawal.transfer_package:
+        # WeChat never made a bill under this number (refused for a short operating account, say): nothing can be
+        # paid under it unless we send it again, so the money goes back. Should a lost request surface after all,
+        # its payment is handed to finance as a late result.
+        bill = TransferBill(BillState.NOT_PAID, withdrawal.withdrawal_no, reason="未在微信建立转账，已撤销")
     apply_transfer_bill(session, admin, withdrawal_id, bill)
     session.refresh(withdrawal)
     if withdrawal.status == WithdrawalStatus.APPROVED:

@@ -48,10 +48,35 @@ CERTIFICATE_REFRESH_SECONDS = 600  # at most one /v3/certificates fetch per gate
 TRANSFER_REMARK_MAX = 32  # characters
 REAL_NAME_FROM_FEN = 200_000  # 商家转账 names the payee (encrypted) from ¥2,000 up
 TRANSFER_SCENES = {
-    # scene id → (the 报备 items WeChat requires for it, the 用户收款感知 shown to the member)
+    # scene id → (the 报备 items WeChat requires for it, the 用户收款感知 shown to the member). Other scenes work
+    # too when their items are named in the setting ("类型=内容|类型=内容") with the perception the scene allows.
     "1005": (("岗位类型", "报酬说明"), "劳务报酬"),  # 佣金报酬
     "1000": (("活动名称", "奖励说明"), "现金奖励"),  # 现金营销
 }
+REPORT_CONTENT_MAX = 32  # characters of one 报备 item
+
+
+def transfer_report(scene: str, values: tuple[str, ...], perception: str = "") -> tuple[list[dict], str]:
+    """(the 报备 items, the 用户收款感知) of a transfer in ``scene`` from the settings: for a scene we know, plain
+    values in its order (1005: 岗位类型, 报酬说明); for any scene, ``类型=内容`` pairs. ValueError says what is wrong."""
+    if not scene.isdigit():
+        raise ValueError("the transfer scene id is the number the merchant platform shows (e.g. 1005)")
+    known_items, known_perception = TRANSFER_SCENES.get(scene, ((), ""))
+    pairs = []
+    for index, value in enumerate(values):
+        kind, separator, content = value.partition("=")
+        if not separator:
+            if index >= len(known_items):
+                raise ValueError(f"scene {scene}: name each report item as 类型=内容 (e.g. 岗位类型=推广员)")
+            kind, content = known_items[index], value
+        pairs.append((kind.strip(), content.strip()))
+    if known_items and [kind for kind, _ in pairs] != list(known_items):
+        raise ValueError(f"scene {scene} needs exactly the report items {' | '.join(known_items)}, in that order")
+    if not pairs or not all(kind and content and len(content) <= REPORT_CONTENT_MAX for kind, content in pairs):
+        raise ValueError(f"each report item needs a type and a content of at most {REPORT_CONTENT_MAX} characters")
+    if not (perception or known_perception):
+        raise ValueError(f"scene {scene}: set the 用户收款感知 the scene allows (WECHAT_TRANSFER_PERCEPTION)")
+    return [{"info_type": kind, "info_content": content} for kind, content in pairs], perception or known_perception
 
 _MESSAGES = {
     "ORDERPAID": "该订单已支付。",
@@ -108,6 +133,7 @@ class TransferBill:
     amount_fen: int | None = None
     openid: str = ""
     reason: str = ""  # Chinese, for finance and the member
+    error: str = ""  # WeChat's error code when it refused the call (NOT_ENOUGH, NOT_FOUND, …)
 
     def as_transfer_result(self) -> TransferResult:
         state = {BillState.PAID: TransferState.PAID, BillState.NOT_PAID: TransferState.NOT_PAID}.get(
@@ -325,9 +351,8 @@ class PayGatewayV3:
         parameters makes at most one bill, so a retry after an unknown answer is safe; a new number only after a
         query shows the bill failed."""
         scene = self.settings.transfer_scene_id
-        items, perception = TRANSFER_SCENES.get(scene, ((), ""))
-        report = [{"info_type": name, "info_content": content[:32]}
-                  for name, content in zip(items, self.settings.transfer_report_values)]
+        report, perception = transfer_report(scene, self.settings.transfer_report_values,
+                                             self.settings.transfer_perception)  # checked at start
         if amount >= REAL_NAME_FROM_FEN and not real_name:
             return TransferBill(BillState.NOT_PAID, out_bill_no, reason="¥2,000 及以上的提现需要填写收款人真实姓名")
         try:
@@ -335,22 +360,23 @@ class PayGatewayV3:
                 out_bill_no=out_bill_no, transfer_scene_id=scene, openid=openid, transfer_amount=amount,
                 transfer_remark=remark[:TRANSFER_REMARK_MAX],
                 user_name=real_name if amount >= REAL_NAME_FROM_FEN else None,
-                user_recv_perception=self.settings.transfer_perception or perception or None,
+                user_recv_perception=perception,
                 transfer_scene_report_infos=report, notify_url=self.settings.transfer_notify_url or None,
             ), definite=_BILL_NOT_MADE)
         except PayError as exc:
             state = BillState.NOT_PAID if exc.definite else BillState.UNKNOWN
             reason = _BILL_RETRY_REASONS.get(exc.err_code) or (
                 f"{exc.message}（{exc.err_code}）" if exc.err_code else exc.message)
-            return TransferBill(state, out_bill_no, reason=reason)
+            return TransferBill(state, out_bill_no, reason=reason, error=exc.err_code)
         return self._bill(answer, out_bill_no)
 
     def query_transfer_bill(self, out_bill_no: str) -> TransferBill:
-        """查询转账单 by our number (WeChat keeps them 30 days). Not found: unknown — the bill may not be there yet."""
+        """查询转账单 by our number (WeChat keeps them 30 days). Not found: unknown (error NOT_FOUND) — the bill may not
+        be there yet."""
         try:
             answer = self._call(lambda: self._pay.mch_transfer_bills_query(out_bill_no=out_bill_no))
         except PayError as exc:
-            return TransferBill(BillState.UNKNOWN, out_bill_no, reason=exc.message)
+            return TransferBill(BillState.UNKNOWN, out_bill_no, reason=exc.message, error=exc.err_code)
         return self._bill(answer, out_bill_no)
 
     def cancel_transfer_bill(self, out_bill_no: str) -> TransferBill:
