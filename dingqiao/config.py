@@ -156,6 +156,8 @@ DEFAULTS = {
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "TESTING": False,
     "ADMIN_LOGIN_RATE": "10 per minute",
+    # A member's 确认收款 / 刷新状态 asks WeChat about their bill: each one a query against the merchant's quota.
+    "TRANSFER_CHECK_RATE": "12 per minute",
     "RATELIMIT_HEADERS_ENABLED": True,
 }
 
@@ -207,7 +209,9 @@ def _check_pay_settings(config) -> None:
         if missing:
             raise ConfigError("WeChat Pay API v2 needs the API key, the merchant certificate (refunds, payouts) and "
                               "this server's public address (payouts): " + ", ".join(missing))
-        return
+        if not any(config.get(k) for k in ("WECHAT_MCH_SERIAL_NO", "WECHAT_APIV3_KEY", "WECHAT_PAY_PUBLIC_KEY_PATH",
+                                           "WECHAT_PAY_PUBLIC_KEY_ID", "WECHAT_PAY_PLATFORM_CERT_DIR")):
+            return  # a v2 merchant with no v3 settings; any v3 setting present must be whole, or v2 breaks too
     missing = [k for k in (*V3_SETTINGS, "WECHAT_SERVER_IP") if not config.get(k)]
     public_key = config.get("WECHAT_PAY_PUBLIC_KEY_PATH"), config.get("WECHAT_PAY_PUBLIC_KEY_ID")
     if any(public_key) and not all(public_key):
@@ -215,7 +219,9 @@ def _check_pay_settings(config) -> None:
     elif not any(public_key) and not config.get("WECHAT_PAY_PLATFORM_CERT_DIR"):
         missing.append("WECHAT_PAY_PUBLIC_KEY_PATH + WECHAT_PAY_PUBLIC_KEY_ID (or WECHAT_PAY_PLATFORM_CERT_DIR)")
     if missing:
-        raise ConfigError("WeChat Pay API v3 needs (set WECHAT_PAY_API=v2 to stay on v2): " + ", ".join(missing))
+        hint = ("remove the v3 settings to stay on v2 alone" if config.get("WECHAT_PAY_API", "v3") == "v2"
+                else "set WECHAT_PAY_API=v2 to stay on v2")
+        raise ConfigError(f"WeChat Pay API v3 needs ({hint}): " + ", ".join(missing))
     if len(config["WECHAT_APIV3_KEY"].encode()) != 32:
         raise ConfigError("WECHAT_APIV3_KEY must be the 32-character APIv3 key from the merchant platform.")
     if public_key[1] and not public_key[1].startswith("PUB_KEY_ID_"):

@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import time
+from datetime import timedelta
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -672,13 +673,17 @@ def test_finance_can_give_up_a_payout_wechat_never_made_a_bill_for(app, v3):
     v3.transfer_err_code = "NOT_ENOUGH"
     with app.app_context(), pytest.raises(WithdrawalError, match="撤销微信转账"):
         approve_withdrawal(db.session, pay_gateways(app), finance(world), withdrawal_id)
-    with app.app_context():
+    with app.app_context(), pytest.raises(WithdrawalError, match="处理中"):
+        # Right after the approval a missing bill may still be on its way: nothing is returned yet.
         cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    assert withdrawal_row(app, withdrawal_id).status == WithdrawalStatus.APPROVED
+    with app.app_context():
+        cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id, timedelta(0))
     withdrawal = withdrawal_row(app, withdrawal_id)
     assert withdrawal.status == WithdrawalStatus.FAILED and "未在微信建立转账" in withdrawal.failure_reason
     assert balances(app, world.parent) == (1000, 0) and ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 1
     with app.app_context(), pytest.raises(WithdrawalError):  # once
-        cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id)
+        cancel_transfer(db.session, pay_gateways(app), finance(world), withdrawal_id, timedelta(0))
     assert ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 1
     assert_money_consistent(app)
 
@@ -980,3 +985,130 @@ def test_demo_pay_posts_a_v3_notify_through_the_real_path_with_private_key_files
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == keys
     finally:
         empty_database(demo)
+
+
+# ------------------------------------------------------------------------------- after an outside review
+
+def test_a_legacy_payout_whose_v2_key_was_removed_says_so_and_stops_nothing_else(app, fake_wechat, v3):
+    """A v2 transfer left unknown, then the merchant switched to v3 and dropped the v2 key: only v2 can ask about
+    that transfer, so 同意 says what is missing (no v3 call stands in) and the cron carries on with the others."""
+    world = build_world(app)
+    earn(app, v3, world)
+    app.config["WECHAT_PAY_API"] = "v2"
+    with app.app_context():
+        legacy_id = request_withdrawal(db.session, world.parent, 300, RULES).id
+    fake_wechat.transfer_err_code = "SYSTEMERROR"  # unknown: the transfer may have been made
+    with app.app_context(), pytest.raises(WithdrawalError, match="结果未知"):
+        approve_withdrawal(db.session, pay_gateways(app), finance(world), legacy_id)
+    app.config.update(WECHAT_PAY_API="v3", WECHAT_MCH_KEY="")
+    bill = approved_bill(app, v3, world, 200)
+    with app.app_context(), pytest.raises(WithdrawalError, match="v2 未配置"):
+        approve_withdrawal(db.session, pay_gateways(app), finance(world), legacy_id)
+    assert post_notify(app, TRANSFER_NOTIFY, v3.confirm_bill(bill.withdrawal_no)).status_code == 204
+    reconcile(app)  # the cron carries on past the payout it cannot ask about
+    assert withdrawal_row(app, legacy_id).status == WithdrawalStatus.APPROVED
+    assert withdrawal_row(app, bill.id).status == WithdrawalStatus.PAID
+    assert v3.calls(BILLS) == [v3.calls(BILLS)[0]]  # only the v3 payout's own bill: nothing sent for the v2 one
+    assert_money_consistent(app)
+
+
+def test_a_v2_merchant_with_half_made_v3_settings_refuses_to_start(tmp_path, fake_wechat):
+    config = production_v3(tmp_path, fake_wechat, WECHAT_PAY_API="v2", WECHAT_PAY_PUBLIC_KEY_PATH=str(tmp_path / "no.pem"),
+                           WECHAT_MCH_KEY=fake_wechat.mch_key, WECHAT_MCH_CERT_PATH=str(tmp_path / "cert.pem"))
+    with pytest.raises(ConfigError, match="remove the v3 settings to stay on v2 alone|key file cannot be read"):
+        create_app(config)
+
+
+def test_a_failed_certificate_refresh_keeps_the_certificates_already_known(app_config, request, v3, tmp_path):
+    """Junk with a made-up serial while /v3/certificates is down must not make the app forget the platform
+    certificate it holds: WeChat's own notifies signed with it are still believed."""
+    app_config["WECHAT_PAY_PLATFORM_CERT_DIR"] = str(tmp_path / "platform-certs")
+    app = request.getfixturevalue("app")
+    world = build_world(app)
+    first, second = buy(app, world), buy(app, world)
+    start_v3_payment(app, world.buyer, first)
+    start_v3_payment(app, world.buyer, second)
+    v3.signer = "platform_cert"
+    assert post_notify(app, PAY_NOTIFY, v3.pay(first)).status_code == 204  # the certificate is fetched and known
+    headers, body = v3.pay(second)
+    fake = request.getfixturevalue("fake_wechat")
+    fake.outage_status = 500
+    try:
+        assert_refused(post_notify(app, PAY_NOTIFY, ({**headers, "Wechatpay-Serial": "AB" * 20}, body)))
+    finally:
+        fake.outage_status = None
+    assert post_notify(app, PAY_NOTIFY, (headers, body)).status_code == 204
+    assert order_row(app, second).status == OrderStatus.PAID
+    assert_money_consistent(app)
+
+
+def test_a_retry_refused_while_the_bill_exists_never_returns_the_money(app, v3, monkeypatch):
+    """The first request's answer was lost (WeChat made the bill); the retry is refused outright, but a query shows
+    the bill waiting for the member: the money must stay, and the cron fetches the package for 确认收款."""
+    from dingqiao.wechat.pay_v3 import BillState, PayGatewayV3, TransferBill
+
+    world = build_world(app)
+    earn(app, v3, world)
+    with app.app_context():
+        withdrawal_id = request_withdrawal(db.session, world.parent, 500, RULES).id
+    v3.transfer_err_code = "SYSTEM_ERROR"  # no usable answer: unknown
+    with app.app_context(), pytest.raises(WithdrawalError, match="结果未知"):
+        approve_withdrawal(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    no = withdrawal_row(app, withdrawal_id).withdrawal_no
+    v3.transfer_err_code = ""
+    status, _headers, answer = v3.handle(*_signed_bill_request(app, v3, withdrawal_id))  # the lost one arrived
+    assert status == 200, answer
+    real_create = PayGatewayV3.create_transfer_bill
+    # WeChat refuses this retry outright (a changed permission, say) while the bill made before stands.
+    monkeypatch.setattr(PayGatewayV3, "create_transfer_bill",
+                        lambda self, **kw: TransferBill(BillState.NOT_PAID, kw["out_bill_no"], reason="无权限（NO_AUTH）",
+                                                        error="NO_AUTH"))
+    with app.app_context(), pytest.raises(WithdrawalError, match="尚未取得确认参数"):
+        approve_withdrawal(db.session, pay_gateways(app), finance(world), withdrawal_id)
+    withdrawal = withdrawal_row(app, withdrawal_id)
+    assert withdrawal.status == WithdrawalStatus.APPROVED and withdrawal.transfer_package is None
+    assert withdrawal.transfer_state == "WAIT_USER_CONFIRM"
+    assert ledger(app, LedgerKind.WITHDRAWAL_RETURNED) == 0
+    monkeypatch.setattr(PayGatewayV3, "create_transfer_bill", real_create)
+    reconcile(app)  # the bill waits for the member: the same request again brings its package
+    withdrawal = withdrawal_row(app, withdrawal_id)
+    assert withdrawal.transfer_package == v3.bills[no]["package_info"]
+    assert post_notify(app, TRANSFER_NOTIFY, v3.confirm_bill(no)).status_code == 204
+    assert withdrawal_row(app, withdrawal_id).status == WithdrawalStatus.PAID
+    assert_money_consistent(app)
+
+
+def _signed_bill_request(app, v3, withdrawal_id: int):
+    """The 发起转账 request our gateway sends for the withdrawal, as (method, path, headers, body) for the fake."""
+    from wechatpayv3.utils import build_authorization, load_private_key
+
+    withdrawal = withdrawal_row(app, withdrawal_id)
+    with app.app_context():
+        from dingqiao.models import User
+
+        openid = db.session.get(User, withdrawal.user_id).openid
+        settings = pay_gateways(app).v3.settings
+    body = {"out_bill_no": withdrawal.withdrawal_no, "transfer_scene_id": "1005", "openid": openid,
+            "transfer_amount": withdrawal.amount_fen - withdrawal.fee_fen, "transfer_remark": "顶俏收益提现",
+            "user_recv_perception": "劳务报酬",
+            "transfer_scene_report_infos": [{"info_type": "岗位类型", "info_content": "推广员"},
+                                            {"info_type": "报酬说明", "info_content": "推广佣金"}],
+            "appid": settings.app_id, "notify_url": settings.transfer_notify_url}
+    text = json.dumps(body)
+    authorization = build_authorization(BILLS, "POST", settings.mch_id, settings.mch_serial_no,
+                                        load_private_key(settings.mch_private_key_pem), data=text)
+    return "POST", BILLS, {"Authorization": authorization, "Content-Type": "application/json"}, text.encode()
+
+
+def test_an_order_prepaid_through_v2_before_the_switch_is_paid_through_v2(app, fake_wechat, v3):
+    """The pay sheet of an order prepaid under v2 is signed by v2 after the switch: ordering the same number again
+    through v3 would carry another notify address, which WeChat refuses."""
+    world = build_world(app)
+    order_no = buy(app, world)
+    app.config["WECHAT_PAY_API"] = "v2"
+    first = start_v3_payment(app, world.buyer, order_no)  # the same pay fragment, v2's parameters
+    assert first["signType"] == "MD5"
+    app.config["WECHAT_PAY_API"] = "v3"
+    again = start_v3_payment(app, world.buyer, order_no)
+    assert again["signType"] == "MD5" and again["package"] == first["package"]
+    assert v3.calls("/v3/pay/transactions/jsapi") == []

@@ -149,7 +149,8 @@ def review_withdrawals():
             if action == "approve":
                 done = approve_withdrawal(db.session, gateway, admin, withdrawal_id)
             elif action == "cancel_transfer":
-                done = cancel_transfer(db.session, gateway, admin, withdrawal_id)
+                done = cancel_transfer(db.session, gateway, admin, withdrawal_id,
+                                       timedelta(minutes=current_app.config["RECONCILE_AFTER_MINUTES"]))
             elif action == "offline":
                 done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""))
             else:

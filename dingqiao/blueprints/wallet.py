@@ -2,12 +2,12 @@
 from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
 from ..services.redemption import mask_name
 from ..services.wallet import earnings, earnings_overview, parse_month, wallet_view
 from ..services.withdrawals import WithdrawalRules, check_transfer, parse_yuan, request_withdrawal
-from ..wechat import pay_gateways
+from ..wechat import pay_gateways, transfer_merchant
 from ..web import redirect_after_post, render_page
 from .access import current_member, owned_or_404, require_member
 
@@ -24,11 +24,10 @@ def index():
     withdrawals = db.session.scalars(
         select(Withdrawal).where(Withdrawal.user_id == member.id).order_by(Withdrawal.id.desc()).limit(20)
     ).all()
-    settings = pay_gateways(current_app).for_api("v3").settings
     return render_page(
         "wallet/index.html", block="earnings", wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
         kinds=list(CommissionKind), kind=kind, month=month_raw, rules=WithdrawalRules.from_config(current_app.config),
-        merchant={"mch_id": settings.mch_id, "app_id": settings.app_id},
+        merchant=transfer_merchant(current_app.config),
     )
 
 
@@ -48,7 +47,12 @@ def withdraw():
     return redirect_after_post(url_for("wallet.index"))
 
 
+def _transfer_check_rate() -> str:
+    return current_app.config["TRANSFER_CHECK_RATE"]
+
+
 @bp.post("/withdrawals/<withdrawal_no>/check")
+@limiter.limit(_transfer_check_rate, key_func=lambda: f"member:{current_member().id}")
 def check_withdrawal(withdrawal_no: str):
     """After 确认收款 (or 刷新状态): WeChat is asked about the member's own bill; the wallet shows the answer."""
     check_transfer(db.session, pay_gateways(current_app), current_member().id, withdrawal_no[:32])

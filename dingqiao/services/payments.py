@@ -88,8 +88,12 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderError("订单已支付或已取消，无需再次支付。")
     payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
-    if payment is not None and payment.prepay_id and payment.api == gateway.api:
-        return gateway.jsapi_params(payment.prepay_id)  # a prepay id is signed for the pay sheet by its own API
+    if payment is not None and payment.prepay_id:
+        # A prepay id is signed for the pay sheet by the API that made it (an order prepaid before a switch
+        # between v2 and v3 cannot be ordered again through the other: WeChat refuses the number's new notify_url).
+        own = gateway.for_api(payment.api, strict=True)
+        if own is not None:
+            return own.jsapi_params(payment.prepay_id)
     first_item = order.items[0].product_name if order.items else "商品"
     title = f"顶俏-{first_item}" + ("等" if len(order.items) > 1 else "")
     # The network call happens outside any transaction: no lock is held while WeChat thinks.

@@ -2,7 +2,7 @@
 whatever runs at once), then finance pays it out through WeChat — or by hand — or returns it."""
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -110,8 +110,8 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
     elif not retry:
         raise WithdrawalError("该提现申请已处理。")
     if by_bill:
-        return _pay_by_bill(session, gateway.for_api("v3"), admin, withdrawal, retry)
-    gateway = gateway.for_api("v2")
+        return _pay_by_bill(session, _payout_gateway(gateway, "v3"), admin, withdrawal, retry)
+    gateway = _payout_gateway(gateway, "v2")
     openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
     result = gateway.transfer(partner_trade_no=withdrawal.withdrawal_no, openid=openid,
                               amount=withdrawal.amount_fen - withdrawal.fee_fen, desc="顶俏收益提现")
@@ -136,19 +136,39 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
 TRANSFER_REMARK = "顶俏收益提现"
 
 
+def _payout_gateway(gateway, api: str):
+    """The gateway of the API a payout started on: a transfer exists only there, so no other may stand in."""
+    own = gateway.for_api(api, strict=True)
+    if own is None:
+        setting = "WECHAT_MCH_KEY 与 WECHAT_MCH_CERT_PATH" if api == "v2" else "WECHAT_APIV3_KEY 等 v3 设置"
+        raise WithdrawalError(f"这笔提现经微信支付 {api} 打款，但 {api} 未配置（{setting}），无法重试或查询；"
+                              "请恢复该设置，或在商户平台核对结果后联系技术处理。")
+    return own
+
+
+def _create_bill(gateway, session: Session, withdrawal: Withdrawal) -> TransferBill:
+    """发起转账 for the withdrawal, always with the same parameters (WeChat makes at most one bill per number)."""
+    openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
+    return gateway.create_transfer_bill(out_bill_no=withdrawal.withdrawal_no, openid=openid or "",
+                                        amount=withdrawal.amount_fen - withdrawal.fee_fen, remark=TRANSFER_REMARK,
+                                        real_name=withdrawal.payee_name or "")
+
+
 def _pay_by_bill(session: Session, gateway, admin: AdminUser, withdrawal: Withdrawal, retry: bool) -> Withdrawal:
     """商家转账: make (or, on a retry, make again under the same number) the bill, then record what WeChat says —
     waiting for the member's confirmation, or a certain failure (money back). Unknown answers are asked about."""
     if withdrawal.transfer_package and withdrawal.transfer_state == "WAIT_USER_CONFIRM":
         raise WithdrawalError("已发起微信转账，等待用户在微信中确认收款。")
-    openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
-    bill = gateway.create_transfer_bill(out_bill_no=withdrawal.withdrawal_no, openid=openid or "",
-                                        amount=withdrawal.amount_fen - withdrawal.fee_fen, remark=TRANSFER_REMARK,
-                                        real_name=withdrawal.payee_name or "")
+    bill = _create_bill(gateway, session, withdrawal)
     if bill.state == BillState.UNKNOWN or (retry and bill.state == BillState.NOT_PAID):
         checked = gateway.query_transfer_bill(withdrawal.withdrawal_no)
-        if checked.state != BillState.UNKNOWN:
-            bill = checked if checked.package_info or checked.state != BillState.AWAITING_CONFIRMATION else bill
+        if checked.state == BillState.AWAITING_CONFIRMATION and not checked.package_info:
+            # The bill exists (so no "not paid" may return the money) but a query never carries the package the
+            # member confirms with; the same request again answers it.
+            bill = TransferBill(BillState.UNKNOWN, bill.out_bill_no, wechat_state=checked.wechat_state,
+                                reason="转账单已建立，尚未取得确认参数")
+        elif checked.state != BillState.UNKNOWN:
+            bill = checked
         elif bill.state == BillState.NOT_PAID:
             bill = TransferBill(BillState.UNKNOWN, bill.out_bill_no, reason=bill.reason)
     finished = apply_transfer_bill(session, admin, withdrawal.id, bill)
@@ -232,26 +252,29 @@ def check_transfer(session: Session, gateway, user_id: int, withdrawal_no: str) 
     if withdrawal is None:
         raise NotFound("提现记录不存在。")
     if withdrawal.status == WithdrawalStatus.APPROVED and withdrawal.payout_method == "wechat_bill":
-        bill = gateway.for_api("v3").query_transfer_bill(withdrawal_no)
+        bill = _payout_gateway(gateway, "v3").query_transfer_bill(withdrawal_no)
         apply_transfer_bill(session, None, withdrawal.id, bill)
         session.refresh(withdrawal)
     return withdrawal
 
 
-def cancel_transfer(session: Session, gateway, admin: AdminUser, withdrawal_id: int) -> Withdrawal:
+def cancel_transfer(session: Session, gateway, admin: AdminUser, withdrawal_id: int,
+                    not_found_after: timedelta = timedelta(minutes=10)) -> Withdrawal:
     """Finance withdraws a bill the member has not confirmed (撤销转账); the money goes back to the wallet once
-    WeChat says the bill is cancelled (now, by the notify, or the cron)."""
+    WeChat says the bill is cancelled (now, by the notify, or the cron) — or that it never made one, asked at
+    least ``not_found_after`` after the approval (a bill may take a moment to appear)."""
     _require_finance(admin)
     withdrawal = session.get(Withdrawal, withdrawal_id)
     if withdrawal is None:
         raise NotFound("提现申请不存在。")
     if withdrawal.status != WithdrawalStatus.APPROVED or withdrawal.payout_method != "wechat_bill":
         raise WithdrawalError("只有等待用户确认收款的微信转账可以撤销。")
-    gateway = gateway.for_api("v3")
+    gateway = _payout_gateway(gateway, "v3")
     bill = gateway.cancel_transfer_bill(withdrawal.withdrawal_no)
     if bill.state == BillState.UNKNOWN:
         bill = gateway.query_transfer_bill(withdrawal.withdrawal_no)
-    if bill.state == BillState.UNKNOWN and bill.error == "NOT_FOUND" and not withdrawal.transfer_package:
+    if (bill.state == BillState.UNKNOWN and bill.error == "NOT_FOUND" and not withdrawal.transfer_package
+            and withdrawal.reviewed_at <= utcnow() - not_found_after):
         # WeChat never made a bill under this number (refused for a short operating account, say): nothing can be
         # paid under it unless we send it again, so the money goes back. Should a lost request surface after all,
         # its payment is handed to finance as a late result.
@@ -281,19 +304,18 @@ def reconcile_withdrawals(session: Session, gateway: PayGateway, approved_before
     ).all()
     finished = 0
     for withdrawal_id, withdrawal_no, method in due:
+        own = gateway.for_api("v3" if method == "wechat_bill" else "v2", strict=True)
+        if own is None:
+            log.warning("reconcile: withdrawal %s was paid out through an API no longer configured", withdrawal_no)
+            continue
         if method == "wechat_bill":
-            bill = gateway.for_api("v3").query_transfer_bill(withdrawal_no)
             try:
-                done = apply_transfer_bill(session, None, withdrawal_id, bill)
-                finished += bill.state in (BillState.PAID, BillState.NOT_PAID) and done is not None
+                finished += _reconcile_bill(session, own, withdrawal_id, withdrawal_no)
             except Exception:  # noqa: BLE001 - one payout that cannot be finished must not stop the others
                 session.rollback()
                 log.exception("reconcile: withdrawal %s could not be finished", withdrawal_no)
             continue
-        legacy = gateway.for_api("v2")
-        if not hasattr(legacy, "query_transfer"):
-            continue  # a legacy transfer, and the v2 key is gone: finance asks the merchant platform
-        result = legacy.query_transfer(withdrawal_no)
+        result = own.query_transfer(withdrawal_no)
         if result.state != TransferState.UNKNOWN:
             try:
                 _apply_transfer_result(session, None, withdrawal_id, result)
@@ -304,6 +326,20 @@ def reconcile_withdrawals(session: Session, gateway: PayGateway, approved_before
                 session.rollback()
                 log.exception("reconcile: withdrawal %s could not be finished", withdrawal_no)
     return finished
+
+
+def _reconcile_bill(session: Session, gateway, withdrawal_id: int, withdrawal_no: str) -> int:
+    """One bill for the cron: its state from a query; a bill waiting for the member whose package never reached us
+    (a lost answer) is asked for again with the same request, so the member can confirm it. 1 when finished."""
+    bill = gateway.query_transfer_bill(withdrawal_no)
+    withdrawal = session.get(Withdrawal, withdrawal_id)
+    if bill.state == BillState.AWAITING_CONFIRMATION and not bill.package_info and not withdrawal.transfer_package:
+        again = _create_bill(gateway, session, withdrawal)
+        if again.package_info:
+            bill = again
+    session.rollback()  # end the read: the result is applied in its own transaction
+    done = apply_transfer_bill(session, None, withdrawal_id, bill)
+    return int(bill.state in (BillState.PAID, BillState.NOT_PAID) and done is not None)
 
 
 def _apply_transfer_result(session: Session, admin: AdminUser | None, withdrawal_id: int,
@@ -395,7 +431,8 @@ def _report_paid_after_all(session: Session, withdrawal_id: int, result: Transfe
     on an earlier "not paid" (a query racing a retry of the same number): finance must reconcile it."""
     withdrawal = session.get(Withdrawal, withdrawal_id)
     if withdrawal is not None and withdrawal.status != WithdrawalStatus.PAID:
-        record_late_result(session, reference=withdrawal.withdrawal_no, wechat_id=result.payment_no or withdrawal.withdrawal_no,
+        record_late_result(session, reference=withdrawal.withdrawal_no,
+                           wechat_id=result.payment_no or withdrawal.withdrawal_no,
                            amount_fen=withdrawal.amount_fen - withdrawal.fee_fen,
                            detail=f"微信已打款 {withdrawal.withdrawal_no}，但系统中该提现为「{withdrawal.status}」，请核对用户余额")
 

@@ -104,10 +104,11 @@ class PayGateways:
     v2: object | None
     v3: object | None
 
-    def for_api(self, api: str | None):
-        """The gateway for money taken through ``api``; the current one when that api is not configured."""
+    def for_api(self, api: str | None, *, strict: bool = False):
+        """The gateway for money taken through ``api``. When that api is not configured: the current one (a refund
+        works through either API at WeChat), or None when ``strict`` (a payout's transfer exists only in its own)."""
         chosen = self.v3 if api == "v3" else self.v2 if api == "v2" else None
-        return chosen or self.current
+        return chosen if chosen is not None or strict else self.current
 
     def __getattr__(self, name: str):
         return getattr(self.current, name)  # everything else is the current gateway's (api, settings, calls)
@@ -140,10 +141,20 @@ def _build_gateways(config, instance_path: str) -> PayGateways:
 
         v3 = demo_gateway(instance_path)
         return PayGateways(current=v3, v2=None, v3=v3)
-    v2 = PayGateway(WeChatSettings.from_config(config, "v2")) if config["WECHAT_MCH_KEY"] or not v3_configured(config) else None
+    has_v2 = config["WECHAT_MCH_KEY"] or not v3_configured(config)  # no merchant at all: v2's calls fail politely
+    v2 = PayGateway(WeChatSettings.from_config(config, "v2")) if has_v2 else None
     v3 = PayGatewayV3(WeChatSettings.from_config(config, "v3")) if v3_configured(config) else None
     current = v3 if config.get("WECHAT_PAY_API", "v3") == "v3" and v3 is not None else v2
     return PayGateways(current=current, v2=v2, v3=v3)
+
+
+def transfer_merchant(config) -> dict[str, str]:
+    """The ids ``requestMerchantTransfer`` names on the member's phone (no gateway needed to show the wallet)."""
+    if config["DINGQIAO_DEMO"]:
+        from .demo import DEMO_APP_ID, DEMO_MCH_ID
+
+        return {"mch_id": DEMO_MCH_ID, "app_id": DEMO_APP_ID}
+    return {"mch_id": config["WECHAT_MCH_ID"], "app_id": config["WECHAT_APP_ID"]}
 
 
 def pay_gateway(app_or_config):

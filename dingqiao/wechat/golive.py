@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import WeChatError, WeChatSettings, js_sdk, pay_gateways
+from . import CREDENTIAL_IN_URL, WeChatError, WeChatSettings, js_sdk, pay_gateways
 from .pay import PayError
 
 
@@ -93,7 +93,8 @@ def _check_pay(app) -> list[Finding]:
     gateways = pay_gateways(app)
     found = []
     if config.get("WECHAT_PAY_API", "v3") == "v3" and gateways.v3 is None:
-        found.append(Finding(False, "WECHAT_PAY_API=v3，但 v3 的设置不全", "WECHAT_PAY_API=v3 but the v3 settings are incomplete"))
+        found.append(Finding(False, "WECHAT_PAY_API=v3，但 v3 的设置不全",
+                             "WECHAT_PAY_API=v3 but the v3 settings are incomplete"))
     if gateways.v3 is not None:
         found += _check_local_keys(gateways.v3.settings, config)
         found.append(_probe(gateways.v3, "v3"))
@@ -124,7 +125,8 @@ def _check_local_keys(settings: WeChatSettings, config) -> list[Finding]:
         return [*found, Finding(False, f"商户证书无法读取（{_short(exc)}）", f"merchant certificate unreadable ({_short(exc)})")]
     if f"{certificate.serial_number:X}".upper() != settings.mch_serial_no.upper().lstrip("0"):
         found.append(Finding(False, f"WECHAT_MCH_SERIAL_NO 与证书序列号 {certificate.serial_number:X} 不符",
-                             f"WECHAT_MCH_SERIAL_NO differs from the certificate's serial {certificate.serial_number:X}"))
+                             f"WECHAT_MCH_SERIAL_NO differs from the certificate's serial "
+                             f"{certificate.serial_number:X}"))
     raw = serialization.PublicFormat.SubjectPublicKeyInfo
     if (certificate.public_key().public_bytes(serialization.Encoding.PEM, raw)
             != private.public_key().public_bytes(serialization.Encoding.PEM, raw)):
@@ -145,10 +147,12 @@ def _probe(gateway, api: str) -> Finding:
                            f"WeChat Pay {api}: merchant id, serial number and keys work")
         if exc.err_code in ("SIGN_ERROR", "SIGNERROR"):
             return Finding(False, f"微信支付 {api}：签名被拒（商户号、证书序列号 WECHAT_MCH_SERIAL_NO 或私钥不匹配）",
-                           f"WeChat Pay {api}: signature refused (merchant id, WECHAT_MCH_SERIAL_NO or private key mismatch)")
+                           f"WeChat Pay {api}: signature refused "
+                           "(merchant id, WECHAT_MCH_SERIAL_NO or private key mismatch)")
         if "无法验证" in exc.message:
             return Finding(False, f"微信支付 {api}：应答无法验证（WECHAT_PAY_PUBLIC_KEY_PATH / _ID 或平台证书不对）",
-                           f"WeChat Pay {api}: answers do not verify (wrong WeChat Pay public key, its id, or certificates)")
+                           f"WeChat Pay {api}: answers do not verify "
+                           "(wrong WeChat Pay public key, its id, or certificates)")
         return Finding(False, f"微信支付 {api}：{exc.message}（{exc.err_code or _short(exc)}）",
                        f"WeChat Pay {api}: {exc.err_code or _short(exc)}")
     except WeChatError as exc:
@@ -166,7 +170,8 @@ def _probe_signed_answer(gateway) -> Finding:
     except PayError as exc:
         if "无法验证" in exc.message:
             return Finding(False, "微信支付 v3：应答无法验证（WECHAT_PAY_PUBLIC_KEY_PATH / _ID 或平台证书不对）",
-                           "WeChat Pay v3: answers do not verify (wrong WeChat Pay public key, its id, or certificates)")
+                           "WeChat Pay v3: answers do not verify "
+                           "(wrong WeChat Pay public key, its id, or certificates)")
         return Finding(False, f"微信支付 v3：无法验证应答签名（{exc.err_code or _short(exc)}）",
                        f"WeChat Pay v3: could not check the answer signature ({exc.err_code or _short(exc)})")
     return Finding(True, "微信支付 v3：应答签名已用微信支付公钥/平台证书验证",
@@ -174,4 +179,5 @@ def _probe_signed_answer(gateway) -> Finding:
 
 
 def _short(exc: Exception) -> str:
-    return str(exc)[:160]
+    """The start of an error, without the secret, token or code a WeChat URL in it may carry."""
+    return CREDENTIAL_IN_URL.sub(r"\1…", str(exc))[:160]

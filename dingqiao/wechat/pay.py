@@ -193,9 +193,9 @@ class PayGateway:
         if settings.base_url:
             self._pay.API_BASE_URL = settings.base_url + "/mch/"
 
-    def for_api(self, api: str | None) -> "PayGateway":
-        """A lone gateway serves every api (see ``wechat.PayGateways`` for a merchant with two)."""
-        return self
+    def for_api(self, api: str | None, *, strict: bool = False) -> "PayGateway | None":
+        """A lone gateway serves every api, or with ``strict`` only its own (see ``wechat.PayGateways``)."""
+        return self if not strict or api in (None, self.api) else None
 
     def _call(self, request, *, tolerated: tuple[str, ...] = (), definite: frozenset[str] = frozenset()) -> dict:
         """Run one wechatpy call and return WeChat's verified answer; a tolerated err_code answers {}; an

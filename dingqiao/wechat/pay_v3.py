@@ -228,9 +228,9 @@ class PayGatewayV3:
         self._refresh_lock = threading.Lock()
         self._last_refresh = 0.0
 
-    def for_api(self, api: str | None) -> "PayGatewayV3":
-        """A lone gateway serves every api (see ``wechat.PayGateways`` for a merchant with two)."""
-        return self
+    def for_api(self, api: str | None, *, strict: bool = False) -> "PayGatewayV3 | None":
+        """A lone gateway serves every api, or with ``strict`` only its own (see ``wechat.PayGateways``)."""
+        return self if not strict or api in (None, self.api) else None
 
     # --- calls ---------------------------------------------------------------------------------------
     def _call(self, request, *, ok=(200,), definite: frozenset[str] = frozenset(),
@@ -249,7 +249,8 @@ class PayGatewayV3:
         if err_code in tolerated:
             return {}
         if code == 429 or code >= 500 or not err_code:
-            raise PayError(_MESSAGES.get(err_code, _UNREACHABLE), err_code=err_code, detail=f"HTTP {code}: {answer!r:.500}")
+            raise PayError(_MESSAGES.get(err_code, _UNREACHABLE), err_code=err_code,
+                           detail=f"HTTP {code}: {answer!r:.500}")
         return self._refusal(code, err_code, answer, definite)
 
     @staticmethod
@@ -394,7 +395,7 @@ class PayGatewayV3:
             return TransferBill(BillState.UNKNOWN, out_bill_no, reason=_UNREACHABLE)
         common = {"out_bill_no": out_bill_no, "bill_no": str(answer.get("transfer_bill_no") or ""),
                   "wechat_state": state, "openid": str(answer.get("openid") or ""),
-                  "amount_fen": answer.get("transfer_amount") if isinstance(answer.get("transfer_amount"), int) else None}
+                  "amount_fen": amount if isinstance(amount := answer.get("transfer_amount"), int) else None}
         if state == "SUCCESS":
             return TransferBill(BillState.PAID, **common)
         if state == "WAIT_USER_CONFIRM" and isinstance(answer.get("package_info"), str) and answer["package_info"]:
@@ -412,7 +413,8 @@ class PayGatewayV3:
                             reason="微信转账处理中。" if state in _BILL_IN_PROGRESS else f"微信转账状态未知（{state}）")
 
     # --- notifies ----------------------------------------------------------------------------------
-    def _verified_resource(self, body: bytes, headers: Mapping[str, str], original_types: tuple[str, ...]) -> tuple[str, dict]:
+    def _verified_resource(self, body: bytes, headers: Mapping[str, str],
+                           original_types: tuple[str, ...]) -> tuple[str, dict]:
         """(event_type, the decrypted resource) of a v3 notify, or InvalidNotification."""
         header = {k.lower(): v for k, v in headers.items()}
         if header.get("wechatpay-signature-type", SIGNATURE_TYPE) != SIGNATURE_TYPE:
@@ -461,10 +463,13 @@ class PayGatewayV3:
             if time.monotonic() - self._last_refresh < CERTIFICATE_REFRESH_SECONDS and self._last_refresh:
                 return False
             self._last_refresh = time.monotonic()
+        known = list(core._certificates)  # the library empties its list before fetching
         try:
             core._update_certificates()
         except Exception:  # noqa: BLE001 - WeChat unreachable: not believed now, WeChat will resend
-            return False
+            pass
+        if not core._certificates:
+            core._certificates.extend(known)  # a failed fetch must not forget the certificates we had
         return any(cert.serial_number == wanted for cert in core._certificates)
 
     def parse_notification(self, body: bytes, headers: Mapping[str, str] | None = None) -> PayNotification:

@@ -105,19 +105,25 @@
       if (button.dataset.bound) { return; }
       button.dataset.bound = "1";
       var form = button.closest("form");
+      var confirm = function () {
+        window.WeixinJSBridge.invoke("requestMerchantTransfer", {
+          mchId: button.dataset.mchId, appId: button.dataset.appId, package: button.dataset.package
+        }, function (res) {
+          button.disabled = false;
+          if (res.err_msg === "requestMerchantTransfer:cancel") { return; }
+          if (res.err_msg !== "requestMerchantTransfer:ok") { button.textContent = "未能打开确认页，请重试"; }
+          window.htmx.trigger(form, "dq-transfer-done");  // whatever the page said, ask the server
+        });
+      };
       button.addEventListener("click", function () {
         if (typeof window.WeixinJSBridge === "undefined") {
           button.textContent = "请在微信中打开";
           return;
         }
         button.disabled = true;
-        window.WeixinJSBridge.invoke("requestMerchantTransfer", {
-          mchId: button.dataset.mchId, appId: button.dataset.appId, package: button.dataset.package
-        }, function (res) {
-          button.disabled = false;
-          if (res.err_msg === "requestMerchantTransfer:cancel") { return; }
-          window.htmx.trigger(form, "dq-transfer-done");
-        });
+        // The JS-SDK config (requestMerchantTransfer in its jsApiList) first; a failed config still tries.
+        var ready = window.dingqiaoWxReady || Promise.resolve();
+        ready.then(confirm, confirm);
       });
     });
   }
