@@ -1,6 +1,7 @@
 """Command-line entry points: ``flask --app wsgi <command>``."""
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -33,6 +34,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(push_menu_command)
     app.cli.add_command(deliver_messages_command)
     app.cli.add_command(wechat_check_command)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
 
 
 @click.command("seed-demo")
@@ -108,6 +111,61 @@ def reconcile_wechat_pay_command():
     refunds = reconcile_refunds(db.session, gateway, asked_before)
     payouts = reconcile_withdrawals(db.session, gateway, asked_before)
     click.echo(f"Finished {refunds} refund(s) and {payouts} payout(s) from WeChat's answers.")
+
+
+@click.command("backup")
+@with_appcontext
+@click.argument("target", required=False, type=click.Path(path_type=Path))
+@click.option("--keep-days", type=int, default=None, help="Delete this folder's archives older than N days "
+              "(default BACKUP_KEEP_DAYS; 0 keeps all).")
+def backup_command(target: Path | None, keep_days: int | None):
+    """One archive of the live database (SQLite's online backup, or pg_dump on Postgres) and the uploads, with a
+    manifest of checksums. TARGET: a folder (default instance/backups) or a .tar.gz file name."""
+    from .backup import BackupError, create_backup, prune
+
+    config = current_app.config
+    folder = target or Path(current_app.instance_path) / "backups"
+    try:
+        made = create_backup(config["SQLALCHEMY_DATABASE_URI"], config["UPLOAD_FOLDER"], folder)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    kept = config["BACKUP_KEEP_DAYS"] if keep_days is None else keep_days
+    gone = prune(made.path.parent, kept)
+    how = "pg_dump (plain SQL)" if made.database == "postgresql" else "SQLite online backup"
+    click.echo(f"Backup written: {made.path} ({how}, {made.files} uploaded file(s), schema {made.revision or '?'})"
+               + (f"; {len(gone)} archive(s) older than {kept} days deleted" if gone else ""))
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore_command(archive: Path):
+    """Restore ARCHIVE into this empty instance (SQLite): every file is checked against the archive's manifest
+    before anything is written; then the schema is brought up to date and the money, stock and audit checks run."""
+    from flask_migrate import upgrade
+
+    from .backup import BackupError, restore_backup
+
+    config = current_app.config
+    db.session.remove()
+    db.engine.dispose()  # nothing of this process holds the database file being replaced
+    try:
+        manifest = restore_backup(archive, config["SQLALCHEMY_DATABASE_URI"], config["UPLOAD_FOLDER"])
+    except BackupError as exc:
+        raise click.ClickException(f"Not restored, nothing written: {exc}") from None
+    db.engine.dispose()
+    if manifest["revision"]:
+        upgrade()  # a backup from an older release is brought to this release's schema
+    problems = check_money(db.session) + check_stock(db.session)
+    broken = verify_audit_chain(db.session)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if broken is not None:
+        click.echo(f"Audit chain broken at row {broken.row_id}: {broken.reason}", err=True)
+    if problems or broken is not None:
+        sys.exit(1)
+    click.echo(f"Restored the backup of {manifest['created_at']} ({len(manifest['files']) - 1} uploaded file(s)); "
+               "money, stock and audit checks pass.")
 
 
 @click.command("wechat-check")

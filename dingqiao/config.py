@@ -75,6 +75,8 @@ def from_environment(instance_path: str) -> dict:
         # must be the same on every retry of a transfer (WeChat refuses a re-sent number whose parameters changed:
         # FATAL_ERROR), and on the merchant's IP allow-list when that is on.
         "WECHAT_SERVER_IP": os.environ.get("WECHAT_SERVER_IP", ""),
+        # `flask backup` deletes the backup folder's archives older than this many days (0 keeps them all).
+        "BACKUP_KEEP_DAYS": int(os.environ.get("BACKUP_KEEP_DAYS", "14")),
         # Refunds and payouts whose result has not arrived are asked about after this many minutes (cron).
         "RECONCILE_AFTER_MINUTES": int(os.environ.get("RECONCILE_AFTER_MINUTES", "10")),
         # Points wechatpy at another host (the fake WeChat server in tests). Empty: WeChat's real hosts.
