@@ -34,6 +34,7 @@ def make_user(nickname: str = "", identity: Identity = Identity.MEMBER, **fields
         nickname=nickname or f"用户{n}",
         identity=identity,
         referral_code=fields.pop("referral_code", new_referral_code()),
+        phone=fields.pop("phone", f"139{n:08d}"),  # members who bought or withdrew gave one (tests/test_member_phone.py)
         **fields,
     )
     db.session.add(user)

@@ -115,8 +115,9 @@ def test_member_browses_searches_buys_pays_and_gets_a_pickup_code(app, client, f
     assert added.status_code == 200 and "已加入购物车" in added.get_data(as_text=True)
     checkout = client.get("/checkout/").get_data(as_text=True)
     assert f'name="outlet_id" value="{shop.outlet_id}"' in checkout and "¥79.80" in checkout
+    assert 'name="phone"' in checkout  # a member who logged in through WeChat and never bought: asked once
 
-    placed = client.post("/checkout/", data={"outlet_id": shop.outlet_id, "csrf_token": token})
+    placed = client.post("/checkout/", data={"outlet_id": shop.outlet_id, "csrf_token": token, "phone": "13800138000"})
     assert placed.status_code == 302
     order_no = placed.headers["Location"].rsplit("/", 1)[1]
     assert "待支付" in client.get(f"/orders/{order_no}").get_data(as_text=True)

@@ -84,7 +84,7 @@ def test_workers_share_one_token_and_ticket_through_redis(app_config, fake_wecha
     if url is None:
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
     app_config.update(WECHAT_SESSION_REDIS_URL=url, WECHAT_APP_ID=f"wx{uuid.uuid4().hex[:16]}")
-    fake_wechat.app_id = app_config["WECHAT_APP_ID"]
+    original_app_id, fake_wechat.app_id = fake_wechat.app_id, app_config["WECHAT_APP_ID"]
     workers = [create_app(dict(app_config)) for _ in range(2)]
     try:
         for worker in workers:
@@ -94,6 +94,7 @@ def test_workers_share_one_token_and_ticket_through_redis(app_config, fake_wecha
         assert len(fake_wechat.calls("/cgi-bin/token")) == 1
         assert len(fake_wechat.calls("/cgi-bin/ticket/getticket")) == 1
     finally:
+        fake_wechat.app_id = original_app_id  # the fake outlives the test: later tests (and its pay_v3) expect it
         redis_client.Redis.from_url(url).flushdb()
         for worker in workers:
             with worker.app_context():

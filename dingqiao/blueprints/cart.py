@@ -3,6 +3,7 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from ..extensions import db, htmx
 from ..services import cart as carts
+from ..services.accounts import set_member_phone
 from ..services.orders import place_order
 from ..services.outlets import parse_position, pickup_options
 from ..web import parse_id, redirect_after_post, render_page
@@ -77,7 +78,8 @@ def checkout():
     view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
     if not view.lines:
         return redirect(url_for("cart.index"))
-    return render_page("cart/checkout.html", cart=view, options=_options(view), located=False)
+    return render_page("cart/checkout.html", cart=view, options=_options(view), located=False,
+                       needs_phone=not current_member().phone)
 
 
 @bp.get("/checkout/outlets")
@@ -88,7 +90,7 @@ def outlets():
     view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
     position = parse_position(request.args.get("lat"), request.args.get("lng"))
     return render_page("cart/checkout.html", block="outlet_list", cart=view, options=_options(view, position),
-                       located=position is not None)
+                       located=position is not None, needs_phone=False)
 
 
 @bp.post("/checkout/")
@@ -98,6 +100,8 @@ def place():
     outlet_id = parse_id(request.form.get("outlet_id"))
     if outlet_id is None:
         raise carts.CartError("请选择自提门店。")
+    if not current_member().phone or request.form.get("phone"):  # asked once, at the first checkout
+        set_member_phone(db.session, current_member().id, request.form.get("phone"))
     # The lines the member saw: a product taken off sale since is left in the cart, not ordered.
     shown = carts.view_cart(db.session, cart_quantities(), viewer_identity())
     order = place_order(db.session, current_member(), outlet_id,

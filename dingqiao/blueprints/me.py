@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..fonts import FontMissing
 from ..models import FactoryStore, Product, Region
+from ..services.accounts import set_member_phone
 from ..services.logins import end_member_session, end_other_member_sessions, live_logins
 from ..services.posters import poster_input, poster_png
 from ..services.redemption import staff_outlet_ids
@@ -38,6 +39,13 @@ def share_link(member, product_id: int | None = None) -> str:
     base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
     path = f"/products/{product_id}" if product_id else "/"
     return f"{base}{path}?ref={member.referral_code}"
+
+
+@bp.post("/phone")
+def change_phone():
+    """我的 → 手机号: the member records or changes their mobile number."""
+    set_member_phone(db.session, current_member().id, request.form.get("phone"))
+    return redirect_after_post(url_for("me.index"))
 
 
 @bp.get("/share")

@@ -6,6 +6,7 @@ from ..extensions import db, limiter
 from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
 from ..services.redemption import mask_name
 from ..services.wallet import earnings, earnings_overview, parse_month, wallet_view
+from ..services.accounts import set_member_phone
 from ..services.withdrawals import WithdrawalRules, check_transfer, parse_yuan, request_withdrawal
 from ..wechat import pay_gateways, transfer_merchant
 from ..web import redirect_after_post, render_page
@@ -27,7 +28,7 @@ def index():
     return render_page(
         "wallet/index.html", block="earnings", wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
         kinds=list(CommissionKind), kind=kind, month=month_raw, rules=WithdrawalRules.from_config(current_app.config),
-        merchant=transfer_merchant(current_app.config),
+        merchant=transfer_merchant(current_app.config), needs_phone=not member.phone,
     )
 
 
@@ -42,6 +43,8 @@ def earnings_json():
 @bp.post("/withdrawals")
 def withdraw():
     amount = parse_yuan(request.form.get("amount"))
+    if not current_member().phone or request.form.get("phone"):  # finance may need to call about a payout
+        set_member_phone(db.session, current_member().id, request.form.get("phone"))
     request_withdrawal(db.session, current_member().id, amount, WithdrawalRules.from_config(current_app.config),
                        payee_name=request.form.get("payee_name", "")[:64])
     return redirect_after_post(url_for("wallet.index"))

@@ -345,3 +345,36 @@ def member_overview(session: Session, user_id: int) -> MemberOverview:
         )),
         audit=[AuditEntry(row, username or "", json.loads(row.detail)) for row, username in audit_rows],
     )
+
+
+MOBILE = re.compile(r"1[3-9]\d{9}")
+
+
+class PhoneError(DomainError):
+    status = 400
+
+
+def normalise_mobile(raw: str | None) -> str:
+    """A mainland mobile number as 11 digits: spaces, dashes and a +86 / 86 prefix are forgiven, nothing else."""
+    text = re.sub(r"[\s\-()（）]", "", (raw or "").strip())[:20]
+    if text.startswith("+86"):
+        text = text[3:]
+    elif text.startswith("86") and len(text) == 13:
+        text = text[2:]
+    if not (text.isascii() and MOBILE.fullmatch(text)):
+        raise PhoneError("请输入正确的手机号（11 位数字，1 开头）。")
+    return text
+
+
+def set_member_phone(session: Session, user_id: int, raw: str | None) -> str:
+    """Record (or change) the member's mobile number — asked at the first checkout (the outlet may call about the
+    pickup) and before the first withdrawal, editable in 我的, searchable by admins."""
+    phone = normalise_mobile(raw)
+    with write_transaction(session):
+        if not session.execute(update(User).where(User.id == user_id).values(phone=phone)).rowcount:
+            raise NotFound("账户不存在。")
+    return phone
+
+
+def member_phone(session: Session, user_id: int) -> str | None:
+    return session.scalar(select(User.phone).where(User.id == user_id))
