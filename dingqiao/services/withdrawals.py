@@ -24,6 +24,7 @@ from .wallet import post_entry
 BPS = 10_000
 # Leaving REQUESTED for these starts a payout: the wallet must not be in debt (see _refuse_payout_while_in_debt).
 PAYS_OUT = (WithdrawalStatus.APPROVED, WithdrawalStatus.PAID)
+TRANSFER_REMARK = "顶俏收益提现"  # what the member reads on the transfer, legacy or 商家转账 (≤ 32 characters)
 MAX_WITHDRAWAL_FEN = 20_000_00  # WeChat's single-transfer ceiling for 企业付款 is ¥20,000
 
 
@@ -114,7 +115,7 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
     gateway = _payout_gateway(gateway, "v2")
     openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
     result = gateway.transfer(partner_trade_no=withdrawal.withdrawal_no, openid=openid,
-                              amount=withdrawal.amount_fen - withdrawal.fee_fen, desc="顶俏收益提现")
+                              amount=withdrawal.amount_fen - withdrawal.fee_fen, desc=TRANSFER_REMARK)
     # An unknown answer is asked about. So is a retry's "not paid": it speaks only for this attempt, and an
     # earlier one whose answer was lost may have paid (a changed certificate or key makes a retry fail at once).
     if result.state == TransferState.UNKNOWN or (retry and result.state == TransferState.NOT_PAID):
@@ -131,9 +132,6 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
     if finished.status == WithdrawalStatus.FAILED:
         raise WithdrawalError(f"微信打款失败：{result.reason}，金额已退回用户余额。")
     return finished
-
-
-TRANSFER_REMARK = "顶俏收益提现"
 
 
 def _payout_gateway(gateway, api: str):
