@@ -26,6 +26,7 @@ from .network import (
     StaffInvite,
     StockLocation,
 )
+from .ops import JobRun, ScheduledJob, ShopSettings
 from .orders import (
     Order,
     OrderItem,
