@@ -12,7 +12,11 @@ from .extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    """The instance folder (database, uploads, secret key, backups) is ``instance_path``, else DINGQIAO_HOME, else
+    Flask's ``instance/`` beside the package (a checkout). The ``dingqiao`` command sets DINGQIAO_HOME: inside the
+    single file the package lives in a temporary unpack folder."""
+    home = instance_path or os.environ.get("DINGQIAO_HOME")
+    app = Flask(__name__, instance_relative_config=True, instance_path=str(Path(home).absolute()) if home else None)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     app.config.from_mapping(settings.DEFAULTS)
@@ -21,8 +25,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.from_mapping(test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config.setdefault("UPLOAD_FOLDER", os.path.join(app.instance_path, "uploads"))
-    if not app.config.get("SECRET_KEY") and app.config["DINGQIAO_DEMO"]:
-        app.config["SECRET_KEY"] = _demo_secret_key(app.instance_path)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path, app.config["DINGQIAO_DEMO"])
     settings.validate(app.config)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A SQLite connection is an open file, never dropped by a server: no "SELECT 1" before each checkout.
@@ -66,14 +70,19 @@ def _check_limits_only_in_limited_views(app: Flask) -> None:
         app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
-def _demo_secret_key(instance_path: str) -> str:
-    """Demo mode needs no configuration, but every gunicorn worker must share one key: keep it on disk."""
-    path = Path(instance_path) / "demo_secret_key"
+def _instance_secret_key(instance_path: str, demo: bool) -> str:
+    """Without SECRET_KEY the key is generated once into the instance folder (mode 0600), so every gunicorn worker
+    and every restart share it and sessions survive. Demo folders made before it had that name keep their key."""
+    path = Path(instance_path) / "secret_key"
+    legacy = path.with_name("demo_secret_key")
+    if demo and not path.exists() and legacy.exists():
+        return legacy.read_text().strip()
     if not path.exists():
-        # Written aside and linked into place: two workers starting at once agree on one key.
+        # Written aside (created 0600, never readable by others even for a moment) and linked into place: two
+        # workers starting at once agree on one key.
         draft = path.with_name(f"{path.name}.{os.getpid()}")
-        draft.write_text(secrets.token_hex(32))
-        draft.chmod(0o600)
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(secrets.token_hex(32))
         try:
             os.link(draft, path)
         except FileExistsError:

@@ -1,25 +1,20 @@
 """Command-line entry points: ``flask --app wsgi <command>``."""
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from . import jobs
 from .extensions import db
 from .models import AdminRole
 from .models.base import utcnow
 from .services import DomainError
 from .services.accounts import create_admin
-from .services.audit import verify_audit_chain
+from .setup_link import setup_link_command
 from .services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, seed_demo, seed_demo_history
-from .services.commissions import settle_due_lines
-from .services.invariants import check_money, check_stock
-from .services.payments import expire_unpaid_orders
-from .services.refunds import reconcile_refunds
-from .services.withdrawals import reconcile_withdrawals
-from .wechat import pay_gateways
+from .worker import worker_name
 
 
 def register_cli(app: Flask) -> None:
@@ -36,6 +31,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(wechat_check_command)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
+    app.cli.add_command(run_jobs_command)
+    app.cli.add_command(setup_link_command)
 
 
 @click.command("seed-demo")
@@ -79,38 +76,36 @@ def create_admin_command(username: str, role: str, password_stdin: bool):
     click.echo(f"Admin {admin.username} ({admin.role}) created.")
 
 
+def run_job(body: jobs.Body) -> None:
+    """A scheduled job run now, by hand: its summary on the console; a failure on stderr, with exit status 1.
+    The app runs these by itself too (``dingqiao.jobs``); this is the same code."""
+    outcome = body(current_app._get_current_object(), utcnow())
+    click.echo(outcome.summary, err=not outcome.ok)
+    if not outcome.ok:
+        sys.exit(1)
+
+
 @click.command("audit-verify")
 @with_appcontext
 def audit_verify_command():
-    """Verify the audit log's hash chain; name the first broken row."""
-    broken = verify_audit_chain(db.session)
-    if broken is None:
-        click.echo("Audit chain intact.")
-        return
-    click.echo(f"Audit chain broken at row {broken.row_id}: {broken.reason}", err=True)
-    sys.exit(1)
+    """Verify the audit log's hash chain; name the first broken row (nightly by itself too)."""
+    run_job(jobs.audit_check)
 
 
 @click.command("cancel-expired-orders")
 @with_appcontext
 def cancel_expired_orders_command():
-    """Cancel unpaid orders past their deadline and release their stock (run every minute from cron).
+    """Cancel unpaid orders past their deadline and release their stock (the app does it every minute).
     Orders that reached WeChat are asked about first, and closed there before they are cancelled."""
-    cancelled = expire_unpaid_orders(db.session, pay_gateways(current_app))
-    click.echo(f"Cancelled {cancelled} expired order(s).")
+    run_job(jobs.cancel_expired_orders)
 
 
 @click.command("reconcile-wechat-pay")
 @with_appcontext
 def reconcile_wechat_pay_command():
     """Ask WeChat Pay about refunds and payouts still without a result RECONCILE_AFTER_MINUTES after they were
-    sent (a lost notify, a lost answer) and finish those it is certain about (cron, every few minutes)."""
-    config = current_app.config
-    gateway = pay_gateways(current_app)
-    asked_before = utcnow() - timedelta(minutes=config["RECONCILE_AFTER_MINUTES"])
-    refunds = reconcile_refunds(db.session, gateway, asked_before)
-    payouts = reconcile_withdrawals(db.session, gateway, asked_before)
-    click.echo(f"Finished {refunds} refund(s) and {payouts} payout(s) from WeChat's answers.")
+    sent (a lost notify, a lost answer) and finish those it is certain about (the app does it every 10 minutes)."""
+    run_job(jobs.reconcile_wechat_pay)
 
 
 @click.command("backup")
@@ -120,20 +115,14 @@ def reconcile_wechat_pay_command():
               "(default BACKUP_KEEP_DAYS; 0 keeps all).")
 def backup_command(target: Path | None, keep_days: int | None):
     """One archive of the live database (SQLite's online backup, or pg_dump on Postgres) and the uploads, with a
-    manifest of checksums. TARGET: a folder (default instance/backups) or a .tar.gz file name."""
-    from .backup import BackupError, create_backup, prune
+    manifest of checksums. TARGET: a folder (default instance/backups) or a .tar.gz file name. The app takes one
+    nightly by itself."""
+    from .backup import BackupError
 
-    config = current_app.config
-    folder = target or Path(current_app.instance_path) / "backups"
     try:
-        made = create_backup(config["SQLALCHEMY_DATABASE_URI"], config["UPLOAD_FOLDER"], folder)
+        click.echo(jobs.backup(current_app._get_current_object(), utcnow(), target, keep_days).summary)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    kept = config["BACKUP_KEEP_DAYS"] if keep_days is None else keep_days
-    gone = prune(made.path.parent, kept)
-    how = "pg_dump (plain SQL)" if made.database == "postgresql" else "SQLite online backup"
-    click.echo(f"Backup written: {made.path} ({how}, {made.files} uploaded file(s), schema {made.revision or '?'})"
-               + (f"; {len(gone)} archive(s) older than {kept} days deleted" if gone else ""))
 
 
 @click.command("restore")
@@ -156,13 +145,12 @@ def restore_command(archive: Path):
     db.engine.dispose()
     if manifest["revision"]:
         upgrade()  # a backup from an older release is brought to this release's schema
-    problems = check_money(db.session) + check_stock(db.session)
-    broken = verify_audit_chain(db.session)
-    for problem in problems:
-        click.echo(problem, err=True)
-    if broken is not None:
-        click.echo(f"Audit chain broken at row {broken.row_id}: {broken.reason}", err=True)
-    if problems or broken is not None:
+    app = current_app._get_current_object()
+    outcomes = [check(app, utcnow()) for check in (jobs.money_check, jobs.stock_check, jobs.audit_check)]
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    for outcome in failed:
+        click.echo(outcome.summary, err=True)
+    if failed:
         sys.exit(1)
     click.echo(f"Restored the backup of {manifest['created_at']} ({len(manifest['files']) - 1} uploaded file(s)); "
                "money, stock and audit checks pass.")
@@ -188,33 +176,45 @@ def wechat_check_command():
 @click.command("check-money")
 @with_appcontext
 def check_money_command():
-    """Check the money invariants over the whole database; print every problem, exit 1 if any."""
-    problems = check_money(db.session)
-    for problem in problems:
-        click.echo(problem, err=True)
-    if problems:
-        sys.exit(1)
-    click.echo("Money invariants hold.")
+    """Check the money invariants over the whole database; print every problem, exit 1 if any (nightly by
+    itself too)."""
+    run_job(jobs.money_check)
 
 
 @click.command("check-stock")
 @with_appcontext
 def check_stock_command():
     """Check the stock invariants (levels = movements, reservations = open orders, restocks = movements);
-    print every problem, exit 1 if any."""
-    problems = check_stock(db.session)
-    for problem in problems:
-        click.echo(problem, err=True)
-    if problems:
-        sys.exit(1)
-    click.echo("Stock invariants hold.")
+    print every problem, exit 1 if any (nightly by itself too)."""
+    run_job(jobs.stock_check)
 
 
 @click.command("settle-commissions")
 @with_appcontext
 def settle_commissions_command():
-    """Make commissions available whose after-sales cooling period has ended (cron, hourly)."""
-    click.echo(f"Settled {settle_due_lines(db.session)} commission line(s).")
+    """Make commissions available whose after-sales cooling period has ended (the app does it hourly)."""
+    run_job(jobs.settle_commissions)
+
+
+@click.command("run-jobs")
+@with_appcontext
+@click.option("--once", is_flag=True, help="One pass over the jobs due now, then exit (1 if one failed).")
+@click.option("--poll", default=jobs.POLL_SECONDS, show_default=True, help="Seconds between passes.")
+def run_jobs_command(once: bool, poll: float):
+    """Run the scheduled jobs in the foreground, as each gunicorn worker does in the background (docs/jobs.md):
+    each due job runs once however many processes run them. SIGTERM or Ctrl-C stops after the job at hand."""
+    app = current_app._get_current_object()
+    if not once:
+        click.echo("Scheduled jobs running (SIGTERM or Ctrl-C stops).")
+        jobs.run_forever(app, jobs.stop_on_signals(), poll)
+        return
+    runs = jobs.run_due(app, worker_name())
+    for run in runs:
+        click.echo(f"{run.name}: {'ok' if run.ok else 'FAILED'} — {run.summary}", err=not run.ok)
+    if not runs:
+        click.echo("No job due.")
+    if not all(run.ok for run in runs):
+        sys.exit(1)
 
 
 @click.command("deliver-messages")
@@ -222,7 +222,8 @@ def settle_commissions_command():
 @click.option("--once", is_flag=True, help="One pass, then exit (for cron); default: run until SIGTERM.")
 @click.option("--poll", default=5.0, show_default=True, help="Seconds to wait when nothing is due.")
 def deliver_messages_command(once: bool, poll: float):
-    """Send the outbox as WeChat template messages: claim, send, retry with backoff, mark failures."""
+    """Send the outbox as WeChat template messages: claim, send, retry with backoff, mark failures (the app's
+    scheduled jobs do it too, every few seconds)."""
     from .worker import run
 
     totals = run(current_app._get_current_object(), once=once, poll_seconds=poll, echo=click.echo)

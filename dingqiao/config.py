@@ -33,6 +33,9 @@ def from_environment(instance_path: str) -> dict:
         "SECRET_KEY": os.environ.get("SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(os.environ.get("DATABASE_URL") or default_db),
         "DINGQIAO_DEMO": demo,
+        # Each gunicorn worker runs the scheduled jobs (dingqiao/jobs.py; each due run happens once across them).
+        # 0: this web server runs none, a `dingqiao worker` elsewhere does.
+        "DINGQIAO_JOBS": _flag("DINGQIAO_JOBS", default=True),
         # Public origin of the H5, used for OAuth redirect URIs and links in messages.
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "WECHAT_APP_ID": os.environ.get("WECHAT_APP_ID", ""),
@@ -180,7 +183,8 @@ def validate(config) -> None:
     if demo and (real := _real_wechat_settings(config)):
         raise ConfigError(
             "DINGQIAO_DEMO=1 lets anyone log in as any user, so it is refused while a real WeChat setting is "
-            f"present: {', '.join(real)}. Unset these, or unset DINGQIAO_DEMO."
+            f"present: {', '.join(real)}. Unset these, or unset DINGQIAO_DEMO (the demo brings its own simulated "
+            "WeChat: `dingqiao demo`)."
         )
     if not demo and not testing:
         if config.get("WECHAT_TOKEN") and not aes_key:
@@ -254,7 +258,8 @@ def _check_transfer_settings(config) -> None:
 
 
 MIN_SECRET_KEY_BYTES = 32
-# Settings that only a real Official Account or merchant has; the demo runs without any of them.
+# Settings that only a real Official Account or merchant has; the demo runs without any of them, or with those of
+# its simulated WeChat (dingqiao/wechat/simulator).
 REAL_WECHAT_SETTINGS = ("WECHAT_APP_ID", "WECHAT_APP_SECRET", "WECHAT_MCH_ID", "WECHAT_MCH_KEY")  # v3's need MCH_ID too
 
 
@@ -270,11 +275,27 @@ def _check_secret_key(secret_key) -> None:
 
 
 def _real_wechat_settings(config) -> list[str]:
-    """The names of the real WeChat settings present: an https public URL counts, a deployment has one."""
-    present = [name for name in REAL_WECHAT_SETTINGS if config.get(name)]
+    """The names of the real WeChat settings present: an https public URL counts, a deployment has one. WeChat
+    settings are not real when they are the simulated WeChat's: the demo's own account, on this machine."""
+    present = [] if _simulated_wechat(config) else [name for name in REAL_WECHAT_SETTINGS if config.get(name)]
     if (config.get("PUBLIC_BASE_URL") or "").lower().startswith("https://"):
         present.append("PUBLIC_BASE_URL (https://…)")
     return present
+
+
+def _simulated_wechat(config) -> bool:
+    """The demo's app id (which no real account can have) and WECHAT_BASE_URL on the loopback interface."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from .wechat.demo import DEMO_APP_ID
+
+    host = urlsplit(config.get("WECHAT_BASE_URL") or "").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return config.get("WECHAT_APP_ID") == DEMO_APP_ID and loopback
 
 
 def template_ids(config) -> dict[str, str]:

@@ -5,12 +5,15 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask, current_app, request, url_for
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
 from .services.message_templates import subscribe_template_ids
+from .services.setup import DEFAULT_SHOP_NAME, shop_name
 from .web import ShortCache, current_path
+from .wechat import talks_to_wechat
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 
@@ -69,6 +72,7 @@ class TabLink:
 # What every page's layout needs and never changes within one app and mount point (the script root): made on
 # first use instead of on each page, kept for good. Bounded: script roots come from the proxy's headers.
 _layout_parts = ShortCache(max_entries=256)
+SHOP_NAME_CACHE_SECONDS = 30
 
 
 def tab_links(identity: Identity) -> list[TabLink]:
@@ -87,10 +91,23 @@ def static_url(filename: str) -> str:
 
 
 def jssdk_url() -> str:
-    """Where pages load WeChat's JS-SDK from; none in demo mode (nothing to sign with)."""
-    if current_app.config["DINGQIAO_DEMO"]:
+    """Where pages load WeChat's JS-SDK from; none in a demo without its simulated WeChat (nothing to sign with)."""
+    if not talks_to_wechat(current_app.config):
         return ""
     return current_app.config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
+
+
+def current_shop_name() -> str:
+    """The name the superadmin gave the shop (开店向导), read at most every SHOP_NAME_CACHE_SECONDS."""
+    try:
+        return _layout_parts.get("shop_name", SHOP_NAME_CACHE_SECONDS, lambda: shop_name(db.session))
+    except SQLAlchemyError:  # the error page of a database that is down still needs its layout
+        db.session.rollback()
+        return DEFAULT_SHOP_NAME
+
+
+def forget_shop_name() -> None:
+    _layout_parts.forget("shop_name")
 
 
 def register_templating(app: Flask) -> None:
@@ -113,6 +130,7 @@ def register_templating(app: Flask) -> None:
         member = current_member()
         identity = member.identity_enum if member else Identity.MEMBER
         return {
+            "shop_name": current_shop_name(),
             "demo_mode": app.config["DINGQIAO_DEMO"],
             "wechat_jssdk_url": jssdk_url(),
             "tabs": tab_links(identity),

@@ -98,6 +98,11 @@ class ShortCache:
                 entries.popitem(last=False)
         return value
 
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key`` for the current app, so this process shows a change at once (others within the TTL)."""
+        with self._lock:
+            self._apps.get(current_app._get_current_object(), {}).pop((request.script_root, key), None)
+
     def __len__(self) -> int:
         """Entries kept for the current app."""
         with self._lock:

@@ -17,10 +17,9 @@ from .wechat import WeChatError, js_sdk
 
 
 def delivery_settings(app: Flask) -> DeliverySettings:
-    demo = app.config["DINGQIAO_DEMO"]
     return DeliverySettings(
-        messages={} if demo else message_settings(app.config),
-        template_ids={} if demo else template_ids(app.config),
+        messages=message_settings(app.config),
+        template_ids=template_ids(app.config),
         base_url=app.config["PUBLIC_BASE_URL"],
         max_attempts=app.config["MESSAGE_MAX_ATTEMPTS"],
         retry_base_seconds=app.config["MESSAGE_RETRY_BASE_SECONDS"],

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from dingqiao import create_app
 from dingqiao.config import normalise_database_url
 from dingqiao.extensions import db
+from dingqiao.models import CommissionRuleVersion
 from tests.fake_wechat import start_fake_wechat
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -131,8 +132,21 @@ def app(app_config):
     app = create_app(app_config)
     with app.app_context():
         db.create_all()
+        open_for_business(db.session)
     yield app
     empty_database(app)
+
+
+OPEN_RULE_NOTE = "tests: open, no commissions"
+
+
+def open_for_business(session) -> None:
+    """A shop sells only once a commission rule is published (services/orders.py NOT_OPEN_YET). Each test's
+    shop starts open with a rule that pays nothing, so a test sees commissions only from the rule it publishes;
+    tests of the closed shop delete it."""
+    session.add(CommissionRuleVersion(direct_bps=0, team_bps=0, service_fee_bps=0, regional_bps=0, payout_cap_bps=0,
+                                      note=OPEN_RULE_NOTE))
+    session.commit()
 
 
 def empty_database(app) -> None:

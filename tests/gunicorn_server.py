@@ -57,7 +57,9 @@ class Gunicorn:
     def start(self, timeout: float = 60) -> None:
         env = {**os.environ, "DINGQIAO_DEMO": "1", "DATABASE_URL": self.database_url, "SECRET_KEY": "load-test-key",
                "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(self.workers),
-               "GUNICORN_THREADS": str(self.threads), "GUNICORN_MAX_REQUESTS": "0", **self.extra_env}
+               "GUNICORN_THREADS": str(self.threads), "GUNICORN_MAX_REQUESTS": "0",
+               "DINGQIAO_JOBS": "0",  # no scheduled jobs behind a test's back; extra_env turns them on
+               **self.extra_env}
         for name in ("WECHAT_APP_SECRET", "WECHAT_MCH_KEY", "TEST_DATABASE_URL"):
             env.pop(name, None)
         log = self.log_path.open("ab")

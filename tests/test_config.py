@@ -1,4 +1,6 @@
 """The app refuses unsafe settings at start-up and reads the environment as documented."""
+import re
+
 import pytest
 
 from dingqiao import create_app
@@ -18,10 +20,31 @@ def test_demo_mode_with_real_wechat_credentials_refuses_to_start(tmp_path):
         create_app(config)
 
 
-def test_production_without_secret_key_refuses_to_start(tmp_path):
-    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, SECRET_KEY=None)
+def test_production_without_secret_key_generates_one_into_the_instance_folder_once(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, SECRET_KEY=None,
+                         WECHAT_ENCODING_AES_KEY=AES_KEY)
+    first = create_app(config, instance_path=str(tmp_path / "instance"))
+    key_file = tmp_path / "instance" / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600  # signs every session: nobody else may read it
+    assert re.fullmatch(r"[0-9a-f]{64}", first.config["SECRET_KEY"]) and key_file.read_text() == first.config["SECRET_KEY"]
+    assert create_app(config, instance_path=str(tmp_path / "instance")).config["SECRET_KEY"] == first.config["SECRET_KEY"]
+
+
+def test_a_short_secret_key_given_by_the_operator_still_refuses_to_start(tmp_path):
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, TESTING=False, SECRET_KEY="short",
+                         WECHAT_ENCODING_AES_KEY=AES_KEY)
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        create_app(config)
+        create_app(config, instance_path=str(tmp_path / "instance"))
+
+
+def test_a_demo_folder_keeps_its_old_key(monkeypatch, tmp_path):
+    monkeypatch.setenv("DINGQIAO_DEMO", "1")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    for name in ("SECRET_KEY", "WECHAT_APP_SECRET", "WECHAT_MCH_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "demo_secret_key").write_text("d" * 64)
+    assert create_app(instance_path=str(tmp_path / "instance")).config["SECRET_KEY"] == "d" * 64
 
 
 def test_production_without_wechat_app_refuses_to_start(tmp_path):
@@ -42,7 +65,7 @@ def test_environment_is_read_and_demo_gets_a_stable_secret(monkeypatch, tmp_path
     assert first.config["SQLALCHEMY_DATABASE_URI"].endswith("env.db")
     assert first.config["SESSION_COOKIE_SECURE"] is False  # plain-HTTP demo
     assert first.config["UPLOAD_FOLDER"] == str(tmp_path / "instance" / "uploads")
-    assert (tmp_path / "instance" / "demo_secret_key").stat().st_mode & 0o077 == 0  # not readable by others
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0  # not readable by others
     assert len(first.config["SECRET_KEY"]) == 64 and first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
 
 

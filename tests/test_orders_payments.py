@@ -32,7 +32,7 @@ from dingqiao.services.orders import OrderError, place_order
 from dingqiao.services.refunds import RefundError, approve_refund, reject_refund, request_refund
 from dingqiao.services.stock import OutOfStock
 from dingqiao.wechat import pay_gateway
-from tests.conftest import csrf_token, run_concurrently
+from tests.conftest import csrf_token, open_for_business, run_concurrently
 from tests.factories import make_outlet, make_product, make_user, stock
 from tests.fake_wechat import FakeWeChatUser
 from tests.test_access import log_in
@@ -329,6 +329,7 @@ def test_demo_pay_goes_through_the_signed_notify_handler(app_config, tmp_path):
     demo = create_app(app_config)
     with demo.app_context():
         db.create_all()
+        open_for_business(db.session)
     try:
         with demo.app_context():
             member = make_user("演示", openid="demo-x")

@@ -51,7 +51,15 @@ from dingqiao.services.withdrawals import (
     request_withdrawal,
 )
 from dingqiao.wechat import pay_gateways
-from tests.conftest import csrf_token, empty_database, log_in_admin, log_in_member, make_config, run_concurrently
+from tests.conftest import (
+    csrf_token,
+    empty_database,
+    log_in_admin,
+    log_in_member,
+    make_config,
+    open_for_business,
+    run_concurrently,
+)
 from tests.factories import make_outlet, make_product, make_user, stock
 from tests.money_world import assert_money_consistent, balances, build_world, buy, pick_up
 from tests.test_config import AES_KEY
@@ -940,6 +948,7 @@ def test_demo_pay_posts_a_v3_notify_through_the_real_path_with_private_key_files
     demo = create_app(app_config, instance_path=str(instance))
     with demo.app_context():
         db.create_all()
+        open_for_business(db.session)
     try:
         with demo.app_context():
             member = make_user("演示", openid="demo-x")

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from dingqiao.extensions import db
 from dingqiao.models import Order, OrderStatus, Withdrawal, WithdrawalStatus
 from dingqiao.services.withdrawals import request_withdrawal, WithdrawalRules
-from tests.conftest import csrf_token
+from tests.conftest import OPEN_RULE_NOTE, csrf_token
 from tests.money_world import assert_money_consistent, balances, build_world, buy, pay, pick_up
 from tests.test_access import log_in
 
@@ -173,7 +173,8 @@ def test_finance_previews_and_publishes_a_rule_version_and_depth_four_is_refused
     junk = client.post("/admin/commission-rules", data={**form, "direct_bps": "-5", "action": "publish"})
     assert junk.status_code == 400 and "非负整数" in junk.get_data(as_text=True)
     with app.app_context():
-        assert len(db.session.scalars(select(CommissionRuleVersion)).all()) == 1
+        assert len(db.session.scalars(select(CommissionRuleVersion)
+                                      .where(CommissionRuleVersion.note != OPEN_RULE_NOTE)).all()) == 1
     published = client.post("/admin/commission-rules", data={**form, "action": "publish"})
     assert published.status_code == 302
     with app.app_context():

@@ -253,7 +253,7 @@ def path_values(world: World) -> dict[str, object]:
         "article_id": world.article_id, "banner_id": world.banner_id, "user_id": world.people[MEMBER],
         "order_id": world.order_id, "case_id": world.case_id, "product_id": world.product_id,
         "staff_id": world.staff_row_id, "line_id": world.line_id, "export_type": "csv",
-        "filename": "products/demo-1.png", "login_session_id": 1,
+        "filename": "products/demo-1.png", "login_session_id": 1, "outlet_id": 1,
         "admin_id": int(world.principals[SUPERADMIN].partition(":")[2]), "withdrawal_no": "WD0000000000000000",
     }
 
@@ -403,6 +403,11 @@ ACCESS: dict[str, Access] = {
     "admin.review_withdrawals": admins(FINANCE), "admin.commission_rules": admins(),
     "admin.payment_events": admins(), "admin.refund_payment_event": admins(FINANCE), "admin.resolve_event": admins(FINANCE),
     "admin.identity_rules": admins(), "admin.applications": admins(),
+    # -- 开店向导: the link (the world's token is no setup link: 404 for all); the wizard is the superadmin's
+    "setup.claim": public(ok=404), "admin_setup.wizard": admins(SUPERADMIN),
+    **{f"admin_setup.{step}": admins(SUPERADMIN, ok=400)
+       for step in ("name", "warehouse", "region", "factory_store", "outlet", "commission_rule", "identity_rules")},
+    "admin_setup.finish": admins(SUPERADMIN, ok=302),
     "admin.approve_application_view": admins(OPERATOR), "admin.reject_application_view": admins(OPERATOR),
     "admin.restocks": admins(), "admin.ship_restock_view": admins(), "admin.cancel_restock_view": admins(),
     "admin.failed_messages": admins(), "admin.retry_message": admins(),
@@ -414,6 +419,10 @@ ACCESS: dict[str, Access] = {
     "admin_content.edit_announcement": admins(), "admin_content.deactivate_announcement": admins(),
     "admin_exports.index": admins(), "admin_exports.download": admins(),
     "admin_members.detail": admins(), "admin_members.upline": admins(FINANCE), "admin_members.active": admins(),
+    # -- 网络: any admin builds the network; granting and revoking identities is finance's
+    **{f"admin_network.{view}": admins() for view in ("index", "members", "move_outlet", "create_warehouse",
+                                                       "create_region", "create_factory_store", "create_outlet")},
+    "admin_network.grant_identity": admins(FINANCE), "admin_network.revoke_identity": admins(FINANCE),
     "admin_orders.detail": admins(),
     "admin_service.queue": admins(), "admin_service.detail": admins(), "admin_service.reply": admins(),
     "admin_service.close": admins(),
@@ -443,8 +452,9 @@ def data_table(*roles: str, create: int = 200, details: int = 200, writable: boo
 
 
 DATA_TABLES: dict[str, dict[str, Access]] = {
-    "categories": data_table(), "products": data_table(), "regions": data_table(),
-    # Outlets and factory stores are opened by an application, not created here.
+    "categories": data_table(), "products": data_table(),
+    # Regions, outlets and factory stores are created on the network pages (or by an application), not here.
+    "regions": data_table(create=302),
     "outlets": data_table(create=302), "factory_stores": data_table(create=302),
     # Members and orders: searched here, changed only through their own workflow pages.
     "users": data_table(details=302, writable=False), "orders": data_table(details=302, writable=False),

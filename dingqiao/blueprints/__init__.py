@@ -72,15 +72,19 @@ def _redact(text: str, secrets: list[str]) -> str:
 
 def register_blueprints(app: Flask) -> None:
     from . import (
-        admin, admin_content, admin_exports, admin_members, admin_orders, admin_service, admin_sessions, admin_stock,
-        auth, cart, content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile, restock,
-        service, shop, stock, wallet, wechat,
+        admin, admin_content, admin_exports, admin_members, admin_network, admin_orders, admin_service, admin_sessions,
+        admin_stock, auth, cart, content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile,
+        restock, service, shop, stock, wallet, wechat,
     )
 
-    for module in (auth, admin, admin_content, admin_exports, admin_members, admin_orders, admin_service,
-                   admin_sessions, admin_stock, cart, content, factory, health, me, media, messages, nearby, orders,
-                   outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
+    for module in (auth, admin, admin_content, admin_exports, admin_members, admin_network, admin_orders,
+                   admin_service, admin_sessions, admin_stock, cart, content, factory, health, me, media, messages,
+                   nearby, orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
         app.register_blueprint(module.bp)
+    from . import setup
+
+    app.register_blueprint(setup.bp)
+    app.register_blueprint(setup.admin_bp)
 
     from .admin_data import init_admin_data
 

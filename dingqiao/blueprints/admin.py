@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..services.accounts import AccountLocked, InvalidCredentials, LockoutPolicy, authenticate_admin
 from ..services.logins import end_login_session
-from ..services import DomainError, Forbidden, commissions, dashboards, delivery, restock, upgrades
+from ..services import DomainError, Forbidden, commissions, dashboards, delivery, jobs, restock, setup, upgrades
 from ..services.payments import recent_refused_notifies, resolve_payment_event
 from ..services.queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 from ..services.refunds import approve_refund, refund_stray_payment, reject_refund
@@ -90,8 +90,10 @@ def logout():
 
 @bp.get("/")
 def home():
-    """The dashboard: today's and this month's figures, the queues waiting for someone, a 30-day chart."""
-    return render_template("admin/home.html", admin=current_admin(), overview=dashboards.admin_overview(db.session))
+    """The dashboard: today's and this month's figures, the queues waiting for someone, a 30-day chart, and how
+    the scheduled jobs went."""
+    return render_template("admin/home.html", admin=current_admin(), overview=dashboards.admin_overview(db.session),
+                           jobs=jobs.job_statuses(db.session), setup=setup.setup_progress(db.session))
 
 
 @bp.get("/dashboard.json")

@@ -349,6 +349,9 @@ STATUS_CHOICES = [(status.value, label) for status, label in SITE_STATUS.items()
 
 
 class RegionView(DataView):
+    """Regions are created on the network pages (/admin/network/); here they are renamed, or deleted while empty."""
+
+    can_create = False
     column_list = ["id", "code", "name", "factory_store", "created_at"]
     column_labels = {"code": "编号", "name": "名称", "factory_store": "工厂店", "created_at": "创建时间"}
     column_searchable_list = ["code", "name"]
@@ -359,8 +362,8 @@ class RegionView(DataView):
 
 
 class SiteView(DataView):
-    """Outlets and factory stores are opened by an application (身份申请); here they are corrected, suspended
-    and reopened."""
+    """Outlets and factory stores are opened on the network pages (/admin/network/) or by an application
+    (身份申请), both through services/network.py; here they are corrected, suspended and reopened."""
 
     can_create = can_delete = False
     site_kind = ""
@@ -383,28 +386,24 @@ class SiteView(DataView):
 
 
 class OutletView(SiteView):
+    """An outlet changes region only by 划转 on the network pages, which handles its open restock orders."""
+
     site_kind = "outlet"
     column_list = ["id", "name", "region", "address", "phone", "opening_hours", "status", "created_at"]
     column_labels = {"name": "店名", "region": "区域", "address": "地址", "phone": "电话", "opening_hours": "营业时间",
                      "status": "状态", "created_at": "开通时间", "region.name": "区域"}
-    form_columns = ["name", "region", "address", "phone", "opening_hours", "status"]
+    form_columns = ["name", "address", "phone", "opening_hours", "status"]
 
 
 class FactoryStoreView(SiteView):
-    """The region is unique per factory store in the database: moving one onto a taken region is refused."""
+    """A factory store's details and status; its region is set when it opens (网络, services/network.py, where
+    "one per region" is decided), not edited here."""
 
     site_kind = "factory_store"
     column_list = ["id", "name", "region", "address", "phone", "status", "created_at"]
     column_labels = {"name": "店名", "region": "独家区域", "address": "地址", "phone": "电话", "status": "状态",
                      "created_at": "开通时间", "region.name": "区域"}
-    form_columns = ["name", "region", "address", "phone", "status"]
-
-    def on_model_change(self, form, model, is_created):
-        with db.session.no_autoflush:  # ask before the edited row is written (its write would break the unique key)
-            holder = db.session.scalar(select(FactoryStore).where(FactoryStore.region_id == model.region.id,
-                                                                  FactoryStore.id != model.id))
-        if holder is not None:
-            raise DomainError(f"该区域已由工厂店「{holder.name}」独家经营。")
+    form_columns = ["name", "address", "phone", "status"]
 
 
 # ---------------------------------------------------------------- people and orders
@@ -623,6 +622,7 @@ def init_admin_data(app) -> Admin:
         data.add_view(view(model, db, name=name, category=category, endpoint=f"data_{model.__tablename__}",
                            url=model.__tablename__))
     data.add_view(AuditVerifyView(name="校验审计链", category="审计", endpoint="audit_verify", url="audit-verify"))
+    data.add_link(MenuLink(name="开设区域、工厂店、网点", endpoint="admin_network.index", category="网点"))
     data.add_link(MenuLink(name="库存调整", endpoint="admin_stock.index", category="商品"))
     data.add_link(MenuLink(name="导出", endpoint="admin_exports.index", category="审计"))
     data.add_link(MenuLink(name="← 运营后台", endpoint="admin.home"))

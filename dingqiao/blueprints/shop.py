@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from ..extensions import db
 from ..models import Identity
-from ..services import catalog, content
+from ..services import catalog, commissions, content
 from ..web import ShortCache, arg_id, html_response, render_page, wants_fragment
 from .access import current_member
 
@@ -63,6 +63,12 @@ def home_strip_html() -> Markup:
     return home_strip_cache.get(home, ttl, lambda: Markup(render_template("content/_home_strip.html", home=home)))
 
 
+def shop_open() -> bool:
+    """Whether members can buy: not before a commission rule is published (orders.NOT_OPEN_YET says why)."""
+    return home_strip_cache.get("open", current_app.config["HOME_CONTENT_CACHE_SECONDS"],
+                                lambda: commissions.current_rule(db.session) is not None)
+
+
 @bp.get("/")
 def home():
     category_id = arg_id("category")
@@ -77,6 +83,7 @@ def home():
         catalog_html=catalog_html(viewer_identity(), category_id, keyword, page_number, cards_only=False),
         keyword=keyword,
         home_strip_html=home_strip_html(),
+        shop_open=shop_open(),
     )
 
 

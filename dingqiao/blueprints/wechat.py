@@ -12,7 +12,7 @@ from ..services.referrals import BindingRefused, bind_by_openid
 from ..services.refunds import accept_refund_notification
 from ..services.withdrawals import accept_transfer_notification
 from ..services.replay import NonceClaim, claim_nonce, release_nonce
-from ..wechat import WeChatError, js_sdk, pay_gateways
+from ..wechat import WeChatError, js_sdk, pay_gateways, talks_to_wechat
 from ..wechat.callback import (
     CallbackCrypto,
     ForgedCallback,
@@ -160,7 +160,7 @@ JS_API_LIST = ["getLocation", "scanQRCode", "updateAppMessageShareData", "update
 @bp.get("/jssdk-config")
 def jssdk_config():
     """A JS-SDK config for one of our own pages (the page passes its own URL, WeChat checks the domain)."""
-    if current_app.config["DINGQIAO_DEMO"]:
+    if not talks_to_wechat(current_app.config):
         return {"enabled": False}
     url = request.args.get("url", "")
     base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")

@@ -122,7 +122,7 @@ def _deliver(session: Session, sender: Sender, settings: DeliverySettings, worke
     session.rollback()  # end the read transaction: nothing is held while WeChat answers
     if outgoing is None and not unfit:
         return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, "no template mapping")
-    if not openid or openid.startswith("demo-"):
+    if not openid:
         return _record(session, worker_id, message_id, DeliveryStatus.SKIPPED, "no WeChat openid")
     if unfit:
         return _record(session, worker_id, message_id, DeliveryStatus.FAILED, f"{event}: {unfit}", attempts=attempts)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..fonts import FontMissing, find_cjk_font
 from ..models import (
+    AdminUser,
     Announcement,
     Article,
     ArticleKind,
@@ -101,6 +102,12 @@ class SeedSummary:
     products: int = 0
     outlets: int = 0
     images_with_text: bool = False
+
+
+def has_demo_admin(session: Session) -> bool:
+    """The demo's admin with its published password: demo data, never to be served as a shop."""
+    admin = session.scalar(select(AdminUser).where(AdminUser.username == DEMO_ADMIN_USERNAME))
+    return admin is not None and admin.check_password(DEMO_ADMIN_PASSWORD)
 
 
 def seed_demo(session: Session, upload_folder: str, font_path: str | None = None) -> SeedSummary:

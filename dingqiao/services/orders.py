@@ -20,10 +20,13 @@ from ..models import (
 )
 from ..models.base import utcnow
 from . import DomainError, NotFound
+from .commissions import current_rule
 from .stock import release_stock, reserve_stock
 
 CHINA_TIME = timezone(timedelta(hours=8))
 MAX_ORDER_LINES = 30
+# No sale without a commission rule: a sale before one is published would owe commissions nobody could compute.
+NOT_OPEN_YET = "本店还在筹备中，暂未开业，请稍后再来下单。"
 
 
 class OrderError(DomainError):
@@ -75,6 +78,8 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
     if len(quantities) > MAX_ORDER_LINES:
         raise OrderError(f"一个订单最多 {MAX_ORDER_LINES} 种商品。")
     with write_transaction(session):
+        if current_rule(session) is None:
+            raise OrderError(NOT_OPEN_YET)
         outlet = run(session, _OUTLET, {"outlet_id": outlet_id}).one_or_none()
         if outlet is None or outlet.status != SiteStatus.ACTIVE:
             raise OrderError("请选择一个营业中的自提门店。")

@@ -8,7 +8,9 @@
   application is granted at once, or sent to admin review when the rule says so; if not yet, it waits and the
   purchase (at payment or at pickup, as the rule says) or the restock receipt that meets it grants it inside
   that same transaction — so identity, menu and price tier change with the payment that earned them.
-- A factory store is one per region: checked under a lock, and guaranteed by the unique region_id.
+- Granting opens the outlet or factory store through services/network.py, which keeps the network's rules (one
+  factory store per region, checked under a lock and guaranteed by the unique region_id); a site it refuses
+  refuses the application with its reason.
 - Every change of identity and every decision is in the audit log; the person gets a message.
 """
 from dataclasses import dataclass
@@ -18,26 +20,23 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import run, serialize_writers, write_transaction
+from ..db import run, write_transaction
 from ..models import (
     OPEN_APPLICATION,
     AdminRole,
     AdminUser,
     ApplicationStatus,
     CountsAt,
-    FactoryStore,
     GrantMode,
     Identity,
     IdentityApplication,
     IdentityRuleVersion,
-    LocationKind,
     Order,
     OrderStatus,
     Outlet,
     Region,
     RestockItem,
     RestockOrder,
-    StockLocation,
     UpgradeMetric,
     UpgradeTarget,
     User,
@@ -47,10 +46,10 @@ from ..money import format_yuan
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message, enqueue_once
+from .network import NetworkError, RegionTaken, open_factory_store, open_outlet, refuse_taken_region
 from .outlets import PHONE_PATTERN, parse_position
 
 MAX_THRESHOLD_FEN = 100_000_000  # ¥1,000,000
-FACTORY_REGION_LOCK_KEY = 5_021_002  # advisory-lock key: factory-store grants run one at a time on Postgres
 # Conditions an operator might ask for that are entry fees in disguise. Named so the refusal can say why.
 ENTRY_FEE_METRICS = {
     "product_purchase": "购买指定商品或礼包即开通",
@@ -305,9 +304,11 @@ def _open_application(session: Session, user_id: int) -> IdentityApplication | N
 
 
 def _refuse_taken_region(session: Session, region: Region) -> None:
-    store = session.scalar(select(FactoryStore).where(FactoryStore.region_id == region.id))
-    if store is not None:
-        raise UpgradeError(f"「{region.name}」已有工厂店（{store.name}），每个区域只设一家工厂店。")
+    """Said when applying, so nobody waits for a region that is gone; the grant decides (network.open_factory_store)."""
+    try:
+        refuse_taken_region(session, region)
+    except RegionTaken as taken:
+        raise UpgradeError(taken.message) from None
 
 
 # ---------------------------------------------------------------- moving on
@@ -367,8 +368,8 @@ def _advance(session: Session, application: IdentityApplication, rule: IdentityR
 
 def _grant(session: Session, application: IdentityApplication, rule: IdentityRuleVersion | None, *,
            admin_id: int | None, now: datetime, value: int | None = None) -> bool:
-    """Open the outlet or factory store and change the identity, in the caller's transaction. A taken region
-    refuses the application with the reason instead (returns False)."""
+    """Open the outlet or factory store (which changes the identity), in the caller's transaction. A site the
+    network refuses — a taken region — refuses the application with the reason instead (returns False)."""
     target = UpgradeTarget(application.target)
     # Claim the application first: of two transactions that both see it open (two payments of one buyer on
     # Postgres), the second waits on this row, then finds nothing to claim and leaves the sale alone.
@@ -381,28 +382,18 @@ def _grant(session: Session, application: IdentityApplication, rule: IdentityRul
     if not claimed:
         return False
     user = session.get(User, application.user_id)
-    if target == UpgradeTarget.FACTORY:
-        serialize_writers(session, FACTORY_REGION_LOCK_KEY)
-        taken = session.scalar(select(FactoryStore).where(FactoryStore.region_id == application.region_id))
-        if taken is not None:
-            _decide(session, application, ApplicationStatus.REFUSED, admin_id, now,
-                    f"「{application.region.name}」已有工厂店（{taken.name}），每个区域只设一家工厂店。")
-            return False
-    location = StockLocation(kind=LocationKind.OUTLET if target == UpgradeTarget.OUTLET else LocationKind.FACTORY,
-                             name=application.shop_name)
-    session.add(location)
-    session.flush()
-    if target == UpgradeTarget.OUTLET:
-        site = Outlet(region_id=application.region_id, owner_user_id=user.id, location_id=location.id,
-                      name=application.shop_name, address=application.address, latitude_e6=application.latitude_e6,
-                      longitude_e6=application.longitude_e6, phone=application.phone,
-                      opening_hours=application.opening_hours)
-    else:
-        site = FactoryStore(region_id=application.region_id, owner_user_id=user.id, location_id=location.id,
-                            name=application.shop_name, address=application.address, phone=application.phone)
-    session.add(site)
     before = user.identity
-    user.identity = TARGET_IDENTITY[target]
+    shop = {"region": application.region, "owner": user, "name": application.shop_name,
+            "address": application.address, "phone": application.phone}
+    try:
+        if target == UpgradeTarget.OUTLET:
+            site = open_outlet(session, **shop, opening_hours=application.opening_hours,
+                               latitude_e6=application.latitude_e6, longitude_e6=application.longitude_e6)
+        else:
+            site = open_factory_store(session, **shop)
+    except NetworkError as refused:  # the region was taken meanwhile: a reason for the applicant, not an error
+        _decide(session, application, ApplicationStatus.REFUSED, admin_id, now, refused.message)
+        return False
     application.is_auto = admin_id is None
     if rule is not None:
         application.rule_version_id = rule.id

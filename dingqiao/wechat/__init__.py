@@ -89,6 +89,13 @@ def _read(path: str) -> str:
         return handle.read()
 
 
+def talks_to_wechat(config) -> bool:
+    """False only in demo mode without the demo's simulated WeChat (``wechat.simulator``): nothing to sign JS-SDK
+    configs with or send messages through. ``config.validate`` lets a demo hold WeChat settings only for the demo's
+    own account on this machine, so an app id in demo mode is the simulator's."""
+    return not config["DINGQIAO_DEMO"] or bool(config["WECHAT_APP_ID"])
+
+
 def v3_configured(config) -> bool:
     """Every setting API v3 needs is there (checked for sense at start by ``config.validate``)."""
     keys = config.get("WECHAT_PAY_PUBLIC_KEY_PATH") and config.get("WECHAT_PAY_PUBLIC_KEY_ID")
@@ -117,7 +124,8 @@ class PayGateways:
 def pay_gateways(app) -> PayGateways:
     """The app's WeChat Pay gateways, built once per process (v3 in platform-certificate mode fetches the
     certificates when built). Demo mode has a local demo merchant on API v3, whose key pair lives in the instance
-    folder, so 模拟支付 posts a notify through the same v3 verify-and-decrypt path production runs."""
+    folder, so 模拟支付 posts a notify through the same v3 verify-and-decrypt path production runs; with the
+    simulated WeChat running, refunds and payouts go to it."""
     key = tuple(str(app.config.get(name, "")) for name in PAY_SETTINGS)
     cached = app.extensions.get("dingqiao_pay")
     if cached is None or cached[0] != key:  # built anew when a setting changed (tests change them)
@@ -139,7 +147,7 @@ def _build_gateways(config, instance_path: str) -> PayGateways:
     if config["DINGQIAO_DEMO"]:
         from .demo import demo_gateway
 
-        v3 = demo_gateway(instance_path)
+        v3 = demo_gateway(instance_path, config)
         return PayGateways(current=v3, v2=None, v3=v3)
     has_v2 = config["WECHAT_MCH_KEY"] or not v3_configured(config)  # no merchant at all: v2's calls fail politely
     v2 = PayGateway(WeChatSettings.from_config(config, "v2")) if has_v2 else None

@@ -1,5 +1,6 @@
 /* weixin-js-sdk 1.6.5 (npm), MIT — WeChat's official JS-SDK (jweixin). Wrapped for a plain <script>: the npm
-   build is a CommonJS module; it sets window.wx and window.jWeixin itself. */
+   build is a CommonJS module that only exports the SDK, so the wrapper sets window.wx and window.jWeixin from the
+   export, as WeChat's own jweixin-1.6.0.js does. */
 (function () { var module = { exports: {} };
 !(function (e, n) {
   module.exports = n(e);
@@ -892,4 +893,5 @@
           n.addEventListener("WeixinJSBridgeReady", e, !1));
   }
 });
+window.wx = window.jWeixin = module.exports;
 })();
