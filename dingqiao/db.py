@@ -27,6 +27,8 @@ from typing import Iterator
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -174,3 +176,10 @@ def run(session: Session, statement: Executable, params: dict | list[dict] | Non
     if isinstance(session, scoped_session):
         session = session()
     return session.connection().execute(statement, params)
+
+
+def insert_or_ignore(session: Session, model, rows, key: str):
+    """INSERT … ON CONFLICT (key) DO NOTHING for the session's database: rows that processes starting together all
+    try to create end up made once, and nobody fails. SQLite and Postgres spell it alike, in their own dialects."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite_dialect.insert
+    return session.execute(insert(model).values(rows).on_conflict_do_nothing(index_elements=[key]))

@@ -334,10 +334,11 @@ def test_the_checkout_shows_the_changed_details_at_once(app, client, owner):
     ({"phone": "请打电话"}, "联系到门店的电话"),
     ({"phone": ""}, "联系到门店的电话"),
     ({"opening_hours": "时" * 33}, "营业时间最多 32 个字"),
-    ({"latitude": "abc", "longitude": "120.1"}, "地图位置无效"),
-    ({"latitude": "91", "longitude": "120.1"}, "地图位置无效"),
-    ({"latitude": "nan", "longitude": "nan"}, "地图位置无效"),
-    ({"latitude": "30.2", "longitude": ""}, "地图位置无效"),
+    ({"latitude": "abc", "longitude": "120.1"}, "坐标无效"),
+    ({"latitude": "91", "longitude": "120.1"}, "坐标无效"),
+    ({"latitude": "nan", "longitude": "nan"}, "坐标无效"),
+    ({"latitude": "30.2", "longitude": ""}, "坐标无效"),
+    ({"latitude": "0", "longitude": "0"}, "坐标不在中国境内"),  # a zero, or a position from abroad
 ])
 def test_bad_input_is_refused_in_chinese_and_nothing_is_written(app, client, owner, changes, message):
     _user_id, outlet_id = owner

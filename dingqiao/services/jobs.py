@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import insert_or_ignore, write_transaction
 from ..models import JobRun, ScheduledJob
 from ..models.base import utcnow
 from .periods import CHINA, china_today, to_utc
@@ -99,11 +98,10 @@ def add_missing_jobs(session: Session, specs: tuple[JobSpec, ...], now: datetime
     together all try, one row results, and nobody fails."""
     if not specs:
         return
-    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     rows = [{"name": spec.name, "next_run_at": spec.schedule.first_run(now), "last_summary": "", "runs": 0,
              "failures": 0} for spec in specs]
     with write_transaction(session):
-        session.execute(dialect_insert(ScheduledJob).values(rows).on_conflict_do_nothing(index_elements=["name"]))
+        insert_or_ignore(session, ScheduledJob, rows, "name")
 
 
 def due_jobs(session: Session, specs: tuple[JobSpec, ...], now: datetime) -> list[JobSpec]:

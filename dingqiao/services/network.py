@@ -50,15 +50,11 @@ from . import DomainError, Forbidden, NotFound
 from .accounts import admin_reason
 from .audit import record_audit
 from .messages import enqueue_message
-from .outlets import OutletProfileInput, _clean_profile, parse_position
+from .outlets import OutletProfileInput, clean_profile, in_china, parse_position
 
 FACTORY_REGION_LOCK_KEY = 5_021_002  # advisory-lock keys: factory-store openings, warehouse creation one at a time
 PLATFORM_LOCK_KEY = 5_021_003
 REGION_CODE = re.compile(r"[A-Z0-9-]{2,16}")
-# GCJ-02 exists for mainland China, where every outlet is: a typed position outside this box is a typo — latitude
-# and longitude swapped, a zero, a WGS-84 position from abroad.
-CHINA_LATITUDE_E6 = (3_800_000, 53_600_000)
-CHINA_LONGITUDE_E6 = (73_400_000, 135_100_000)
 SITE_IDENTITIES = (Identity.OUTLET, Identity.FACTORY)
 IDENTITY_NEEDS_FINANCE = "身份决定会员的价格档位和菜单，直接授予或撤销需财务或超级管理员操作。"
 IN_TRANSIT = (RestockStatus.SHIPPING, RestockStatus.SHIPPED)
@@ -183,9 +179,7 @@ def typed_position(latitude: str | None, longitude: str | None) -> tuple[int, in
     position = parse_position(latitude, longitude)
     if position is None:
         raise NetworkError("坐标无效：纬度需为 -90 到 90、经度为 -180 到 180 之间的数字（单位为度，例如 30.274150）。")
-    latitude_e6, longitude_e6 = position
-    if not (CHINA_LATITUDE_E6[0] <= latitude_e6 <= CHINA_LATITUDE_E6[1]
-            and CHINA_LONGITUDE_E6[0] <= longitude_e6 <= CHINA_LONGITUDE_E6[1]):
+    if not in_china(position):
         raise NetworkError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
     return position
 
@@ -463,7 +457,7 @@ def _name(raw: str | None, what: str) -> str:
 
 def _shop_details(name: str | None, address: str | None, phone: str | None, opening_hours: str | None = "") -> dict:
     """Name, address, phone and hours under the rules the owner's own profile form keeps (services/outlets.py)."""
-    return _clean_profile(OutletProfileInput(name=name or "", address=address or "", phone=phone or "",
+    return clean_profile(OutletProfileInput(name=name or "", address=address or "", phone=phone or "",
                                              opening_hours=opening_hours or ""))
 
 

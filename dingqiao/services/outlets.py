@@ -40,6 +40,18 @@ def distance_m(lat1_e6: int, lng1_e6: int, lat2_e6: int, lng2_e6: int) -> int:
     return int(2 * EARTH_RADIUS_M * math.asin(math.sqrt(h)))
 
 
+# GCJ-02 exists for mainland China, where every outlet is: a typed position outside this box is a typo — latitude
+# and longitude swapped, a zero, a WGS-84 position from abroad.
+CHINA_LATITUDE_E6 = (3_800_000, 53_600_000)
+CHINA_LONGITUDE_E6 = (73_400_000, 135_100_000)
+
+
+def in_china(position: tuple[int, int]) -> bool:
+    latitude_e6, longitude_e6 = position
+    return (CHINA_LATITUDE_E6[0] <= latitude_e6 <= CHINA_LATITUDE_E6[1]
+            and CHINA_LONGITUDE_E6[0] <= longitude_e6 <= CHINA_LONGITUDE_E6[1])
+
+
 def parse_position(latitude: str | None, longitude: str | None) -> tuple[int, int] | None:
     """Degrees as the browser or WeChat gives them → micro-degrees, or None when missing or nonsense."""
     try:
@@ -151,7 +163,7 @@ def outlet_owned_by(session: Session, user_id: int) -> Outlet | None:
     return session.scalar(select(Outlet).where(Outlet.owner_user_id == user_id))
 
 
-def _clean_profile(form: OutletProfileInput) -> dict:
+def clean_profile(form: OutletProfileInput) -> dict:
     """The profile's fields, checked; a Chinese message for the first one that is wrong."""
     name = " ".join(form.name.split())
     address = " ".join(form.address.split())
@@ -169,14 +181,16 @@ def _clean_profile(form: OutletProfileInput) -> dict:
     if form.latitude.strip() or form.longitude.strip():
         position = parse_position(form.latitude, form.longitude)
         if position is None:
-            raise OutletProfileError("地图位置无效，请重新点击「使用我的位置」。")
+            raise OutletProfileError("坐标无效：请点「使用我的位置」，或填写纬度和经度（GCJ-02，单位为度）。")
+        if not in_china(position):
+            raise OutletProfileError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
         values["latitude_e6"], values["longitude_e6"] = position
     return values
 
 
 def update_outlet_profile(session: Session, owner_user_id: int, form: OutletProfileInput) -> Outlet:
     """Save what the owner changed and audit it, old and new value per field. Nothing changed, nothing written."""
-    values = _clean_profile(form)
+    values = clean_profile(form)
     with write_transaction(session):
         # Locked on Postgres, so the audit's old values are the ones this update replaces.
         outlet = session.scalar(

@@ -13,10 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..db import write_transaction
+from ..db import insert_or_ignore, write_transaction
 from ..models import (
     AdminRole,
     AdminUser,
@@ -73,9 +72,7 @@ def _hash(token: str) -> str:
 
 def _ensure_settings_row(session: Session) -> None:
     """The single settings row, inserted once whoever gets there first (two workers starting together)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(ShopSettings).values(id=1, name=DEFAULT_SHOP_NAME, updated_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["id"]))
+    insert_or_ignore(session, ShopSettings, {"id": 1, "name": DEFAULT_SHOP_NAME, "updated_at": utcnow()}, "id")
 
 
 def shop_settings(session: Session) -> ShopSettings | None:
