@@ -70,13 +70,25 @@ class RegionTaken(NetworkError):
 
 # ---------------------------------------------------------------- the warehouse and regions
 
+_PLATFORM = select(StockLocation).where(StockLocation.kind == LocationKind.PLATFORM).order_by(StockLocation.id).limit(1)
+
+
+def platform_warehouse(session: Session) -> StockLocation | None:
+    """The platform's own stock, which factory stores restock from (one at most: ``create_platform_warehouse``)."""
+    return session.scalar(_PLATFORM)
+
+
+def platform_location_id(session: Session) -> int | None:
+    return session.scalar(_PLATFORM.with_only_columns(StockLocation.id))
+
+
 def create_platform_warehouse(session: Session, *, name: str, admin_id: int) -> StockLocation:
     """The platform's own stock, which factory stores restock from. At most one."""
     name = _name(name, "仓库名称")
     with write_transaction(session):
         _acting_admin(session, admin_id)
         serialize_writers(session, PLATFORM_LOCK_KEY)
-        existing = session.scalar(select(StockLocation).where(StockLocation.kind == LocationKind.PLATFORM).limit(1))
+        existing = platform_warehouse(session)
         if existing is not None:
             raise NetworkError(f"平台仓库已存在（{existing.name}），只能设一个。")
         warehouse = StockLocation(kind=LocationKind.PLATFORM, name=name)
@@ -355,7 +367,7 @@ def network_overview(session: Session) -> NetworkOverview:
         outlets[outlet.region_id].append(Shop(outlet, owner))
     regions = session.scalars(select(Region).order_by(Region.code))
     return NetworkOverview(
-        warehouse=session.scalar(select(StockLocation).where(StockLocation.kind == LocationKind.PLATFORM).limit(1)),
+        warehouse=platform_warehouse(session),
         regions=[RegionRow(region, stores.get(region.id), outlets[region.id]) for region in regions],
     )
 

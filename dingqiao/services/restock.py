@@ -33,6 +33,7 @@ from .messages import enqueue_message
 from .orders import new_number
 from .outlets import outlet_owned_by
 from .stock import add_stock, take_stock
+from .network import platform_location_id
 from .upgrades import on_restock_received
 
 MAX_LINE_QUANTITY = 9_999
@@ -61,11 +62,6 @@ def party_for_user(session: Session, user_id: int) -> Party:
     if outlet is not None:
         return Party("user", user_id, outlet.location_id)
     raise Forbidden("只有门店店主或工厂店可以进货。")
-
-
-def platform_location_id(session: Session) -> int | None:
-    return session.scalar(select(StockLocation.id).where(StockLocation.kind == LocationKind.PLATFORM)
-                          .order_by(StockLocation.id).limit(1))
 
 
 def supplier_location_id(session: Session, buyer_location_id: int) -> tuple[int, str]:

@@ -20,11 +20,9 @@ from ..models import (
     AdminRole,
     AdminUser,
     FactoryStore,
-    LocationKind,
     Outlet,
     Region,
     ShopSettings,
-    StockLocation,
     UpgradeTarget,
     User,
 )
@@ -34,6 +32,7 @@ from .accounts import create_admin
 from .audit import record_audit
 from .commissions import RuleInput, current_rule
 from .logins import LoginClient, open_login_session
+from .network import platform_location_id
 from .upgrades import IdentityRuleInput, create_identity_rule, current_identity_rule, validate_identity_rule
 
 SETUP_LINK_TTL = timedelta(hours=24)
@@ -193,7 +192,7 @@ def setup_progress(session: Session) -> SetupProgress:
     row = shop_settings(session)
     return SetupProgress(
         shop_name=row.name if row else DEFAULT_SHOP_NAME,
-        warehouse=bool(session.scalar(select(exists().where(StockLocation.kind == LocationKind.PLATFORM)))),
+        warehouse=platform_location_id(session) is not None,
         regions=count(Region), factory_stores=count(FactoryStore), outlets=count(Outlet), members=count(User),
         commission_rule=current_rule(session) is not None,
         identity_rules=all(current_identity_rule(session, target) is not None for target in UpgradeTarget),
