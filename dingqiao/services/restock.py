@@ -105,6 +105,9 @@ def place_restock(session: Session, user_id: int, quantities: dict[int, int], no
         raise RestockError(f"每种商品进货数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
     with write_transaction(session):
         buyer = party_for_user(session, user_id)
+        # Postgres: an outlet being moved to another region (network.move_outlet locks its row) is moved first, so
+        # the supplier read next is its new region's factory store. SQLite's writers are one at a time anyway.
+        session.execute(select(Outlet.id).where(Outlet.location_id == buyer.location_id).with_for_update(read=True))
         supplier_id, tier = supplier_location_id(session, buyer.location_id)
         products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
         if set(products) != set(quantities) or not all(p.is_on_sale for p in products.values()):
