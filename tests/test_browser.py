@@ -30,6 +30,8 @@ from tests.live_server import live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the `test` extra)")
 expect = sync_api.expect
+# A generous deadline for every expectation (Playwright's default is 5 s): CI shares two cores with other work.
+expect.set_options(timeout=30_000)
 
 
 def _load_screenshot_script():
