@@ -8,6 +8,11 @@ from wtforms.validators import StopValidation
 from ..web import parse_id
 
 
+def first_error(form: FlaskForm) -> str:
+    """The first thing wrong with a refused form, to show above it."""
+    return next((str(message) for messages in form.errors.values() for message in messages), "请检查填写的内容。")
+
+
 class IdField(StringField):
     """A row picked from a list, or a member's id typed: ASCII digits (web.parse_id), else the field's message."""
 
@@ -28,7 +33,7 @@ class NetworkForm(FlaskForm):
                 for field in self if field.short_name != "csrf_token"}
 
     def first_error(self) -> str:
-        return next(message for messages in self.errors.values() for message in messages)
+        return first_error(self)
 
 
 OWNER_REFUSAL = "请填写店主的会员 ID：输入手机号、昵称或推广码，从提示中选择。"

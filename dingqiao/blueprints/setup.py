@@ -18,7 +18,7 @@ from ..services.withdrawals import parse_yuan
 from ..templating import forget_shop_name
 from .access import current_admin, require_admin
 from .auth import admin_policy, login_client
-from .network_forms import FactoryStoreForm, NetworkForm, OutletForm, RegionForm, WarehouseForm
+from .network_forms import FactoryStoreForm, NetworkForm, OutletForm, RegionForm, WarehouseForm, first_error
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 admin_bp = Blueprint("admin_setup", __name__, url_prefix="/admin/setup")
@@ -53,7 +53,7 @@ def claim(token: str):
             forget_shop_name()
             return redirect(url_for("admin_setup.wizard"))
     elif form.is_submitted():
-        error = _first_error(form)
+        error = first_error(form)
     return render_template("setup/claim.html", form=form, error=error), 400 if error else 200
 
 
@@ -113,13 +113,6 @@ class IdentityRulesForm(FlaskForm):
             raise setup.SetupError("门槛请填写金额（元），最多两位小数。") from None
 
 
-def _first_error(form: FlaskForm) -> str:
-    for messages in form.errors.values():
-        if messages:
-            return str(messages[0])
-    return "请检查填写的内容。"
-
-
 def _site_choices(overview: "network.NetworkOverview") -> dict:
     """What the factory-store and outlet forms pick from: regions (a factory store's, those without one) and the
     members who have logged in and run no shop yet."""
@@ -165,7 +158,7 @@ def _step(form_name: str, form: FlaskForm, action):
     """Validate ``form``, run ``action(form)`` (one service call), and come back to the wizard — or show it
     again with the error and the form as typed."""
     if not form.validate_on_submit():
-        return _render_wizard(_first_error(form), 400, **{form_name: form})
+        return _render_wizard(first_error(form), 400, **{form_name: form})
     try:
         action(form)
     except DomainError as exc:
@@ -212,7 +205,7 @@ def commission_rule():
     form = RuleForm()
     if request.form.get("action") == "preview":
         if not form.validate_on_submit():
-            return _render_wizard(_first_error(form), 400, rule_form=form)
+            return _render_wizard(first_error(form), 400, rule_form=form)
         try:
             commissions.validate_rule(form.rule())
         except DomainError as exc:
