@@ -178,8 +178,13 @@ def run(session: Session, statement: Executable, params: dict | list[dict] | Non
     return session.connection().execute(statement, params)
 
 
-def insert_or_ignore(session: Session, model, rows, key: str):
+def insert_or_ignore(session: Session, model, rows, key: str, *, returning=None):
     """INSERT … ON CONFLICT (key) DO NOTHING for the session's database: rows that processes starting together all
-    try to create end up made once, and nobody fails. SQLite and Postgres spell it alike, in their own dialects."""
+    try to create end up made once, and nobody fails. SQLite and Postgres spell it alike, in their own dialects.
+    ``returning`` (a column) makes the result list the rows actually inserted — the way to ask "was it me?"
+    (the driver's rowcount is -1 for this statement on psycopg)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite_dialect.insert
-    return session.execute(insert(model).values(rows).on_conflict_do_nothing(index_elements=[key]))
+    statement = insert(model).values(rows).on_conflict_do_nothing(index_elements=[key])
+    if returning is not None:
+        statement = statement.returning(returning)
+    return session.execute(statement)

@@ -46,6 +46,7 @@ from .services.jobs import (
     prune_job_runs,
 )
 from .services.payments import expire_unpaid_orders
+from .services import submissions
 from .services.refunds import reconcile_refunds
 from .services.withdrawals import reconcile_withdrawals
 from .wechat import pay_gateways
@@ -141,9 +142,11 @@ def backup(app: Flask, now: datetime, target: Path | None = None, keep_days: int
 
 
 def prune_runs(app: Flask, now: datetime) -> Outcome:
-    """Job runs are kept ``KEEP_RUNS`` (90 days)."""
+    """Job runs are kept ``KEEP_RUNS`` (90 days); forms' one-time submission keys a week."""
     gone, days = prune_job_runs(db.session, now), KEEP_RUNS.days
-    return Outcome(True, f"删除 {gone} 条 {days} 天前的任务记录 / Deleted {gone} job run(s) older than {days} days.")
+    keys = submissions.sweep(db.session, now)
+    return Outcome(True, f"删除 {gone} 条 {days} 天前的任务记录、{keys} 个过期表单提交码 / "
+                         f"Deleted {gone} job run(s) older than {days} days and {keys} expired submission key(s).")
 
 
 @dataclass(frozen=True)

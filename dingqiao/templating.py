@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
+from .services import submissions
 from .services.message_templates import subscribe_template_ids
 from .services.setup import DEFAULT_SHOP_NAME, shop_name
 from .web import ShortCache, current_path
@@ -110,6 +111,12 @@ def forget_shop_name() -> None:
     _layout_parts.forget("shop_name")
 
 
+def submission_key_field() -> Markup:
+    """The hidden one-time key of a form that moves money or stock (services/submissions.py): a fresh key each
+    time the form is drawn, so a double tap or a retry of the same drawing writes once."""
+    return Markup('<input type="hidden" name="%s" value="%s">') % (submissions.FIELD_NAME, submissions.new_key())
+
+
 def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local_time"] = local_time
@@ -119,6 +126,7 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.filters["upgrade_target"] = lambda target: UpgradeTarget(target).label
     app.jinja_env.globals["current_path"] = current_path
     app.jinja_env.globals["static_url"] = static_url
+    app.jinja_env.globals["submission_key_field"] = submission_key_field
     # The 订阅通知 button's template ids for a page's events (templates/_subscribe.html)
     app.jinja_env.globals["subscribe_template_ids"] = subscribe_template_ids
 

@@ -26,7 +26,7 @@ from .network import (
     StaffInvite,
     StockLocation,
 )
-from .ops import JobRun, ScheduledJob, ShopSettings
+from .ops import JobRun, ScheduledJob, ShopSettings, SubmissionKey
 from .orders import (
     Order,
     OrderItem,

@@ -55,3 +55,19 @@ class JobRun(db.Model):
     finished_at: Mapped[datetime]
     ok: Mapped[bool] = mapped_column(Boolean)
     summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class SubmissionKey(db.Model):
+    """A form's one-time submission key, stored in the same transaction as the write it made. A repeat of the
+    key (a double tap, a retried request) finds this row and answers with the first result (``result_id``)
+    instead of writing again. ``actor`` and ``action`` stop one person's key from being used by another or on
+    another form. Old keys are swept by a scheduled job."""
+
+    __tablename__ = "submission_keys"
+    __table_args__ = (Index("ix_submission_keys_created_at", "created_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    result_id: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
