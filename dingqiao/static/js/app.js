@@ -128,18 +128,6 @@
     });
   }
 
-  // Shares from a product page carry the sharer's referral code (data-share-* on the article).
-  function initShare(root) {
-    var el = root.querySelector ? root.querySelector("[data-share-link]") : null;
-    if (!el || !window.dingqiaoWxReady) { return; }
-    window.dingqiaoWxReady.then(function () {
-      var share = { title: el.dataset.shareTitle, desc: el.dataset.shareDesc, link: el.dataset.shareLink,
-                    imgUrl: el.dataset.shareImg || "" };
-      window.wx.updateAppMessageShareData(share);
-      window.wx.updateTimelineShareData({ title: share.title, link: share.link, imgUrl: share.imgUrl });
-    }, function () {});
-  }
-
   // "使用我的位置" on forms that record where a shop is: fills the hidden latitude/longitude inputs.
   function initLocateButtons(root) {
     var buttons = root.querySelectorAll ? root.querySelectorAll("[data-locate-button]") : [];
@@ -239,7 +227,7 @@
   }
 
   function init(root) {
-    initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root); initShare(root);
+    initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root);
     initTransferConfirm(root);
     initLocateButtons(root); initCharts(root);
   }
