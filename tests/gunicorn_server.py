@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ProtocolError
+from urllib3.util.retry import Retry
 
 from dingqiao.wechat.demo import demo_gateway
 
@@ -109,12 +112,35 @@ def running_gunicorn(database_url: str, log_path: Path, **options) -> Iterator[G
         server.stop()
 
 
+class RetryUnanswered(Retry):
+    """What browsers do when a request gets no answer at all because the server had already closed the connection
+    (gunicorn closes a keep-alive connection idle past its keepalive, and a request sent on it in that moment meets
+    a closed socket): send it once more, on a new connection. Only that case: a timeout, or an answer cut off
+    half-way, is not retried — the server may have acted on it."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and not isinstance(error, ProtocolError) and not self._is_connection_error(error):
+            raise error.with_traceback(_stacktrace)  # a timeout stays a timeout, and is not sent again
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def _is_read_error(self, err: Exception) -> bool:
+        return isinstance(err, ProtocolError)
+
+
+def browser_like_session() -> requests.Session:
+    session = requests.Session()
+    retry = RetryUnanswered(total=1, connect=1, read=1, redirect=0, status=0, other=0, allowed_methods=None,
+                            raise_on_status=False, respect_retry_after_header=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 class Visitor:
     """One person's browser: cookies, the CSRF token of the page they last saw, demo login."""
 
     def __init__(self, base_url: str, timeout: float = 60):
         self.base_url, self.timeout = base_url, timeout
-        self.http = requests.Session()
+        self.http = browser_like_session()
         self.http.headers["User-Agent"] = USER_AGENT
         self.token = ""
 
