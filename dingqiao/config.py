@@ -36,6 +36,9 @@ def from_environment(instance_path: str) -> dict:
         # Each gunicorn worker runs the scheduled jobs (dingqiao/jobs.py; each due run happens once across them).
         # 0: this web server runs none, a `dingqiao worker` elsewhere does.
         "DINGQIAO_JOBS": _flag("DINGQIAO_JOBS", default=True),
+        # 1: show "分享赚 ¥x" beside 分享 on the member's own product page (never in what is shared). Off: WeChat's
+        # rules treat a reward for sharing as 诱导分享 (docs/wechat-callback.md, "Sharing and WeChat's rules").
+        "SHARE_SHOW_REWARD": _flag("SHARE_SHOW_REWARD"),
         # Public origin of the H5, used for OAuth redirect URIs and links in messages.
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "WECHAT_APP_ID": os.environ.get("WECHAT_APP_ID", ""),

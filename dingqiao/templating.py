@@ -12,8 +12,10 @@ from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, 
 from .money import format_yuan
 from .services import submissions
 from .services.message_templates import subscribe_template_ids
+from .services.messages import target_label
 from .services.setup import DEFAULT_SHOP_NAME, shop_name
-from .web import ShortCache, current_path
+from .uploads import ACCEPTED_TYPES, WRONG_TYPE_MESSAGE, too_large_message
+from .web import ShortCache, current_path, is_no_store_page, keep_out_of_caches, mark_no_store_page
 from .wechat import talks_to_wechat
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -117,6 +119,21 @@ def submission_key_field() -> Markup:
     return Markup('<input type="hidden" name="%s" value="%s">') % (submissions.FIELD_NAME, submissions.new_key())
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """What every file input checks in the browser before sending (base.html's dq-upload meta, app.js); the
+    server checks the same again (uploads.save_image)."""
+    max_bytes: int
+    types: str
+    too_large: str
+    wrong_type: str = WRONG_TYPE_MESSAGE
+
+
+def upload_limits() -> UploadLimits:
+    max_bytes = current_app.config["UPLOAD_MAX_BYTES"]
+    return UploadLimits(max_bytes, ",".join(ACCEPTED_TYPES), too_large_message(max_bytes))
+
+
 def register_templating(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local_time"] = local_time
@@ -127,6 +144,10 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.globals["current_path"] = current_path
     app.jinja_env.globals["static_url"] = static_url
     app.jinja_env.globals["submission_key_field"] = submission_key_field
+    app.jinja_env.globals["upload_limits"] = upload_limits
+    app.jinja_env.globals["mark_no_store_page"] = mark_no_store_page
+    app.jinja_env.globals["message_target"] = target_label
+    app.after_request(keep_out_of_caches)
     # The 订阅通知 button's template ids for a page's events (templates/_subscribe.html)
     app.jinja_env.globals["subscribe_template_ids"] = subscribe_template_ids
 
@@ -143,6 +164,7 @@ def register_templating(app: Flask) -> None:
             "wechat_jssdk_url": jssdk_url(),
             "tabs": tab_links(identity),
             "active_endpoint": request.endpoint,
+            "no_store_page": is_no_store_page(),
             "member": member,
             "viewer_identity": identity,
             # The tab bar's 消息中心 badge: one indexed count, made only when a whole page draws the tab bar

@@ -14,6 +14,9 @@ from .models.base import utcnow
 from .services import DomainError
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
+# The same formats as browsers name them: every page's file inputs check these before sending (app.js).
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+WRONG_TYPE_MESSAGE = "只支持 JPG、PNG、WEBP、GIF 格式的图片。"
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding them
 MAX_SIDE = 1600  # stored images are scaled down to this
 THUMBNAIL_SIDE = 400  # product lists and the cart show this copy (a 300 px card at 1.3x density)
@@ -21,6 +24,12 @@ THUMBNAIL_SIDE = 400  # product lists and the cart show this copy (a 300 px card
 
 class UploadRefused(DomainError):
     status = 400
+
+
+def too_large_message(max_bytes: int) -> str:
+    """"图片不能超过 5 MB，请压缩后重试。": said by the server and, before sending, by the browser."""
+    limit = f"{max_bytes / (1024 * 1024):g} MB" if max_bytes >= 1024 * 1024 else f"{max(1, max_bytes // 1024)} KB"
+    return f"图片不能超过 {limit}，请压缩后重试。"
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,11 @@ def save_image(stream, upload_folder: str, kind: str, max_bytes: int, *, thumbna
     if not data:
         raise UploadRefused("请选择要上传的图片。")
     if len(data) > max_bytes:
-        limit = f"{max_bytes / (1024 * 1024):g} MB" if max_bytes >= 1024 * 1024 else f"{max(1, max_bytes // 1024)} KB"
-        raise UploadRefused(f"图片不能超过 {limit}，请压缩后重试。")
+        raise UploadRefused(too_large_message(max_bytes))
     try:
         with Image.open(io.BytesIO(data)) as probe:
             if probe.format not in ALLOWED_FORMATS:
-                raise UploadRefused("只支持 JPG、PNG、WEBP、GIF 格式的图片。")
+                raise UploadRefused(WRONG_TYPE_MESSAGE)
             if probe.width * probe.height > MAX_PIXELS:
                 raise UploadRefused("图片尺寸过大，请缩小后重试。")
             probe.verify()

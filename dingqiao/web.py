@@ -1,5 +1,5 @@
 """The one place that decides page vs fragment, and the one error convention for views; also the short cache
-that keeps rendered parts of busy pages for a few seconds.
+that keeps rendered parts of busy pages for a few seconds, and which pages browsers must not keep at all.
 
 A request gets only a fragment when htmx asked for it, except for a history restore (htmx 2 sends
 HX-Request on those too) and a boosted navigation, which both need the whole page.
@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
-from flask import Response, current_app, make_response, redirect, render_template, request
+from flask import Response, current_app, g, make_response, redirect, render_template, request
 from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
@@ -44,6 +44,31 @@ def redirect_after_post(target: str, status: int = 303) -> Response:
     if htmx:
         return make_response("", 204, {"HX-Redirect": target})
     return redirect(target, status)
+
+
+# Pages whose state moves under the visitor's feet — what is in the cart, whether an order is paid, the balance,
+# the unread messages — and pages marked private_page: the browser keeps no copy of them, not on disk, not in
+# the back-forward cache (app.js reloads one restored from it), not in htmx's history cache (base.html's
+# hx-history="false"), so Back after paying shows the order paid and the cart emptied.
+NO_STORE_BLUEPRINTS = frozenset({"cart", "orders", "wallet", "messages"})
+NO_STORE = "private, no-store"
+
+
+def is_no_store_page() -> bool:
+    return request.blueprint in NO_STORE_BLUEPRINTS or g.get("no_store_page", False)
+
+
+def mark_no_store_page() -> str:
+    """Called by base.html for a page marked private_page; returns nothing to print."""
+    g.no_store_page = True
+    return ""
+
+
+def keep_out_of_caches(response: Response) -> Response:
+    """After every request: a no-store page says so, unless its view chose a Cache-Control of its own."""
+    if "Cache-Control" not in response.headers and is_no_store_page():
+        response.headers["Cache-Control"] = NO_STORE
+    return response
 
 
 def error_response(message: str, status: int) -> Response:

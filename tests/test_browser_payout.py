@@ -20,6 +20,7 @@ from tests.conftest import empty_database, log_in_member, make_config
 from tests.live_server import live_server
 from tests.money_world import build_world, buy, pay, pick_up
 from tests.test_browser import CHROMIUM_ARGS, VIEWPORT, WECHAT_UA, browser, expect  # noqa: F401 - the fixture
+from tests.test_browser_submits import tap_and_confirm
 
 pytestmark = pytest.mark.browser
 
@@ -87,6 +88,8 @@ def test_a_member_confirms_a_transfer_on_the_phone_and_sees_it_arrive(shop, brow
         page.goto(f"{url}/wallet/")
         page.get_by_placeholder("金额（元）").fill("5")
         page.get_by_role("button", name="提现", exact=True).click()
+        tap_and_confirm(page, page.get_by_role("button", name="确认提现").click,  # the amount and fee, then 确认
+                        page.get_by_role("status").filter(has_text="提现申请已提交"))
         expect(page.locator(".weui-cells", has_text="¥5.00").first).to_contain_text("审核中")
 
         with app.app_context():  # finance approves: a transfer bill the member must confirm

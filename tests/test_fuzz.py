@@ -381,6 +381,10 @@ def restock_limits(session, world: World) -> None:
 
 RULE_FIELDS = {"referral_depth": "2", "direct_bps": "1000", "team_bps": "300", "third_level_bps": "0",
                "service_fee_bps": "500", "regional_bps": "200", "payout_cap_bps": "3000", "cooling_days": "0"}
+# The admin form types rates in percent (10 = 10 %, stored as 1000 bps): its field names drop "_bps".
+RULE_FORM = {"referral_depth": ("2", "0", "3", "4"), "direct": ("10", "0", "12.5", "100", "100.01", "-5", "1e3"),
+             "team": ("3", "0", "0.01"), "third_level": ("0", "1"), "service_fee": ("5", "0"),
+             "regional": ("2", "0"), "payout_cap": ("30", "0", "100"), "cooling_days": ("0", "7", "10000")}
 
 
 def rule_limits(session, world: World) -> None:
@@ -490,7 +494,7 @@ FORMS = [
     FormCase("restock shipment", "factory_owner", lambda w: (f"/restock/{w.ids['restock']}/ship",),
              lambda w: {f"qty-{w.ids['product']}": ("1", "5")}, restock_limits, more_fields=quantities),
     FormCase("commission rule", "finance", url("/admin/commission-rules"), lambda w: {
-        **{name: (value, "0", "3", "10000") for name, value in RULE_FIELDS.items()}, "note": ("调整", ""),
+        **RULE_FORM, "note": ("调整", ""),
         "action": ("publish", "preview")}, rule_limits),
     FormCase("identity rule", "finance", url("/admin/identity-rules"), lambda w: {
         "target": ("outlet", "factory"), "metric": ("goods_purchases", "restock_volume"),

@@ -141,7 +141,7 @@ def test_restock_pages_place_ship_and_receive(app, world):
     form = outlet.get("/restock/new").get_data(as_text=True)
     assert "¥80.00" in form and "供货方可发 20" in form
     bad = outlet.post("/restock/", data={f"qty-{world.product_id}": "-1"}, headers=htmx(outlet))
-    assert bad.status_code == 400 and "整数" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "数量至少为 1 件" in bad.get_data(as_text=True)  # not "需为整数"
     placed = outlet.post("/restock/", data={f"qty-{world.product_id}": "8", "note": "周末"}, headers=htmx(outlet))
     assert placed.status_code == 204
     detail_url = placed.headers["HX-Redirect"]

@@ -163,15 +163,16 @@ def test_finance_previews_and_publishes_a_rule_version_and_depth_four_is_refused
     client.post("/admin/login", data={"username": "finance", "password": "long-enough-pw", "csrf_token": csrf_token(client)})
     page = client.get("/admin/commission-rules").get_data(as_text=True)
     assert "生效中" in page and "¥10.00" in page  # the current version's preview of a ¥100 order
-    form = {"csrf_token": csrf_token(client), "referral_depth": "2", "direct_bps": "800", "team_bps": "200",
-            "third_level_bps": "0", "service_fee_bps": "500", "regional_bps": "200", "payout_cap_bps": "3000",
+    # Rates are typed in percent (8 = 8 %) and stored in basis points.
+    form = {"csrf_token": csrf_token(client), "referral_depth": "2", "direct": "8", "team": "2",
+            "third_level": "0", "service_fee": "5", "regional": "2", "payout_cap": "30",
             "cooling_days": "7", "note": "双十二"}
     preview = client.post("/admin/commission-rules", data={**form, "action": "preview"}).get_data(as_text=True)
     assert "¥8.00" in preview and "¥17.00" in preview
     refused = client.post("/admin/commission-rules", data={**form, "referral_depth": "4", "action": "publish"})
     assert refused.status_code == 400 and "最多 3 级" in refused.get_data(as_text=True)
-    junk = client.post("/admin/commission-rules", data={**form, "direct_bps": "-5", "action": "publish"})
-    assert junk.status_code == 400 and "非负整数" in junk.get_data(as_text=True)
+    junk = client.post("/admin/commission-rules", data={**form, "direct": "-5", "action": "publish"})
+    assert junk.status_code == 400 and "百分数" in junk.get_data(as_text=True)
     with app.app_context():
         assert len(db.session.scalars(select(CommissionRuleVersion)
                                       .where(CommissionRuleVersion.note != OPEN_RULE_NOTE)).all()) == 1

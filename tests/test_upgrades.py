@@ -435,3 +435,37 @@ def test_admin_publishes_rules_refuses_entry_fees_and_reviews_applications(app, 
     assert "已开通" in client.get("/admin/applications").get_data(as_text=True)
     with app.app_context():
         assert db.session.get(User, world.buyer).identity == Identity.OUTLET
+
+
+
+def test_a_repeated_approval_or_refusal_form_answers_like_the_first_and_writes_once(app, world):
+    from dingqiao.services import submissions
+
+    with app.app_context():
+        publish(db.session, IdentityRuleInput(target="factory", metric="restock_volume", threshold_fen=50_000,
+                                              grant_mode="review"))
+        ids = []
+        for name in ("甲", "乙"):
+            owner = make_user(f"店主{name}", identity=Identity.OUTLET)
+            received_restock(db.session, make_outlet(owner), 60_000, world.product_id)
+            ids.append(apply_for_identity(db.session, owner.id,
+                                          shop("factory", make_region(f"{name}区").id, shop_name=f"{name}工厂店")).id)
+        operator = create_admin(db.session, "ops9", "long-enough-pw", AdminRole.OPERATOR)
+
+        def audits() -> int:
+            return db.session.scalar(select(func.count()).select_from(AuditLog))
+
+        key = submissions.new_key()
+        assert approve_application(db.session, operator, ids[0], submission_key=key).status == ApplicationStatus.GRANTED
+        written = audits()
+        again = approve_application(db.session, operator, ids[0], submission_key=key)  # a double click
+        assert (again.id, again.status, audits()) == (ids[0], ApplicationStatus.GRANTED, written)
+
+        refusal = submissions.new_key()
+        assert reject_application(db.session, operator, ids[1], "资料不全", submission_key=refusal).status \
+            == ApplicationStatus.REFUSED
+        written = audits()
+        again = reject_application(db.session, operator, ids[1], "资料不全", submission_key=refusal)
+        assert (again.status, audits()) == (ApplicationStatus.REFUSED, written)
+        with pytest.raises(submissions.SubmissionRefused):  # the approval's key on the refusal form
+            reject_application(db.session, operator, ids[1], "资料不全", submission_key=key)

@@ -3,7 +3,7 @@ a log that never shows a secret."""
 import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, has_app_context, request
+from flask import Flask, Response, current_app, g, has_app_context, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -12,7 +12,8 @@ from ..access_log import loggable_request, note_route
 from ..extensions import db, login_manager
 from ..services import DomainError
 from ..services.logins import load_principal
-from ..web import error_response, wants_json
+from ..web import error_response, wants_fragment, wants_json
+from .access import current_admin
 from .auth import admin_policy, member_policy
 
 HTTP_MESSAGES = {
@@ -70,6 +71,17 @@ def _redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+def show_error(message: str, status: int) -> Response:
+    """``web.error_response``, except that a whole page under /admin/ is the admin's: its menu, no member tab
+    bar (an htmx fragment lands in #flash on either kind of page)."""
+    if not request.path.startswith("/admin/") or wants_fragment():
+        return error_response(message, status)
+    response = make_response(render_template("admin/error.html", admin=current_admin(), message=message,
+                                              status=status), status)
+    response.vary.add("HX-Request")
+    return response
+
+
 def register_blueprints(app: Flask) -> None:
     from . import (
         admin, admin_content, admin_exports, admin_members, admin_network, admin_orders, admin_service, admin_sessions,
@@ -111,29 +123,29 @@ def register_blueprints(app: Flask) -> None:
         if request.method not in ("GET", "HEAD"):  # no view reads a body on these: skip parsing one
             fields = (*fields, *request.form.items(multi=True))
         if "\x00" in request.path or any("\x00" in key + value for key, value in fields):
-            return error_response("请求中含有无效字符，请检查后重试。", 400)
+            return show_error("请求中含有无效字符，请检查后重试。", 400)
         return None
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
-        return error_response(exc.message, exc.status)
+        return show_error(exc.message, exc.status)
 
     @app.errorhandler(CSRFError)
     def csrf_error(_exc):
-        return error_response("页面已过期，请刷新后重试。", 400)
+        return show_error("页面已过期，请刷新后重试。", 400)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
         if wants_json() or request.path.startswith("/healthz"):
             return {"error": HTTP_MESSAGES.get(status, exc.name)}, status
-        return error_response(HTTP_MESSAGES.get(status, exc.name), status)
+        return show_error(HTTP_MESSAGES.get(status, exc.name), status)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         app.logger.exception("unhandled error on %s %s", request.method, loggable_request())
         db.session.rollback()
-        return error_response(HTTP_MESSAGES[500], 500)
+        return show_error(HTTP_MESSAGES[500], 500)
 
     csp = content_security_policy(app.config)
 

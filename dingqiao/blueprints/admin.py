@@ -29,6 +29,7 @@ from ..services import DomainError, Forbidden, commissions, dashboards, delivery
 from ..services.payments import recent_refused_notifies, resolve_payment_event
 from ..services.queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 from ..services.refunds import approve_refund, refund_stray_payment, reject_refund
+from ..services.submissions import FIELD_NAME as SUBMISSION_KEY, clean_key
 from ..services.withdrawals import (
     approve_withdrawal,
     cancel_transfer,
@@ -38,7 +39,7 @@ from ..services.withdrawals import (
 )
 from ..wechat import pay_gateways
 from ..paging import page_of
-from ..web import arg_id, parse_id
+from ..web import arg_id, parse_id, redirect_after_post
 from .access import current_admin, require_admin
 from .auth import admin_policy, login_client, safe_next
 
@@ -115,13 +116,16 @@ def refunds():
 
 @bp.post("/refunds/<int:refund_id>/approve")
 def approve_refund_view(refund_id: int):
-    approve_refund(db.session, pay_gateways(current_app), current_admin(), refund_id)
-    return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
+    approve_refund(db.session, pay_gateways(current_app), current_admin(), refund_id,
+                   submission_key=request.form.get(SUBMISSION_KEY))
+    # The form asks 确认 through htmx (hx-confirm); a plain post still gets the plain redirect.
+    return redirect_after_post(safe_next(request.form.get("next") or url_for("admin.refunds")), status=302)
 
 
 @bp.post("/refunds/<int:refund_id>/reject")
 def reject_refund_view(refund_id: int):
-    reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""))
+    reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""),
+                  submission_key=request.form.get(SUBMISSION_KEY))
     return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
 
 
@@ -145,18 +149,23 @@ def review_withdrawals():
     if action not in {"approve", "offline", "reject", "cancel_transfer"} or not ids:
         raise DomainError("请选择提现申请和操作。")
     admin, gateway = current_admin(), pay_gateways(current_app)
+    form_key = clean_key(request.form.get(SUBMISSION_KEY))
     results = []
     for withdrawal_id in ids[:100]:
+        # One key per withdrawal of the batch: a repeat of the form acts on none of them again.
+        key = f"{form_key}-{withdrawal_id}" if form_key else None
         try:
             if action == "approve":
-                done = approve_withdrawal(db.session, gateway, admin, withdrawal_id)
+                done = approve_withdrawal(db.session, gateway, admin, withdrawal_id, submission_key=key)
             elif action == "cancel_transfer":
                 done = cancel_transfer(db.session, gateway, admin, withdrawal_id,
                                        timedelta(minutes=current_app.config["RECONCILE_AFTER_MINUTES"]))
             elif action == "offline":
-                done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""))
+                done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""),
+                                         submission_key=key)
             else:
-                done = reject_withdrawal(db.session, admin, withdrawal_id, request.form.get("reason", ""))
+                done = reject_withdrawal(db.session, admin, withdrawal_id, request.form.get("reason", ""),
+                                         submission_key=key)
             results.append(f"{done.withdrawal_no}：{_withdrawal_outcome(done)}")
         except Forbidden:
             raise
@@ -172,44 +181,34 @@ def _withdrawal_outcome(withdrawal) -> str:
     return {"paid": "已打款", "rejected": "已拒绝", "failed": "已退回余额"}.get(withdrawal.status, withdrawal.status)
 
 
-RULE_FIELDS = ("referral_depth", "direct_bps", "team_bps", "third_level_bps", "service_fee_bps", "regional_bps",
-               "payout_cap_bps", "cooling_days")
-
-
 @bp.route("/commission-rules", methods=["GET", "POST"])
 def commission_rules():
-    """The rule version in force, earlier versions, and a form for a new version with a ¥100 preview.
-    "预览" only shows what a ¥100 order would pay; "发布新版本" validates and saves (finance only)."""
+    """The rule version in force, earlier versions, and a form for a new version (rates in percent) with a ¥100
+    preview. "预览" only shows what a ¥100 order would pay; "发布新版本" validates and saves (finance only)."""
     current = commissions.current_rule(db.session)
     versions = db.session.scalars(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(20)).all()
-    draft, error, preview = None, None, None
+    typed, error, preview = None, None, None
     if request.method == "POST":
+        typed = request.form
         try:
-            draft = _rule_from_form()
+            draft = commissions.parse_rule(request.form, request.form.get("note") or "")
             commissions.validate_rule(draft)
             preview = commissions.preview(draft)
             if request.form.get("action") == "publish":
                 commissions.create_rule_version(db.session, current_admin(), draft)
-                return redirect(url_for("admin.commission_rules"))
+                return redirect_after_post(url_for("admin.commission_rules"), status=302)
         except DomainError as exc:
             if isinstance(exc, Forbidden):
                 raise
             error = exc.message
     elif current is not None:
-        draft = commissions.RuleInput(**{name: getattr(current, name) for name in RULE_FIELDS})
-        preview = commissions.preview(draft)
+        typed = {"referral_depth": current.referral_depth, "cooling_days": current.cooling_days, "note": "",
+                 **{name: commissions.percent_text(getattr(current, f"{name}_bps"))
+                    for name in commissions.PERCENT_FIELDS}}
+        preview = commissions.preview(current)
     return render_template("admin/commission_rules.html", admin=current_admin(), current=current, versions=versions,
-                           draft=draft, error=error, preview=preview, fields=RULE_FIELDS), 400 if error else 200
-
-
-def _rule_from_form() -> "commissions.RuleInput":
-    values = {}
-    for name in RULE_FIELDS:
-        raw = (request.form.get(name) or "").strip()
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
-            raise DomainError("各项需填写非负整数（比例以基点计，100 基点 = 1%）。")
-        values[name] = int(raw)
-    return commissions.RuleInput(**values, note=(request.form.get("note") or "").strip()[:200])
+                           typed=typed, error=error, preview=preview, percent_fields=commissions.PERCENT_FIELDS,
+                           percent=commissions.format_percent), 400 if error else 200
 
 
 @bp.get("/payment-events")
@@ -279,7 +278,8 @@ def applications():
 
 @bp.post("/applications/<int:application_id>/approve")
 def approve_application_view(application_id: int):
-    done = upgrades.approve_application(db.session, current_admin(), application_id)
+    done = upgrades.approve_application(db.session, current_admin(), application_id,
+                                        submission_key=request.form.get(SUBMISSION_KEY))
     session["application_results"] = [
         f"「{done.shop_name}」：{'已开通' if done.status == ApplicationStatus.GRANTED else '未通过：' + done.decision_reason}"
     ]
@@ -288,7 +288,8 @@ def approve_application_view(application_id: int):
 
 @bp.post("/applications/<int:application_id>/reject")
 def reject_application_view(application_id: int):
-    done = upgrades.reject_application(db.session, current_admin(), application_id, request.form.get("reason", ""))
+    done = upgrades.reject_application(db.session, current_admin(), application_id, request.form.get("reason", ""),
+                                       submission_key=request.form.get(SUBMISSION_KEY))
     session["application_results"] = [f"「{done.shop_name}」：已拒绝"]
     return redirect(url_for("admin.applications"))
 
@@ -306,7 +307,8 @@ def restocks():
 
 @bp.post("/restocks/<int:restock_id>/ship")
 def ship_restock_view(restock_id: int):
-    restock.ship_restock(db.session, _platform_party(), restock_id, restock.parse_quantities(request.form.to_dict()))
+    restock.ship_restock(db.session, _platform_party(), restock_id, restock.parse_quantities(request.form.to_dict()),
+                         submission_key=request.form.get("submission_key"))
     return redirect(url_for("admin.restocks"))
 
 

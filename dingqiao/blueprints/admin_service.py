@@ -5,6 +5,7 @@ from flask import Blueprint, render_template, request, url_for
 from ..extensions import db
 from ..models import CaseKind, CaseStatus
 from ..services import service_cases
+from ..services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ..web import arg_id, redirect_after_post
 from .access import current_admin, require_admin
 from .service import photo_storage, uploaded_photos
@@ -33,11 +34,13 @@ def detail(case_id: int):
 @bp.post("/<int:case_id>/reply")
 def reply(case_id: int):
     service_cases.add_admin_reply(db.session, current_admin(), case_id, request.form.get("body", ""),
-                                  photos=uploaded_photos(), **photo_storage())
+                                  photos=uploaded_photos(), **photo_storage(),
+                                  submission_key=request.form.get(SUBMISSION_KEY))
     return redirect_after_post(url_for("admin_service.detail", case_id=case_id))
 
 
 @bp.post("/<int:case_id>/close")
 def close(case_id: int):
-    service_cases.close_case_by_admin(db.session, current_admin(), case_id)
+    service_cases.close_case_by_admin(db.session, current_admin(), case_id,
+                                      submission_key=request.form.get(SUBMISSION_KEY))
     return redirect_after_post(url_for("admin_service.detail", case_id=case_id))

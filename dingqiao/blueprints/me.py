@@ -4,20 +4,21 @@ from pathlib import Path
 
 import qrcode
 from flask import Blueprint, abort, current_app, jsonify, make_response, request, send_file, url_for
+from jinja2_fragments.flask import render_block
 from sqlalchemy import select
 
 from ..extensions import db
 from ..fonts import FontMissing
-from ..models import FactoryStore, Product, Region
+from ..models import FactoryStore, Region
 from ..services.accounts import set_member_phone
 from ..services.logins import end_member_session, end_other_member_sessions, live_logins
-from ..services.posters import poster_input, poster_png
+from ..services.posters import poster_png, product_poster_input, share_reward_fen, shop_poster_input
 from ..services.redemption import staff_outlet_ids
 from ..services.team import team_board, team_trends
 from ..services.upgrades import ApplicationInput, apply_for_identity, upgrade_progress, withdraw_application
 from ..services.wallet import wallet_view
 from ..wechat import WeChatError, js_sdk
-from ..web import arg_id, error_response, parse_id, redirect_after_post, render_page
+from ..web import arg_id, error_response, html_response, parse_id, redirect_after_post, render_page
 from .access import current_member, require_member
 from .auth import member_policy
 
@@ -88,20 +89,36 @@ def team_trends_json():
 
 @bp.get("/poster.png")
 def poster():
-    """The member's share poster, for the brand or one product (?product=ID); cached until inputs change."""
+    """The member's own share poster: the shop's, or one product's (?product=ID, 404 unless on sale); a file
+    cached until its inputs change, revalidated by the browser (the URL stays while the picture changes)."""
     member = current_member()
-    product_id = arg_id("product")
-    product = db.session.get(Product, product_id) if product_id else None
-    if product_id and (product is None or not product.is_on_sale):
-        abort(404)
-    link = share_link(member, product.id if product else None)
-    spec = poster_input(member, product, link, current_app.config["UPLOAD_FOLDER"])
+    upload_folder = current_app.config["UPLOAD_FOLDER"]
+    if "product" in request.args:
+        product_id = arg_id("product")
+        if product_id is None:  # malformed or beyond any id of ours
+            abort(404)
+        spec = product_poster_input(db.session, member, product_id, share_link(member, product_id), upload_folder)
+    else:
+        spec = shop_poster_input(db.session, member, share_link(member), upload_folder)
     try:
         path = poster_png(spec, str(Path(current_app.instance_path) / "posters"), current_app.config["CJK_FONT_PATH"] or None)
     except FontMissing:
         current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
         return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
-    response = send_file(path, mimetype="image/png", max_age=0)
+    response = send_file(path, mimetype="image/png", max_age=0, etag=True, conditional=True)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.get("/share-reward")
+def share_reward():
+    """分享赚 ¥x on the member's own product page, only where SHARE_SHOW_REWARD allows it (off by default:
+    see docs/wechat-callback.md, "Sharing and WeChat's rules"); never in anything that is shared."""
+    product_id = arg_id("product")
+    if not current_app.config.get("SHARE_SHOW_REWARD") or product_id is None:
+        abort(404)
+    reward_fen = share_reward_fen(db.session, product_id)
+    response = html_response(render_block("shop/_share.html", "share_reward", reward_fen=reward_fen))
     response.headers["Cache-Control"] = "private, no-cache"
     return response
 

@@ -3,7 +3,7 @@ on the tab bar refreshed by htmx polling and on every navigation, mark-as-read o
 from flask import Blueprint, redirect, render_template, url_for
 
 from ..extensions import db
-from ..services.messages import inbox, mark_all_read, mark_read, unread_count
+from ..services.messages import inbox, inside_link, mark_all_read, mark_read, unread_count
 from ..web import arg_id, redirect_after_post, render_page
 from .access import current_member, require_member
 
@@ -24,8 +24,7 @@ def index():
 def open_message(message_id: int):
     """Mark it read and go where it points (inside the H5 only), or back to the list."""
     message = mark_read(db.session, current_member().id, message_id)
-    link = message.link if message.link.startswith("/") and not message.link.startswith("//") else ""
-    return redirect(link or url_for("messages.index"))
+    return redirect(inside_link(message.link) or url_for("messages.index"))
 
 
 @bp.post("/read-all")

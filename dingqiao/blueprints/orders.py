@@ -10,8 +10,9 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Order, OrderStatus
 from ..services import orders as order_service
-from ..services.payments import cancel_member_order, check_payment, handle_pay_notification, start_payment
+from ..services.payments import cancel_member_order, check_payment, demo_pay as pay_in_demo, start_payment
 from ..services.refunds import request_refund
+from ..services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ..wechat import WeChatError, pay_gateways
 from ..web import redirect_after_post, render_page
 from .access import current_member, require_member
@@ -72,6 +73,7 @@ def pay(order_no: str):
         params = start_payment(
             db.session, pay_gateways(current_app), member, order_no,
             notify_url=_notify_url(), client_ip=request.remote_addr or "127.0.0.1",
+            submission_key=request.form.get(SUBMISSION_KEY),
         )
     except WeChatError as exc:
         current_app.logger.warning("unified order failed for %s: %s", order_no, exc)
@@ -86,13 +88,8 @@ def demo_pay(order_no: str):
     key, through the real verify-decrypt-apply path."""
     if not current_app.config["DINGQIAO_DEMO"]:
         abort(404)
-    member = current_member()
-    order = order_service.get_member_order(db.session, member.id, order_no)
-    gateway = pay_gateways(current_app).current  # the demo merchant, on API v3
-    body, headers = gateway.signed_notification(out_trade_no=order.order_no,
-                                                transaction_id=f"DEMO{order.order_no[2:]}",
-                                                total_fee=order.total_fen, openid=member.openid)
-    handle_pay_notification(db.session, gateway, body, headers)
+    pay_in_demo(db.session, pay_gateways(current_app).current,  # the demo merchant, on API v3
+                current_member(), order_no, submission_key=request.form.get(SUBMISSION_KEY))
     return _back_to(order_no)
 
 
@@ -113,7 +110,8 @@ def cancel(order_no: str):
 
 @bp.post("/<order_no>/refund")
 def refund(order_no: str):
-    request_refund(db.session, current_member().id, order_no, request.form.get("reason", ""))
+    request_refund(db.session, current_member().id, order_no, request.form.get("reason", ""),
+                   submission_key=request.form.get(SUBMISSION_KEY))
     return _back_to(order_no)
 
 

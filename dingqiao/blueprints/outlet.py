@@ -21,6 +21,7 @@ from ..services.dashboards import outlet_summary, outlet_trend, parse_range
 from ..services.outlets import outlet_owned_by
 from ..services.redemption import find_for_redemption, mask_name, redeem, staff_outlet_ids
 from ..services.staff import accept_invite, create_invite, invite_preview, remove_staff, staff_of
+from ..services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ..services.team import team_board
 from ..web import redirect_after_post, render_page
 from .access import current_member, require_member
@@ -100,7 +101,7 @@ def confirm_page(code: str):
 @rate_limited
 def confirm(code: str):
     try:
-        order = redeem(db.session, current_member().id, code)
+        order = redeem(db.session, current_member().id, code, submission_key=request.form.get(SUBMISSION_KEY))
     except DomainError as exc:
         return render_page("outlet/redeem.html", block="result", view=None, error=exc.message,
                            status_code=exc.status)

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, request, url_for
 from ..extensions import db
 from ..models import CaseKind, CaseStatus
 from ..services import service_cases
+from ..services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ..web import redirect_after_post, render_page
 from .access import current_member, require_member
 
@@ -41,7 +42,7 @@ def open_case():
     case = service_cases.open_case(
         db.session, current_member().id, kind=request.form.get("kind", ""), subject=request.form.get("subject", ""),
         body=request.form.get("body", ""), order_no=request.form.get("order_no"), photos=uploaded_photos(),
-        **photo_storage(),
+        **photo_storage(), submission_key=request.form.get(SUBMISSION_KEY),
     )
     return redirect_after_post(url_for("service.detail", case_id=case.id))
 
@@ -55,13 +56,15 @@ def detail(case_id: int):
 @bp.post("/<int:case_id>/messages")
 def add_message(case_id: int):
     service_cases.add_member_message(db.session, current_member().id, case_id, request.form.get("body", ""),
-                                     photos=uploaded_photos(), **photo_storage())
+                                     photos=uploaded_photos(), **photo_storage(),
+                                     submission_key=request.form.get(SUBMISSION_KEY))
     return redirect_after_post(url_for("service.detail", case_id=case_id))
 
 
 @bp.post("/<int:case_id>/close")
 def close(case_id: int):
-    service_cases.close_member_case(db.session, current_member().id, case_id)
+    service_cases.close_member_case(db.session, current_member().id, case_id,
+                                    submission_key=request.form.get(SUBMISSION_KEY))
     return redirect_after_post(url_for("service.detail", case_id=case_id))
 
 

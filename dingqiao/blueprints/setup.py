@@ -85,10 +85,7 @@ class RuleForm(FlaskForm):
     def rule(self) -> RuleInput:
         values = {}
         for name in self.PERCENT_FIELDS:
-            percent = getattr(self, name).data
-            if percent is None or not percent.is_finite() or not 0 <= percent <= 100 or (percent * 100) % 1:
-                raise DomainError("比例需为 0 到 100 之间、最多两位小数的百分数。")
-            values[f"{name}_bps"] = int(percent * 100)
+            values[f"{name}_bps"] = commissions.percent_to_bps(getattr(self, name).data)
         return RuleInput(referral_depth=self.referral_depth.data, cooling_days=self.cooling_days.data,
                          note="开店向导发布", **values)
 

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from ..extensions import db
 from ..models import Identity
+from ..services import cart as carts
 from ..services import catalog, commissions, content
 from ..web import ShortCache, arg_id, html_response, render_page, wants_fragment
 from .access import current_member
@@ -89,10 +90,16 @@ def home():
 
 @bp.get("/products/<int:product_id>")
 def product(product_id: int):
-    """A product at the viewer's price. Its details and stock are kept like the catalog's (``catalog_html``)."""
+    """A product at the viewer's price. Its details and stock are kept like the catalog's (``catalog_html``).
+    Its quantity stepper's −/+ ask again with ``quantity`` and ``step`` and get only the stepper back."""
     item = product_cache.get(product_id, current_app.config["CATALOG_CACHE_SECONDS"],
                              lambda: catalog.get_product(db.session, product_id))
     member = current_member()
     # Shared from inside WeChat (JS-SDK share), the link carries the sharer's code.
     share_link = url_for("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
-    return render_page("shop/product.html", product=item, identity=viewer_identity(), share_link=share_link)
+    max_quantity = carts.line_cap(item.most_at_one_outlet)
+    quantity, quantity_note = carts.stepped_quantity(request.args.get("quantity"), request.args.get("step"),
+                                                     max_quantity)
+    return render_page("shop/product.html", block="quantity_stepper" if "step" in request.args else None,
+                       product=item, identity=viewer_identity(), share_link=share_link, quantity=quantity,
+                       quantity_note=quantity_note, max_quantity=max_quantity)

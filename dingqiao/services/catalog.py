@@ -65,6 +65,7 @@ class ProductDetail:
     factory_price_fen: int
     cover_path: str | None
     available: int
+    most_at_one_outlet: int  # the most one outlet can hand over: a cart line or a buy-now is capped at it
 
     price_for = Product.price_for
 
@@ -81,6 +82,17 @@ class ProductPage:
 # enclosing query. (A SUM is a numeric on Postgres: the cast keeps it an int.)
 _AVAILABLE = (
     select(cast(func.coalesce(func.sum(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
+    .join(StockLocation, StockLocation.id == StockLevel.location_id)
+    .join(Outlet, Outlet.location_id == StockLocation.id)
+    .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,
+           Outlet.status == SiteStatus.ACTIVE)
+    .correlate(Product)
+    .scalar_subquery()
+)
+# The most units one active outlet can hand over, for the product of the enclosing query (an order is picked
+# up at one outlet, so this, not the sum, bounds what one order can hold).
+_MOST_AT_ONE_OUTLET = (
+    select(cast(func.coalesce(func.max(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
     .join(StockLocation, StockLocation.id == StockLevel.location_id)
     .join(Outlet, Outlet.location_id == StockLocation.id)
     .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,
@@ -116,7 +128,7 @@ _PAGE_OF_CATEGORY = _paged(_ON_SALE.where(Product.category_id == bindparam("cate
 _DETAIL = select(
     Product.id, Product.name, Product.subtitle, Product.description, Product.unit, Product.member_price_fen,
     Product.outlet_price_fen, Product.factory_price_fen, _first_image(ProductImage.path), _AVAILABLE,
-    Product.is_on_sale,
+    _MOST_AT_ONE_OUTLET, Product.is_on_sale,
 ).where(Product.id == bindparam("product_id"))
 
 _ACTIVE_CATEGORIES = select(Category).where(Category.is_active.is_(True)).order_by(Category.sort_order, Category.id)
@@ -174,6 +186,15 @@ def available_units(session: Session, product_ids: list[int]) -> dict[int, int]:
     if not product_ids:
         return {}
     found = dict(session.execute(select(Product.id, _AVAILABLE).where(Product.id.in_(product_ids))).all())
+    return {product_id: found.get(product_id, 0) for product_id in product_ids}
+
+
+def most_at_one_outlet(session: Session, product_ids) -> dict[int, int]:
+    """Per product, the most units one active outlet can hand over (0 where none has any)."""
+    product_ids = list(product_ids)
+    if not product_ids:
+        return {}
+    found = dict(session.execute(select(Product.id, _MOST_AT_ONE_OUTLET).where(Product.id.in_(product_ids))).all())
     return {product_id: found.get(product_id, 0) for product_id in product_ids}
 
 

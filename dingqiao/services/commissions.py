@@ -11,8 +11,10 @@ refused at configuration time:
 - amounts are floored to the fen; the remainder stays with the platform.
 """
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -65,6 +67,53 @@ class RuleInput:
     payout_cap_bps: int
     cooling_days: int = 0
     note: str = ""
+
+
+# A rule's rates as people type and read them: percent with up to two decimals (12.5 → 1250 basis points).
+PERCENT_FIELDS = ("direct", "team", "third_level", "service_fee", "regional", "payout_cap")
+PERCENT_REFUSED = "比例需为 0 到 100 之间、最多两位小数的百分数（如 12.5）。"
+
+
+def percent_to_bps(value: "str | Decimal | None") -> int:
+    """"12.5", "12.5%" or Decimal("12.5") → 1250; anything else (negative, over 100, a third decimal, text)
+    is refused in Chinese."""
+    if isinstance(value, Decimal):
+        percent = value
+    else:
+        text = (value or "").strip().removesuffix("%").removesuffix("％").strip()
+        try:
+            percent = Decimal(text) if 0 < len(text) <= 12 else None
+        except InvalidOperation:
+            percent = None
+    if percent is None or not percent.is_finite() or not 0 <= percent <= 100 or (percent * 100) % 1:
+        raise RuleError(PERCENT_REFUSED)
+    return int(percent * 100)
+
+
+def percent_text(bps: int) -> str:
+    """1250 → "12.5", 1000 → "10", 5 → "0.05": what a percent field shows."""
+    return f"{Decimal(bps) / 100:f}"
+
+
+def format_percent(bps: int | None) -> str:
+    return "" if bps is None else f"{percent_text(bps)}%"
+
+
+def _whole_number(raw: str | None, message: str) -> int:
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 4:
+        raise RuleError(message)
+    return int(text)
+
+
+def parse_rule(form: Mapping[str, str], note: str = "") -> RuleInput:
+    """A rule as typed: the depth and cooling days as whole numbers, every rate in percent (``PERCENT_FIELDS``)."""
+    return RuleInput(
+        referral_depth=_whole_number(form.get("referral_depth"), "推荐层级需填写 1 到 3 的整数。"),
+        cooling_days=_whole_number(form.get("cooling_days"), "售后冷静期需填写整数天数。"),
+        note=note.strip()[:200],
+        **{f"{name}_bps": percent_to_bps(form.get(name)) for name in PERCENT_FIELDS},
+    )
 
 
 def validate_rule(rule: RuleInput) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
@@ -30,6 +30,7 @@ from ..models import (
     LocationKind,
     Order,
     Outlet,
+    OutboxMessage,
     Product,
     ProductImage,
     ReferralBinding,
@@ -329,15 +330,47 @@ def seed_demo_history(session: Session) -> int:
             person.created_at -= timedelta(days=60 - index * 2)  # joined over the weeks before buying
         days_back = random.Random(2026).choices(range(HISTORY_DAYS), k=len(orders))  # busier and quieter days
         for index, order_id in enumerate(orders):
-            back = timedelta(days=days_back[index], hours=index % 5)
+            back = timedelta(days=days_back[index], hours=index % 5, minutes=7 + index * 17 % 50)
+            # picked up a few hours to two days after paying, never later than now
+            picked_up_after = min(timedelta(hours=2 + index * 7 % 46, minutes=index * 23 % 60), back / 2)
             order = session.get(Order, order_id)
-            for column in ("created_at", "paid_at", "redeemed_at"):
-                if getattr(order, column) is not None:
-                    setattr(order, column, getattr(order, column) - back)
+            for column in ("created_at", "paid_at"):
+                setattr(order, column, getattr(order, column) - back)
+            if order.redeemed_at is not None:
+                order.redeemed_at -= back - picked_up_after
             for line in session.scalars(select(CommissionLine).where(CommissionLine.order_id == order_id)):
                 line.created_at -= back
+                if line.settled_at is not None:
+                    line.settled_at -= back - picked_up_after
+            _date_order_messages(session, order)
+        _date_other_messages(session)
     earner = session.scalar(select(Wallet).where(Wallet.available_fen >= 500).order_by(Wallet.available_fen.desc()))
     if earner is not None:
         half_in_whole_yuan = earner.available_fen // 2 // 100 * 100
         request_withdrawal(session, earner.user_id, half_in_whole_yuan, WithdrawalRules())
     return len(orders)
+
+
+# The messages each event wrote, by deduplication key (services/settlement.py, services/commissions.py): they
+# carry the time of their event, so the message centre reads like the weeks it tells about.
+_PAID_EVENTS = ("order_paid", "commission_frozen")
+_PICKUP_EVENTS = ("order_redeemed", "commission_settled")
+
+
+def _date_order_messages(session: Session, order: Order) -> None:
+    for message in session.scalars(select(OutboxMessage).where(or_(
+            OutboxMessage.dedup_key.in_([f"{event}:{order.id}" for event in (*_PAID_EVENTS, *_PICKUP_EVENTS)]),
+            *(OutboxMessage.dedup_key.startswith(f"{event}:{order.id}:") for event in (*_PAID_EVENTS, *_PICKUP_EVENTS))))):
+        when = order.paid_at if message.event in _PAID_EVENTS else order.redeemed_at
+        message.created_at = when
+
+
+def _date_other_messages(session: Session) -> None:
+    """Messages about no one order (可申请成为核销网点): dated with the member's last message before them."""
+    dated = _PAID_EVENTS + _PICKUP_EVENTS
+    for message in session.scalars(select(OutboxMessage).where(OutboxMessage.event.not_in(dated))):
+        latest = session.scalar(select(func.max(OutboxMessage.created_at)).where(
+            OutboxMessage.user_id == message.user_id, OutboxMessage.event.in_(dated),
+            OutboxMessage.id < message.id))
+        if latest is not None:
+            message.created_at = latest + timedelta(minutes=1)

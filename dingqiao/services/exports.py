@@ -84,7 +84,7 @@ COLUMNS: dict[ExportKind, tuple[tuple[str, int], ...]] = {
 COMMISSION_STATUS = {"frozen": "待结算", "settled": "已结算", "reversed": "已撤销", "clawed_back": "已追回"}
 WITHDRAWAL_STATUS = {"requested": "待审核", "approved": "打款中", "paid": "已打款", "rejected": "已拒绝",
                      "failed": "打款失败"}
-PAYOUT_METHOD = {"wechat": "微信零钱", "offline": "线下打款"}
+PAYOUT_METHOD = {"wechat": "微信零钱", "wechat_bill": "微信商家转账", "offline": "线下打款"}
 
 
 @dataclass(frozen=True)

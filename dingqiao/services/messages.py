@@ -3,7 +3,7 @@ message exists if and only if its event committed. Delivery to WeChat happens la
 the same rows are the member's in-app message centre (消息中心), read here."""
 import json
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
@@ -60,16 +60,38 @@ _UNREAD = select(func.count()).select_from(OutboxMessage).where(
     OutboxMessage.user_id == bindparam("user_id"), OutboxMessage.read_at.is_(None))  # prebuilt: every page's tab bar
 
 
+# What a message's link opens, as the message centre names it (first matching prefix).
+TARGET_LABELS = (("/orders/", "查看订单"), ("/wallet/", "查看钱包"), ("/service/", "查看售后"), ("/restock/", "查看进货单"),
+                 ("/me/upgrade", "查看申请"), ("/outlet/staff", "查看店员"), ("/", "查看"))
+
+
+def inside_link(link: str) -> str:
+    """The message's link if it leads to a page of the H5 ("/orders/…"), else "" — never elsewhere."""
+    return link if link.startswith("/") and not link.startswith(("//", "/\\")) else ""
+
+
+def target_label(link: str) -> str:
+    """"查看订单", "查看钱包"…: what opening the message shows; "" when it has no target."""
+    path = inside_link(link)
+    return next((label for prefix, label in TARGET_LABELS if path.startswith(prefix)), "") if path else ""
+
+
 def unread_count(session: Session, user_id: int) -> int:
     return run(session, _UNREAD, {"user_id": user_id}).scalar() or 0
 
 
 def inbox(session: Session, user_id: int, *, before_id: int | None = None, limit: int = 30) -> list[OutboxMessage]:
-    """The member's messages, newest first, a page at a time (``before_id``: the last id of the previous page)."""
+    """The member's messages, newest first by when they were written, a page at a time (``before_id``: the last
+    id of the previous page; a message not the member's starts from the top)."""
     query = select(OutboxMessage).where(OutboxMessage.user_id == user_id)
     if before_id is not None:
-        query = query.where(OutboxMessage.id < before_id)
-    return list(session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
+        last = session.scalar(select(OutboxMessage.created_at).where(OutboxMessage.id == before_id,
+                                                                     OutboxMessage.user_id == user_id))
+        if last is not None:
+            query = query.where(or_(OutboxMessage.created_at < last,
+                                    and_(OutboxMessage.created_at == last, OutboxMessage.id < before_id)))
+    order = (OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def mark_read(session: Session, user_id: int, message_id: int) -> OutboxMessage:

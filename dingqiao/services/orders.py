@@ -19,7 +19,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, NotFound
+from . import DomainError, NotFound, submissions
 from .commissions import current_rule
 from .stock import release_stock, reserve_stock
 
@@ -65,11 +65,13 @@ _ADD_ITEM = insert(OrderItem)
 
 
 def place_order(session: Session, user: User, outlet_id: int, quantities: dict[int, int], *,
-                timeout_minutes: int, from_cart: bool = True, now: datetime | None = None) -> Order:
+                timeout_minutes: int, from_cart: bool = True, now: datetime | None = None,
+                submission_key: str | None = None) -> Order:
     """Create a PENDING_PAYMENT order at the member's identity price and reserve its stock at the outlet.
 
     The cart lines it came from are removed in the same transaction; when they are already gone (a second
-    tap of the button), the order is refused instead of being placed twice.
+    tap of the button), the order is refused instead of being placed twice. A buy-now order (``from_cart``
+    False) leaves the cart alone; its form's ``submission_key`` makes a second tap answer with the first order.
     """
     now = now or utcnow()
     quantities = {int(pid): int(qty) for pid, qty in quantities.items() if int(qty) > 0}
@@ -78,6 +80,12 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
     if len(quantities) > MAX_ORDER_LINES:
         raise OrderError(f"一个订单最多 {MAX_ORDER_LINES} 种商品。")
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user.id}", action="order")
+        if earlier is not None:
+            first = session.get(Order, earlier)
+            if first is None:
+                raise OrderError("订单已提交，请到“我的订单”查看。")
+            return first
         if current_rule(session) is None:
             raise OrderError(NOT_OPEN_YET)
         outlet = run(session, _OUTLET, {"outlet_id": outlet_id}).one_or_none()
@@ -112,6 +120,7 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
                                      "unit_price_fen": price, "quantity": qty, "subtotal_fen": price * qty})
             reserve_stock(session, location_id=outlet.location_id, product_id=product.id, quantity=qty,
                           order_id=order.id, product_name=product.name)
+        submissions.remember(session, submission_key, order.id)
     return order
 
 

@@ -23,7 +23,7 @@ from ..models import (
 from ..models.base import utcnow
 from ..wechat import WeChatError, WeChatSettings
 from ..wechat.pay import InvalidNotification, PayError, PayGateway, PayNotification
-from . import NotFound
+from . import NotFound, submissions
 from .orders import (
     OrderError,
     cancel_order,
@@ -82,8 +82,10 @@ def new_pickup_code(session: Session) -> str:
 
 
 def start_payment(session: Session, gateway: PayGateway, user: User, order_no: str, *, notify_url: str,
-                  client_ip: str) -> dict:
-    """Get a prepay id for the order (once; later taps reuse it) and return the JS-bridge parameters."""
+                  client_ip: str, submission_key: str | None = None) -> dict:
+    """Get a prepay id for the order (once; later taps reuse it) and return the JS-bridge parameters. Two taps
+    racing each other both ask WeChat (which gives one prepay id per order number); a repeat of
+    ``submission_key`` stores nothing."""
     order = get_member_order(session, user.id, order_no)
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderError("订单已支付或已取消，无需再次支付。")
@@ -103,15 +105,34 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     )
     try:
         with write_transaction(session):
+            if submissions.claim(session, submission_key, actor=f"member:{user.id}", action="pay") is not None:
+                return gateway.jsapi_params(prepay_id)
             payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
             if payment is None:
                 session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
                                     prepay_id=prepay_id, api=gateway.api))
             else:
                 payment.prepay_id, payment.api = prepay_id, gateway.api
+            submissions.remember(session, submission_key, order.id)
     except IntegrityError:
         session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
+
+
+def demo_pay(session: Session, gateway, user: User, order_no: str, submission_key: str | None = None) -> Order:
+    """Demo mode's 模拟支付: the notify WeChat would send for the member's order, signed by the demo merchant
+    (``gateway``, on API v3), through the real verify-decrypt-apply path. A repeat of ``submission_key`` (a
+    double tap) sends nothing again and answers with the order as it now stands."""
+    with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user.id}", action="demo_pay")
+        order = get_member_order(session, user.id, order_no)
+        if earlier is None:
+            body, headers = gateway.signed_notification(out_trade_no=order.order_no,
+                                                        transaction_id=f"DEMO{order.order_no[2:]}",
+                                                        total_fee=order.total_fen, openid=user.openid)
+            handle_pay_notification(session, gateway, body, headers)
+            submissions.remember(session, submission_key, order.id)
+    return get_member_order(session, user.id, order_no)
 
 
 def handle_pay_notification(session: Session, gateway: PayGateway, body: bytes, headers=None) -> bool:

@@ -23,7 +23,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .orders import CHINA_TIME
 from .settlement import on_order_redeemed
@@ -98,9 +98,14 @@ _ITEMS = (select(OrderItem.product_id, OrderItem.quantity).where(OrderItem.order
           .order_by(OrderItem.product_id))
 
 
-def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
+def redeem(session: Session, staff_user_id: int, raw_code: str, submission_key: str | None = None) -> Order:
+    """Hand the order over. A repeat of ``submission_key`` (a double tap on 确认核销) answers with the order the
+    first one handed over, instead of "already used"."""
     code = clean_code(raw_code)
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{staff_user_id}", action="redeem")
+        if earlier is not None:
+            return session.get(Order, earlier, populate_existing=True)
         order = run(session, _ORDER_BY_CODE, {"code": code}).one_or_none()
         if order is None:
             raise NotFound("核销码不存在，请核对后重试。")
@@ -118,6 +123,7 @@ def redeem(session: Session, staff_user_id: int, raw_code: str) -> Order:
         on_order_redeemed(session, order)
         record_audit(session, actor_kind="user", actor_id=staff_user_id, action="order.redeem", target_type="order",
                      target_id=order.order_no, detail={"outlet_id": order.outlet_id, "total_fen": order.total_fen})
+        submissions.remember(session, submission_key, order.id)
     return session.get(Order, order.id)  # read after the commit, outside the write lock
 
 

@@ -29,7 +29,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..wechat.pay import PayError, PayGateway, RefundResult, RefundState
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .orders import release_order_stock, transition
 from .payments import record_late_result
@@ -48,10 +48,15 @@ class RefundError(DomainError):
     status = 409
 
 
-def request_refund(session: Session, user_id: int, order_no: str, reason: str) -> Refund:
-    """The member asks for the money back for a paid order not yet picked up; finance decides."""
+def request_refund(session: Session, user_id: int, order_no: str, reason: str,
+                   submission_key: str | None = None) -> Refund:
+    """The member asks for the money back for a paid order not yet picked up; finance decides. A repeat of
+    ``submission_key`` answers with the first request."""
     reason = _clean_reason(reason, "请填写退款原因。")
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="refund.request")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
         order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
         if order is None:
             raise NotFound("订单不存在。")
@@ -63,6 +68,15 @@ def request_refund(session: Session, user_id: int, order_no: str, reason: str) -
             raise RefundError("只有已支付、未自提的订单可以申请退款。")
         record_audit(session, actor_kind="user", actor_id=user_id, action="refund.request", target_type="order",
                      target_id=order.order_no, detail={"refund_id": refund.id, "amount_fen": refund.amount_fen})
+        submissions.remember(session, submission_key, refund.id)
+    return refund
+
+
+def _as_it_stands(session: Session, refund_id: int) -> Refund:
+    """The answer to a repeated submission: the refund the first one made or acted on, as it now stands."""
+    refund = session.get(Refund, refund_id, populate_existing=True)
+    if refund is None:
+        raise NotFound("退款不存在。")
     return refund
 
 
@@ -110,11 +124,17 @@ def _clean_reason(raw: str | None, missing: str) -> str:
     return reason
 
 
-def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int) -> Refund:
+def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refund_id: int,
+                   submission_key: str | None = None) -> Refund:
     """Refund at WeChat, or push an unfinished refund on: a refund without an answer is sent again with the same
-    number; one WeChat accepted is asked about; one WeChat closed is sent again under a new number."""
+    number; one WeChat accepted is asked about; one WeChat closed is sent again under a new number. A repeat of
+    ``submission_key`` (a double click) calls nobody and answers with the refund as it now stands."""
     _require_finance(admin)
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.approve")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
+        submissions.remember(session, submission_key, refund_id)
         refund = session.get(Refund, refund_id)
         if refund is None:
             raise NotFound("退款不存在。")
@@ -373,10 +393,15 @@ def _next_refund_number(out_refund_no: str) -> str:
     return f"{base}-{int(attempt or 1) + 1}"
 
 
-def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: str) -> Refund:
+def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: str,
+                  submission_key: str | None = None) -> Refund:
     _require_finance(admin)
     reason = _clean_reason(reason, "请填写拒绝原因。")
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.reject")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
+        submissions.remember(session, submission_key, refund_id)
         rejected = session.execute(
             update(Refund).where(Refund.id == refund_id,
                                  Refund.status.in_([RefundStatus.REQUESTED, RefundStatus.FAILED]))

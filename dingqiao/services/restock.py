@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..db import write_transaction
 from ..models import (
     FactoryStore,
+    StockLevel,
     LocationKind,
     Outlet,
     Product,
@@ -27,7 +28,7 @@ from ..models import (
     StockReason,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
@@ -89,21 +90,71 @@ def parse_quantities(raw: dict[str, str]) -> dict[int, int]:
         if not key.startswith("qty-"):
             continue
         product_id, value = key[4:], (value or "").strip()
-        if not value or value == "0":
+        if not value or value.strip("0") == "":
             continue
-        if not (product_id.isascii() and product_id.isdigit() and value.isascii() and value.isdigit()
-                and len(product_id) <= 18 and len(value) <= 5):
+        if not (product_id.isascii() and product_id.isdigit() and len(product_id) <= 18):
+            raise RestockError("页面已过期，请刷新后重试。")
+        if value[:1] == "-" and value[1:].isascii() and value[1:].isdigit():
+            raise RestockError("数量至少为 1 件。")
+        if not (value.isascii() and value.isdigit()):
             raise RestockError("数量需为整数。")
+        if len(value) > 5:
+            raise RestockError(f"每种商品进货数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
         quantities[int(product_id)] = int(value)
     return quantities
 
 
-def place_restock(session: Session, user_id: int, quantities: dict[int, int], note: str = "") -> RestockOrder:
+@dataclass(frozen=True)
+class RestockPreview:
+    """What an order of these quantities would come to, and why it could not be placed as it is."""
+
+    total_fen: int
+    units: int
+    problems: list[str]
+
+
+def supplier_available(session: Session, supplier_location_id: int, product_ids) -> dict[int, int]:
+    """Units the supplier can ship (on hand, not reserved for its own buyers), per product."""
+    return dict(session.execute(
+        select(StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved)
+        .where(StockLevel.location_id == supplier_location_id, StockLevel.product_id.in_(list(product_ids)))).all())
+
+
+def preview_restock(session: Session, user_id: int, fields: dict[str, str]) -> RestockPreview:
+    """The order total of the form's ``qty-<product id>`` fields before placing (the 新建进货单 page asks as
+    they change), with what would refuse it; nothing is written."""
+    try:
+        quantities = parse_quantities(fields)
+    except RestockError as error:
+        return RestockPreview(0, 0, [error.message])
+    buyer = party_for_user(session, user_id)
+    supplier_id, tier = supplier_location_id(session, buyer.location_id)
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
+    total = sum(products[pid].price_for(tier) * q for pid, q in quantities.items() if pid in products)
+    problems = _over_supply(session, supplier_id, quantities, products)
+    if any(not 1 <= q <= MAX_LINE_QUANTITY for q in quantities.values()):
+        problems.insert(0, f"每种商品进货数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
+    return RestockPreview(total, sum(quantities.values()), problems)
+
+
+def _over_supply(session: Session, supplier_id: int, quantities: dict[int, int], products: dict) -> list[str]:
+    available = supplier_available(session, supplier_id, quantities)
+    return [f"{products[pid].name}供货方只有 {max(available.get(pid, 0), 0)} 件可发，不能进 {q} 件"
+            for pid, q in sorted(quantities.items()) if pid in products and q > available.get(pid, 0)]
+
+
+def place_restock(session: Session, user_id: int, quantities: dict[int, int], note: str = "", *,
+                  check_supply: bool = False, submission_key: str | None = None) -> RestockOrder:
+    """With ``check_supply`` (the 新建进货单 page) no line may ask for more than the supplier can ship now; a
+    repeat of ``submission_key`` answers with the first order and writes nothing."""
     if not quantities:
         raise RestockError("请至少填写一种商品的进货数量。")
     if len(quantities) > MAX_LINES or any(not 1 <= q <= MAX_LINE_QUANTITY for q in quantities.values()):
         raise RestockError(f"每种商品进货数量需在 1 到 {MAX_LINE_QUANTITY} 之间。")
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"user:{user_id}", action="restock.place")
+        if earlier is not None:
+            return _load(session, earlier)
         buyer = party_for_user(session, user_id)
         # Postgres: an outlet being moved to another region (network.move_outlet locks its row) is moved first, so
         # the supplier read next is its new region's factory store. SQLite's writers are one at a time anyway.
@@ -112,6 +163,8 @@ def place_restock(session: Session, user_id: int, quantities: dict[int, int], no
         products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(quantities)))}
         if set(products) != set(quantities) or not all(p.is_on_sale for p in products.values()):
             raise RestockError("有商品已下架或不存在，请刷新后重试。")
+        if check_supply and (over := _over_supply(session, supplier_id, quantities, products)):
+            raise RestockError("；".join(over) + "。")
         order = RestockOrder(
             restock_no=_restock_no(), from_location_id=supplier_id, to_location_id=buyer.location_id,
             status=RestockStatus.PENDING, created_by_user_id=user_id, note=" ".join(note.split())[:200],
@@ -132,17 +185,23 @@ def place_restock(session: Session, user_id: int, quantities: dict[int, int], no
             enqueue_message(session, user_id=owner, event="restock_placed", object_id=order.id, title="新的进货单",
                             body=f"进货单 {order.restock_no} 待发货。", link=f"/restock/{order.id}",
                             template_data={"restock_no": order.restock_no, "amount": order.total_fen})
+        submissions.remember(session, submission_key, order.id)
     return order
 
 
-def ship_restock(session: Session, party: Party, restock_id: int, quantities: dict[int, int]) -> RestockOrder:
+def ship_restock(session: Session, party: Party, restock_id: int, quantities: dict[int, int], *,
+                 submission_key: str | None = None) -> RestockOrder:
     """Ship some or all of what is still open. Each quantity at most what is left to ship and what the supplier
-    has available (not reserved for its own buyers); the supplier's stock goes down in the same transaction."""
+    has available (not reserved for its own buyers); the supplier's stock goes down in the same transaction.
+    A repeat of ``submission_key`` (a double tap on 发货) ships nothing more and answers with the order."""
     if not quantities or any(q < 0 for q in quantities.values()):
         raise RestockError("请填写本次发货数量。")
     with write_transaction(session):
         order = _load(session, restock_id, for_update=True)
         _must_be_supplier(session, party, order)
+        if submissions.claim(session, submission_key, actor=f"{party.kind}:{party.id}",
+                             action="restock.ship") is not None:
+            return order
         if order.status not in OPEN:
             raise RestockError(f"该进货单{RestockStatus(order.status).label}，不能再发货。")
         items = {item.product_id: item for item in order.items}
@@ -179,16 +238,21 @@ def ship_restock(session: Session, party: Party, restock_id: int, quantities: di
                             body=f"进货单 {order.restock_no} 本次发出 {count} 件，收到后请确认收货。",
                             link=f"/restock/{order.id}",
                             template_data={"restock_no": order.restock_no, "quantity": count})
+        submissions.remember(session, submission_key, order.id)
     return order
 
 
-def receive_restock(session: Session, user_id: int, restock_id: int) -> RestockOrder:
-    """Confirm receipt of everything shipped so far; the buyer's stock goes up by exactly that."""
+def receive_restock(session: Session, user_id: int, restock_id: int, *,
+                    submission_key: str | None = None) -> RestockOrder:
+    """Confirm receipt of everything shipped so far; the buyer's stock goes up by exactly that. A repeat of
+    ``submission_key`` answers with the order and receives nothing twice."""
     with write_transaction(session):
         order = _load(session, restock_id, for_update=True)
         buyer = party_for_user(session, user_id)
         if buyer.location_id != order.to_location_id:
             raise NotFound("进货单不存在。")
+        if submissions.claim(session, submission_key, actor=f"user:{user_id}", action="restock.receive") is not None:
+            return order
         arriving = {item.id: item.shipped_quantity - item.received_quantity for item in order.items
                     if item.shipped_quantity > item.received_quantity}
         if not arriving:
@@ -209,6 +273,7 @@ def receive_restock(session: Session, user_id: int, restock_id: int) -> RestockO
                      target_type="restock_order", target_id=order.restock_no,
                      detail={"received": sum(arriving.values())})
         on_restock_received(session, user_id)
+        submissions.remember(session, submission_key, order.id)
     return order
 
 

@@ -36,8 +36,8 @@ from ..models import (
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..paging import Page, page_of
-from ..uploads import SavedImage, UploadRefused, removed_on_failure, save_image
-from . import DomainError, NotFound
+from ..uploads import SavedImage, UploadRefused, delete_stored, removed_on_failure, save_image
+from . import DomainError, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
@@ -74,15 +74,20 @@ def new_case_no(now: datetime) -> str:
 
 
 def open_case(session: Session, user_id: int, *, kind: str, subject: str, body: str, order_no: str | None = None,
-              photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int) -> ServiceCase:
+              photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int,
+              submission_key: str | None = None) -> ServiceCase:
     """Open a case with its first message. ``order_no`` must be one of the member's orders (someone else's
-    is NotFound, like a missing one). A blank subject is taken from the start of the message."""
+    is NotFound, like a missing one). A blank subject is taken from the start of the message. A repeat of
+    ``submission_key`` (a double tap on 提交) answers with the case the first one opened."""
     kind = _parse_kind(kind)
     body = _clean_body(body)
     subject = _clean_subject(subject) or " ".join(body.split())[:MAX_SUBJECT_LENGTH]
     order_no = (order_no or "").strip() or None
     saved = _save_photos(photos, upload_folder, max_bytes)
     with removed_on_failure(upload_folder, saved), write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.open")
+        if earlier is not None:
+            return _repeated(session, ServiceCase, earlier, upload_folder, saved)
         order = None
         if order_no is not None:
             order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
@@ -96,15 +101,20 @@ def open_case(session: Session, user_id: int, *, kind: str, subject: str, body: 
         _add_message(session, case.id, body, saved, now, author_user_id=user_id)
         if kind == CaseKind.REFUND and order is not None:
             _add_message(session, case.id, _start_refund(session, user_id, order, case, body), [], now)
+        submissions.remember(session, submission_key, case.id)
     return case
 
 
 def add_member_message(session: Session, user_id: int, case_id: int, body: str, *,
-                       photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int) -> ServiceMessage:
+                       photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int,
+                       submission_key: str | None = None) -> ServiceMessage:
     """The member writes in their own case; it goes back to the team's queue as OPEN."""
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
     with removed_on_failure(upload_folder, saved), write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.message")
+        if earlier is not None:
+            return _repeated(session, ServiceMessage, earlier, upload_folder, saved)
         now = utcnow()
         moved = session.execute(
             update(ServiceCase)
@@ -115,15 +125,20 @@ def add_member_message(session: Session, user_id: int, case_id: int, body: str, 
         if not moved:
             _refuse(session, case_id, user_id, "该服务单已关闭，不能再留言；如有新问题请重新提交。")
         message = _add_message(session, case_id, body, saved, now, author_user_id=user_id)
+        submissions.remember(session, submission_key, message.id)
     return message
 
 
 def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str, *,
-                    photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int) -> ServiceMessage:
+                    photos: Sequence[BinaryIO] = (), upload_folder: str, max_bytes: int,
+                    submission_key: str | None = None) -> ServiceMessage:
     """The team answers any open case: ANSWERED, a message to the member, and an audit row."""
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
     with removed_on_failure(upload_folder, saved), write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.reply")
+        if earlier is not None:
+            return _repeated(session, ServiceMessage, earlier, upload_folder, saved)
         now = utcnow()
         moved = session.execute(
             update(ServiceCase)
@@ -140,19 +155,30 @@ def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str,
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="service.reply",
                      target_type="service_case", target_id=case.case_no,
                      detail={"message_id": message.id, "photos": len(saved)})
+        submissions.remember(session, submission_key, message.id)
     return message
 
 
-def close_member_case(session: Session, user_id: int, case_id: int) -> ServiceCase:
+def close_member_case(session: Session, user_id: int, case_id: int,
+                      submission_key: str | None = None) -> ServiceCase:
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.close")
+        if earlier is not None:
+            return _repeated(session, ServiceCase, earlier)
         _close(session, case_id, user_id)
+        submissions.remember(session, submission_key, case_id)
         case = session.get(ServiceCase, case_id)
     return case
 
 
-def close_case_by_admin(session: Session, admin: AdminUser, case_id: int) -> ServiceCase:
+def close_case_by_admin(session: Session, admin: AdminUser, case_id: int,
+                        submission_key: str | None = None) -> ServiceCase:
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.close")
+        if earlier is not None:
+            return _repeated(session, ServiceCase, earlier)
         _close(session, case_id, None)
+        submissions.remember(session, submission_key, case_id)
         case = session.get(ServiceCase, case_id)
         record_audit(session, actor_kind="admin", actor_id=admin.id, action="service.close",
                      target_type="service_case", target_id=case.case_no, detail={"case_id": case.id})
@@ -230,6 +256,17 @@ def _start_refund(session: Session, user_id: int, order: Order, case: ServiceCas
             note += "已提货的订单请在此说明问题并上传照片，客服核实后为您办理售后退款。"
         return note
     return f"已为订单 {order.order_no} 提交退款申请（{format_yuan(refund.amount_fen)}），审核通过后原路退回。"
+
+
+def _repeated(session: Session, model, earlier: int, upload_folder: str = "", saved: Sequence[SavedImage] = ()):
+    """The answer to a repeated submission: what the first one made, as it now stands. The repeat's own copies
+    of the photos are not referenced by anything, so they go."""
+    if saved:
+        delete_stored(upload_folder, [path for image in saved for path in image.paths])
+    made = session.get(model, earlier, populate_existing=True)
+    if made is None:
+        raise NotFound("服务单不存在。")
+    return made
 
 
 def _add_message(session: Session, case_id: int, body: str, saved: Sequence[SavedImage], now: datetime, *,

@@ -43,7 +43,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..money import format_yuan
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message, enqueue_once
 from .network import NetworkError, RegionTaken, open_factory_store, open_outlet, refuse_taken_region
@@ -435,10 +435,15 @@ def _reviewer(admin: AdminUser) -> None:
         raise Forbidden("只有运营或超级管理员可以审核身份申请。")
 
 
-def approve_application(session: Session, admin: AdminUser, application_id: int) -> IdentityApplication:
-    """Grant an application in review. Refused with the reason when the region has been taken meanwhile."""
+def approve_application(session: Session, admin: AdminUser, application_id: int, *,
+                        submission_key: str | None = None) -> IdentityApplication:
+    """Grant an application in review. Refused with the reason when the region has been taken meanwhile. A repeat
+    of the same form (``submission_key``) answers with the application as the first run left it."""
     _reviewer(admin)
     with write_transaction(session):
+        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.approve") is not None:
+            return session.get(IdentityApplication, application_id)
+        submissions.remember(session, submission_key, application_id)
         application = session.get(IdentityApplication, application_id)
         if application is None:
             raise NotFound("申请不存在。")
@@ -452,12 +457,16 @@ def approve_application(session: Session, admin: AdminUser, application_id: int)
     return application
 
 
-def reject_application(session: Session, admin: AdminUser, application_id: int, reason: str) -> IdentityApplication:
+def reject_application(session: Session, admin: AdminUser, application_id: int, reason: str, *,
+                       submission_key: str | None = None) -> IdentityApplication:
     _reviewer(admin)
     reason = " ".join((reason or "").split())[:200]
     if not reason:
         raise UpgradeError("请填写不通过的原因，申请人会看到它。")
     with write_transaction(session):
+        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.reject") is not None:
+            return session.get(IdentityApplication, application_id)
+        submissions.remember(session, submission_key, application_id)
         application = session.get(IdentityApplication, application_id)
         if application is None:
             raise NotFound("申请不存在。")

@@ -13,7 +13,7 @@ from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayGateway, TransferResult, TransferState
 from ..wechat.pay_v3 import REAL_NAME_FROM_FEN, BillState, TransferBill
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
@@ -56,10 +56,20 @@ def parse_yuan(raw: str | None) -> int:
     return int(whole) * 100 + int(cents.ljust(2, "0") if cents else 0)
 
 
-def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: WithdrawalRules,
-                       now: datetime | None = None, payee_name: str = "") -> Withdrawal:
-    now = now or utcnow()
-    payee_name = " ".join((payee_name or "").split())
+@dataclass(frozen=True)
+class WithdrawalQuote:
+    """What 确认提现 shows before anything moves."""
+
+    amount_fen: int
+    fee_fen: int
+
+    @property
+    def payout_fen(self) -> int:
+        return self.amount_fen - self.fee_fen
+
+
+def _check_amount(amount_fen: int, rules: WithdrawalRules, payee_name: str) -> int:
+    """The rules of one request's amount that need no database; returns its fee."""
     if amount_fen >= REAL_NAME_FROM_FEN and not 2 <= len(payee_name) <= 30:
         raise WithdrawalError(f"单笔 {format_yuan(REAL_NAME_FROM_FEN)} 及以上的提现，微信要求填写收款人的真实姓名。")
     if amount_fen < rules.min_fen:
@@ -69,7 +79,53 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
     fee = rules.fee_for(amount_fen)
     if fee >= amount_fen:
         raise WithdrawalError("提现金额不足以支付手续费。")
+    return fee
+
+
+def _requested_today(session: Session, user_id: int, now: datetime) -> int:
+    """Today's (China's day) requests that still count against the daily cap."""
+    return session.scalar(
+        select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
+            Withdrawal.user_id == user_id, Withdrawal.created_at >= china_midnight(china_today(now)),
+            Withdrawal.status.not_in([WithdrawalStatus.REJECTED, WithdrawalStatus.FAILED]))
+    )
+
+
+def withdrawable_fen(session: Session, user_id: int, rules: WithdrawalRules, now: datetime | None = None) -> int:
+    """The most one request may take now (全部提现): the available balance, within the single-transfer ceiling
+    and what is left of today's cap."""
+    available = session.scalar(select(Wallet.available_fen).where(Wallet.user_id == user_id)) or 0
+    left_today = rules.daily_cap_fen - _requested_today(session, user_id, now or utcnow())
+    return max(min(available, MAX_WITHDRAWAL_FEN, left_today), 0)
+
+
+def quote_withdrawal(session: Session, user_id: int, amount_fen: int | None, rules: WithdrawalRules,
+                     now: datetime | None = None, payee_name: str = "") -> WithdrawalQuote:
+    """The amount (None: the withdrawable maximum) and its fee for the member to confirm, refused for the reasons
+    ``request_withdrawal`` would refuse it now. Writes nothing; the request checks everything again."""
+    most = withdrawable_fen(session, user_id, rules, now)
+    if amount_fen is None:
+        if most < rules.min_fen:
+            raise WithdrawalError(f"可提现金额不足 {format_yuan(rules.min_fen)}，暂不能提现。")
+        amount_fen = most
+    fee = _check_amount(amount_fen, rules, " ".join((payee_name or "").split()))
+    if amount_fen > most:
+        raise WithdrawalError(f"本次最多可提现 {format_yuan(most)}。")
+    return WithdrawalQuote(amount_fen, fee)
+
+
+def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: WithdrawalRules,
+                       now: datetime | None = None, payee_name: str = "",
+                       submission_key: str | None = None) -> Withdrawal:
+    """Move the amount from available to withdrawing and queue the request for finance. A repeat of
+    ``submission_key`` (a double tap) answers with the first request and moves nothing."""
+    now = now or utcnow()
+    payee_name = " ".join((payee_name or "").split())
+    fee = _check_amount(amount_fen, rules, payee_name)
     with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="withdraw")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
         user = session.get(User, user_id)
         if user is None or not user.is_active:
             raise Forbidden("账户不可用。")
@@ -80,36 +136,40 @@ def request_withdrawal(session: Session, user_id: int, amount_fen: int, rules: W
         posted = post_entry(session, user_id, LedgerKind.WITHDRAWAL_REQUESTED, available=-amount_fen,
                             withdrawing=amount_fen, needs_available=amount_fen, memo="申请提现")
         withdrawal.wallet_id = posted.wallet_id
-        today = session.scalar(
-            select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
-                Withdrawal.user_id == user_id, Withdrawal.created_at >= china_midnight(china_today(now)),
-                Withdrawal.status.not_in([WithdrawalStatus.REJECTED, WithdrawalStatus.FAILED]))
-        )
+        today = _requested_today(session, user_id, now)
         if today + amount_fen > rules.daily_cap_fen:
             raise WithdrawalError(f"今日提现额度剩余 {format_yuan(max(rules.daily_cap_fen - today, 0))}。")
         session.add(withdrawal)
         session.flush()
         session.execute(update(LedgerEntry).where(LedgerEntry.id == posted.entry_id)
                         .values(withdrawal_id=withdrawal.id))
+        submissions.remember(session, submission_key, withdrawal.id)
     return withdrawal
 
 
-def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, withdrawal_id: int) -> Withdrawal:
+def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, withdrawal_id: int,
+                       submission_key: str | None = None) -> Withdrawal:
     """Pay out through WeChat: on API v3 a 商家转账 bill the member confirms on their phone (``_pay_by_bill``), on
     v2 the legacy transfer to balance. The withdrawal number is the bill's out_bill_no (the transfer's
     partner_trade_no), sent with the same parameters every time, so approving again after an unknown answer can
-    never pay twice. Any answer but a certain one is checked with a query before anything moves."""
+    never pay twice. Any answer but a certain one is checked with a query before anything moves. A repeat of
+    ``submission_key`` (a double click) calls nobody and answers with the withdrawal as it now stands."""
     _require_finance(admin)
-    withdrawal = session.get(Withdrawal, withdrawal_id)
-    if withdrawal is None:
-        raise NotFound("提现申请不存在。")
-    retry = withdrawal.status == WithdrawalStatus.APPROVED
-    by_bill = (withdrawal.payout_method == "wechat_bill") if retry else gateway.api == "v3"
-    if withdrawal.status == WithdrawalStatus.REQUESTED:
-        withdrawal = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED,
-                             payout_method="wechat_bill" if by_bill else "wechat")
-    elif not retry:
-        raise WithdrawalError("该提现申请已处理。")
+    with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.approve")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
+        withdrawal = session.get(Withdrawal, withdrawal_id)
+        if withdrawal is None:
+            raise NotFound("提现申请不存在。")
+        retry = withdrawal.status == WithdrawalStatus.APPROVED
+        by_bill = (withdrawal.payout_method == "wechat_bill") if retry else gateway.api == "v3"
+        if withdrawal.status == WithdrawalStatus.REQUESTED:
+            withdrawal = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED,
+                                 WithdrawalStatus.APPROVED, payout_method="wechat_bill" if by_bill else "wechat")
+        elif not retry:
+            raise WithdrawalError("该提现申请已处理。")
+        submissions.remember(session, submission_key, withdrawal_id)
     if by_bill:
         return _pay_by_bill(session, _payout_gateway(gateway, "v3"), admin, withdrawal, retry)
     gateway = _payout_gateway(gateway, "v2")
@@ -355,22 +415,44 @@ def _apply_transfer_result(session: Session, admin: AdminUser | None, withdrawal
     return None
 
 
-def mark_paid_offline(session: Session, admin: AdminUser, withdrawal_id: int, note: str) -> Withdrawal:
+def mark_paid_offline(session: Session, admin: AdminUser, withdrawal_id: int, note: str,
+                      submission_key: str | None = None) -> Withdrawal:
     _require_finance(admin)
     note = " ".join((note or "").split())[:60]
     if not note:
         raise WithdrawalError("请填写线下打款凭证号或说明。")
-    return _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.PAID,
-                   payment_no=f"OFFLINE:{note}", payout_method="offline")
+    with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.offline")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
+        done = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.PAID,
+                       payment_no=f"OFFLINE:{note}", payout_method="offline")
+        submissions.remember(session, submission_key, done.id)
+    return done
 
 
-def reject_withdrawal(session: Session, admin: AdminUser, withdrawal_id: int, reason: str) -> Withdrawal:
+def reject_withdrawal(session: Session, admin: AdminUser, withdrawal_id: int, reason: str,
+                      submission_key: str | None = None) -> Withdrawal:
     _require_finance(admin)
     reason = " ".join((reason or "").split())[:200]
     if not reason:
         raise WithdrawalError("请填写拒绝原因。")
-    return _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.REJECTED,
-                   reject_reason=reason)
+    with write_transaction(session):
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.reject")
+        if earlier is not None:
+            return _as_it_stands(session, earlier)
+        done = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.REJECTED,
+                       reject_reason=reason)
+        submissions.remember(session, submission_key, done.id)
+    return done
+
+
+def _as_it_stands(session: Session, withdrawal_id: int) -> Withdrawal:
+    """The answer to a repeated submission: the withdrawal the first one acted on, as it now stands."""
+    withdrawal = session.get(Withdrawal, withdrawal_id, populate_existing=True)
+    if withdrawal is None:
+        raise NotFound("提现申请不存在。")
+    return withdrawal
 
 
 def _finish(session: Session, admin: AdminUser | None, withdrawal_id: int, expected: WithdrawalStatus,

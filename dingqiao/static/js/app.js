@@ -1,5 +1,6 @@
-/* Dingqiao's few behaviours that need the browser: where the member is (checkout), and WeChat Pay's
-   JS bridge. Everything else is htmx attributes in the templates. No inline scripts (CSP script-src 'self'). */
+/* Dingqiao's few behaviours that need the browser: where the member is (checkout), WeChat Pay's JS bridge,
+   and the feedback every request gets (in-flight state, confirm dialog, toasts, upload checks). Everything
+   else is htmx attributes in the templates. No inline scripts (CSP script-src 'self'). */
 (function () {
   "use strict";
 
@@ -226,10 +227,364 @@
     });
   }
 
+  // ---------------------------------------------------------------- feedback: loading, dialogs, toasts, uploads
+  // Done once here for every page, so no template needs its own hx-disabled-elt, confirm() or upload check.
+
+  var BUTTONS = 'button, input[type="submit"], input[type="button"]';
+  var underway = 0;  // requests in flight, for the thin progress bar at the top
+
+  function progressBar() {
+    // Made on demand: a boosted navigation replaces the body's children, a bar among them.
+    var bar = document.getElementById("dq-loading");
+    if (!bar) {
+      bar = document.createElement("div");
+      bar.id = "dq-loading";
+      bar.className = "dq-loading";
+      bar.setAttribute("aria-hidden", "true");
+      document.body.appendChild(bar);
+    }
+    return bar;
+  }
+
+  function loadingStarted() {
+    underway += 1;
+    progressBar().classList.add("dq-loading--on");
+  }
+
+  function loadingEnded() {
+    underway = Math.max(0, underway - 1);
+    if (!underway) { progressBar().classList.remove("dq-loading--on"); }
+  }
+
+  // While a form (or a lone htmx button) is being sent, its buttons are disabled — a second tap sends nothing —
+  // and the one pressed spins. Counted, so two requests from one form release it when both have ended.
+  function holdSender(sender, pressed) {
+    sender.dqHolds = (sender.dqHolds || 0) + 1;
+    if (sender.dqHolds > 1) { return; }
+    var controls = sender.matches(BUTTONS) ? [sender] : sender.querySelectorAll(BUTTONS);
+    sender.dqHeld = Array.prototype.filter.call(controls, function (control) {
+      if (control.disabled) { return false; }
+      control.disabled = true;
+      return true;
+    });
+    pressed = pressed || (sender.matches(BUTTONS) ? sender : sender.dqHeld.filter(function (control) {
+      return control.type === "submit";
+    })[0]);
+    if (pressed) { pressed.classList.add("dq-pressed"); }
+    sender.dqPressed = pressed || null;
+    sender.classList.add("dq-busy");
+    sender.setAttribute("aria-busy", "true");
+  }
+
+  function releaseSender(sender) {
+    if (!sender.dqHolds) { return; }
+    sender.dqHolds -= 1;
+    if (sender.dqHolds) { return; }
+    (sender.dqHeld || []).forEach(function (control) { control.disabled = false; });
+    if (sender.dqPressed) { sender.dqPressed.classList.remove("dq-pressed"); }
+    sender.dqHeld = sender.dqPressed = null;
+    sender.classList.remove("dq-busy");
+    sender.removeAttribute("aria-busy");
+  }
+
+  function releaseAll() {
+    Array.prototype.forEach.call(document.querySelectorAll(".dq-busy"), function (sender) {
+      sender.dqSent = false;
+      sender.dqHolds = 1;
+      releaseSender(sender);
+    });
+    underway = 1;
+    loadingEnded();
+  }
+
+  function senderOf(elt) {
+    return (elt.closest && elt.closest("form")) || elt;
+  }
+
+  // Polling (the unread badge every 60 s) is no action of the person's: no bar, nothing disabled.
+  function inBackground(elt) {
+    return /\bevery\b/.test((elt.getAttribute && elt.getAttribute("hx-trigger")) || "");
+  }
+
+  // The button a form was sent with: submit events name it, htmx's request events do not.
+  document.addEventListener("submit", function (evt) { evt.target.dqSubmitter = evt.submitter || null; }, true);
+
+  document.addEventListener("htmx:beforeSend", function (evt) {
+    var elt = evt.detail.elt;
+    if (!elt || inBackground(elt)) { return; }
+    var sender = senderOf(elt);
+    var pressed = sender.dqSubmitter && sender.contains(sender.dqSubmitter) ? sender.dqSubmitter : null;
+    sender.dqSubmitter = null;
+    evt.detail.requestConfig.dqSender = sender;
+    holdSender(sender, pressed);
+    loadingStarted();
+    dismissErrors();  // an old error would read as the answer to this new request
+  });
+
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var sender = evt.detail.requestConfig && evt.detail.requestConfig.dqSender;
+    if (!sender) { return; }
+    var xhr = evt.detail.xhr;
+    var leaving = xhr && xhr.status < 400 && (xhr.getResponseHeader("HX-Redirect") || xhr.getResponseHeader("HX-Refresh"));
+    if (leaving) { return; }  // the next page is on its way: a tap meanwhile would send again
+    releaseSender(sender);
+    loadingEnded();
+  });
+
+  // Forms htmx does not send (hx-boost="false", e.g. the admin's queues): the same, for a whole-page post.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (evt.defaultPrevented || !(form instanceof HTMLFormElement)) { return; }
+    var question = (evt.submitter && evt.submitter.getAttribute("hx-confirm")) || form.getAttribute("hx-confirm");
+    if (question && !form.dqConfirmed) {
+      evt.preventDefault();
+      var submitter = evt.submitter;
+      askConfirm(question, function () {
+        form.dqConfirmed = true;
+        if (form.requestSubmit) { form.requestSubmit(submitter || undefined); } else { form.submit(); }
+        form.dqConfirmed = false;
+      });
+      return;
+    }
+    if (form.dqSent || form.dqHolds) { evt.preventDefault(); return; }  // already on its way
+    form.dqSent = true;
+    var pressed = evt.submitter || null;
+    // Disabled after the browser has read the form: a disabled submitter would not send its name and value.
+    window.setTimeout(function () {
+      holdSender(form, pressed);
+      loadingStarted();
+      // A download (the admin's exports) leaves the page where it is: give the buttons back.
+      window.setTimeout(function () { form.dqSent = false; releaseSender(form); loadingEnded(); }, 15000);
+    }, 0);
+  });
+
+  // Pages whose state moves or that are private carry hx-history="false" (base.html): htmx keeps no snapshot
+  // of them, and the server says no-store.
+  function isNoStorePage() {
+    return Boolean(document.querySelector('main [hx-history="false"]'));
+  }
+
+  // Back into such a page that the back-forward cache kept: drawn again from the server. Elsewhere, buttons
+  // held by the navigation that left are given back.
+  window.addEventListener("pageshow", function (evt) {
+    if (!evt.persisted) { return; }
+    if (isNoStorePage()) { window.location.reload(); return; }
+    releaseAll();
+  });
+
+  // A snapshot of this page that htmx took before it was marked (an older version of the site) goes too.
+  function forgetStaleSnapshot() {
+    if (!isNoStorePage()) { return; }
+    try {
+      var here = window.location.pathname + window.location.search;
+      var cache = JSON.parse(window.localStorage.getItem("htmx-history-cache") || "[]");
+      var kept = cache.filter(function (entry) { return entry.url !== here; });
+      if (kept.length !== cache.length) { window.localStorage.setItem("htmx-history-cache", JSON.stringify(kept)); }
+    } catch (e) { /* no storage (private mode): nothing was kept either */ }
+  }
+
+  // hx-confirm asks in a WeUI dialog instead of the browser's confirm(): focus moves into it, Esc or 取消
+  // cancels, focus goes back where it was.
+  var dialogOpen = false;
+  function askConfirm(question, onConfirm) {
+    if (dialogOpen) { return; }
+    dialogOpen = true;
+    var opener = document.activeElement;
+    var box = document.createElement("div");
+    box.className = "dq-dialog";
+    box.innerHTML = '<div class="weui-mask"></div>' +
+      '<div class="weui-dialog" role="alertdialog" aria-modal="true" aria-labelledby="dq-dialog-text">' +
+      '<div class="weui-dialog__bd" id="dq-dialog-text"></div>' +
+      '<div class="weui-dialog__ft">' +
+      '<button type="button" class="weui-dialog__btn weui-dialog__btn_default" data-dq-cancel>取消</button>' +
+      '<button type="button" class="weui-dialog__btn weui-dialog__btn_primary" data-dq-ok>确定</button>' +
+      "</div></div>";
+    box.querySelector("#dq-dialog-text").textContent = question;
+    var cancel = box.querySelector("[data-dq-cancel]");
+    var ok = box.querySelector("[data-dq-ok]");
+    var close = function (confirmed) {
+      if (!dialogOpen) { return; }
+      dialogOpen = false;
+      box.remove();
+      if (opener && opener.focus && document.contains(opener)) { opener.focus(); }
+      if (confirmed) { onConfirm(); }
+    };
+    cancel.addEventListener("click", function () { close(false); });
+    ok.addEventListener("click", function () { close(true); });
+    // The second tap of a double tap on the button that opened the dialog lands on the mask: not an answer.
+    var openedAt = Date.now();
+    box.querySelector(".weui-mask").addEventListener("click", function () {
+      if (Date.now() - openedAt > 500) { close(false); }
+    });
+    box.addEventListener("keydown", function (evt) {
+      if (evt.key === "Escape") { evt.preventDefault(); close(false); }
+      if (evt.key === "Tab") {  // two buttons: focus stays inside the dialog
+        evt.preventDefault();
+        (document.activeElement === ok ? cancel : ok).focus();
+      }
+    });
+    document.body.appendChild(box);
+    cancel.focus();  // the safe answer first: these confirm deleting, paying out, refunding
+  }
+
+  document.addEventListener("htmx:confirm", function (evt) {
+    if (!evt.detail.question) { return; }
+    evt.preventDefault();
+    askConfirm(evt.detail.question, function () { evt.detail.issueRequest(true); });
+  });
+
+  // Toasts in #flash: a success leaves by itself after a few seconds (not while a finger or the focus is on
+  // it), an error stays until tapped or the next request. #flash keeps aria-live, the toast its role.
+  var TOAST_MS = 3000;
+
+  function dismiss(toast) {
+    if (!toast.parentNode || toast.classList.contains("dq-toast--leaving")) { return; }
+    toast.classList.add("dq-toast--leaving");
+    window.setTimeout(function () { toast.remove(); }, 200);
+  }
+
+  function dismissErrors() {
+    Array.prototype.forEach.call(document.querySelectorAll("#flash .dq-toast--error"), dismiss);
+  }
+
+  function initToasts() {
+    var flash = document.getElementById("flash");
+    var toasts = flash ? flash.querySelectorAll(".dq-toast") : [];
+    Array.prototype.forEach.call(toasts, function (toast) {
+      if (toast.dataset.dqToast) { return; }
+      toast.dataset.dqToast = "1";
+      var close = document.createElement("button");
+      close.type = "button";
+      close.className = "dq-toast__close";
+      close.setAttribute("aria-label", "关闭");
+      close.textContent = "×";
+      toast.appendChild(close);
+      toast.addEventListener("click", function (evt) { if (!evt.target.closest("a")) { dismiss(toast); } });
+      if (toast.classList.contains("dq-toast--error")) { return; }
+      var timer = null;
+      var start = function () { timer = window.setTimeout(function () { dismiss(toast); }, TOAST_MS); };
+      var pause = function () { window.clearTimeout(timer); };
+      toast.addEventListener("pointerenter", pause);
+      toast.addEventListener("focusin", pause);
+      toast.addEventListener("pointerleave", start);
+      toast.addEventListener("focusout", start);
+      start();
+    });
+  }
+
+  function showToast(message, kind) {
+    var flash = document.getElementById("flash");
+    if (!flash) { window.alert(message); return; }
+    var toast = document.createElement("div");
+    toast.className = "dq-toast dq-toast--" + kind;
+    toast.setAttribute("role", kind === "error" ? "alert" : "status");
+    toast.textContent = message;
+    flash.replaceChildren(toast);
+    initToasts();
+  }
+
+  // Photos are checked in the browser before they go (the server's limit and formats: base.html's dq-upload),
+  // and a big phone photo is redrawn at PHOTO_SIDE px as a JPEG — a few hundred KB instead of 12 MB. The
+  // server checks and re-encodes everything again.
+  var PHOTO_SIDE = 1600;
+  var SHRINK_ABOVE = 1024 * 1024;
+
+  function uploadLimits() {
+    var meta = document.querySelector('meta[name="dq-upload"]');
+    if (!meta) { return null; }
+    return { maxBytes: Number(meta.content), types: meta.dataset.types.split(","),
+             tooLarge: meta.dataset.tooLarge, wrongType: meta.dataset.wrongType };
+  }
+
+  function decode(file) {
+    if (window.createImageBitmap) { return window.createImageBitmap(file); }
+    // CSP allows data: images, not blob: ones
+    return new Promise(function (resolve, reject) {
+      var reader = new FileReader();
+      reader.onload = function () {
+        var img = new Image();
+        img.onload = function () { resolve(img); };
+        img.onerror = reject;
+        img.src = reader.result;
+      };
+      reader.onerror = reject;
+      reader.readAsDataURL(file);
+    });
+  }
+
+  function redraw(file) {
+    return decode(file).then(function (image) {
+      var scale = Math.min(1, PHOTO_SIDE / Math.max(image.width, image.height));
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.max(1, Math.round(image.width * scale));
+      canvas.height = Math.max(1, Math.round(image.height * scale));
+      var keepAlpha = file.type === "image/png";  // a PNG may be transparent: it stays a PNG
+      var type = keepAlpha ? "image/png" : "image/jpeg";
+      var context = canvas.getContext("2d");
+      if (!keepAlpha) { context.fillStyle = "#fff"; context.fillRect(0, 0, canvas.width, canvas.height); }
+      context.drawImage(image, 0, 0, canvas.width, canvas.height);
+      if (image.close) { image.close(); }
+      return new Promise(function (resolve, reject) {
+        canvas.toBlob(function (blob) {
+          if (!blob) { reject(new Error("toBlob")); return; }
+          var name = file.name.replace(/\.[^.]*$/, "") + (keepAlpha ? ".png" : ".jpg");
+          resolve(new File([blob], name, { type: type, lastModified: Date.now() }));
+        }, type, 0.85);
+      });
+    });
+  }
+
+  // → {file} to send, or {error} to say
+  function prepareUpload(file, limits) {
+    var accepted = limits.types.indexOf(file.type) >= 0;
+    if (!accepted && !/^image\//.test(file.type)) { return Promise.resolve({ error: limits.wrongType }); }
+    var tooLarge = file.size > limits.maxBytes;
+    var animated = file.type === "image/gif";  // redrawn it would lose its animation
+    if (accepted && (animated || file.size <= SHRINK_ABOVE)) {
+      return Promise.resolve(tooLarge ? { error: limits.tooLarge } : { file: file });
+    }
+    return redraw(file).then(function (smaller) {
+      var chosen = !accepted || smaller.size < file.size ? smaller : file;
+      return chosen.size > limits.maxBytes ? { error: limits.tooLarge } : { file: chosen };
+    }, function () {
+      // not decodable here (HEIC in a browser without it, a broken file): only the checks decide
+      if (!accepted) { return { error: limits.wrongType }; }
+      return tooLarge ? { error: limits.tooLarge } : { file: file };
+    });
+  }
+
+  function checkUpload(input) {
+    var limits = uploadLimits();
+    if (!limits || !input.files || !input.files.length) { return; }
+    var files = Array.prototype.slice.call(input.files);
+    var sender = input.form || input;
+    holdSender(sender, null);  // nothing is sent while the photos are being checked and redrawn
+    Promise.all(files.map(function (file) { return prepareUpload(file, limits); })).then(function (results) {
+      var refused = results.filter(function (result) { return result.error; })[0];
+      if (!refused && results.some(function (result, i) { return result.file !== files[i]; })) {
+        try {
+          var chosen = new DataTransfer();
+          results.forEach(function (result) { chosen.items.add(result.file); });
+          input.files = chosen.files;
+        } catch (e) {  // a browser that cannot replace the files sends the originals, if they fit
+          refused = files.filter(function (file) { return file.size > limits.maxBytes; }).length ? { error: limits.tooLarge } : null;
+        }
+      }
+      if (refused) {
+        input.value = "";
+        showToast(refused.error, "error");
+      }
+    }).then(function () { releaseSender(sender); }, function () { releaseSender(sender); });
+  }
+
+  document.addEventListener("change", function (evt) {
+    if (evt.target.matches && evt.target.matches('input[type="file"]')) { checkUpload(evt.target); }
+  });
+
   function init(root) {
     initWechatJssdk(); initOutletList(root); initWechatPay(root); initScanButton(root);
     initTransferConfirm(root);
-    initLocateButtons(root); initCharts(root);
+    initLocateButtons(root); initCharts(root); initToasts(); forgetStaleSnapshot();
   }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
