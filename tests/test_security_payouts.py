@@ -549,3 +549,73 @@ def test_the_cron_finishes_a_refund_of_stray_money_whose_notify_never_came(app, 
         assert db.session.scalar(select(func.count()).select_from(AuditLog)
                                  .where(AuditLog.action == "payment.stray_refund_succeeded")) == 1
 
+
+
+# ------------------------------------------------------------------- one-time keys and "please retry"
+
+def wechat_calls(fake_wechat) -> int:
+    return sum(len(fake_wechat.calls(path)) for path in (
+        "/mch/mmpaymkttransfers/promotion/transfers", "/mch/mmpaymkttransfers/gettransferinfo"))
+
+
+def test_after_an_unknown_answer_the_same_forms_next_click_really_retries(app, fake_wechat):
+    """The message says 请稍后再次点击同意重试: the admin clicks the same form again (same submission key). That
+    click must reach WeChat again (same numbers, so nothing is paid twice), not be answered as a repeat."""
+    from dingqiao.services import submissions
+
+    world = build_world(app)
+    withdrawal = earned_and_requested(app, world, 400)
+    fake_wechat.add_transfer(withdrawal.withdrawal_no, amount=400, openid=openid_of(app, world.parent),
+                             status="PROCESSING", spbill_create_ip=SERVER_IP)
+    key = submissions.new_key()
+    with app.app_context(), pytest.raises(WithdrawalError, match="结果未知"):
+        approve_withdrawal(db.session, pay_gateway(app.config), finance(world), withdrawal.id, submission_key=key)
+    asked = wechat_calls(fake_wechat)
+    fake_wechat.transfers[withdrawal.withdrawal_no]["status"] = "SUCCESS"
+    with app.app_context():
+        approve_withdrawal(db.session, pay_gateway(app.config), finance(world), withdrawal.id, submission_key=key)
+    assert wechat_calls(fake_wechat) > asked  # WeChat was asked again (same number)
+    assert withdrawal_state(app, withdrawal.id) == WithdrawalStatus.PAID
+    assert ledger_count(app, LedgerKind.WITHDRAWAL_PAID) == 1
+    # Paid: now a third click of the same form is a repeat, answered as it stands, and asks nobody.
+    asked = wechat_calls(fake_wechat)
+    with app.app_context():
+        again = approve_withdrawal(db.session, pay_gateway(app.config), finance(world), withdrawal.id,
+                                   submission_key=key)
+        assert again.status == WithdrawalStatus.PAID
+    assert wechat_calls(fake_wechat) == asked
+    check_money_cli(app)
+
+
+def test_a_refund_approval_that_got_no_answer_is_retried_by_the_same_form(app, fake_wechat):
+    from dingqiao.services import submissions
+
+    world = build_world(app)
+    order_no, refund_id = paid_order_with_refund_requested(app, fake_wechat, world)
+    key = submissions.new_key()
+    fake_wechat.outage_status = 502
+    with app.app_context(), pytest.raises(RefundError, match="结果未知"):
+        approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id, submission_key=key)
+    fake_wechat.outage_status = None
+    sent = len(fake_wechat.calls("/mch/secapi/pay/refund"))
+    with app.app_context():
+        approve_refund(db.session, pay_gateway(app.config), finance(world), refund_id, submission_key=key)
+    assert len(fake_wechat.calls("/mch/secapi/pay/refund")) == sent + 1  # sent again, same out_refund_no
+    assert refund_row(app, refund_id).status in ("processing", "succeeded")
+    check_money_cli(app)
+
+
+def test_a_key_sent_against_another_row_is_refused_not_answered_with_the_first_rows_result(app, fake_wechat):
+    from dingqiao.services import submissions
+    from dingqiao.services.withdrawals import reject_withdrawal
+
+    world = build_world(app)
+    first = earned_and_requested(app, world, 100)
+    with app.app_context():
+        second_id = request_withdrawal(db.session, world.parent, 100, RULES).id
+    key = submissions.new_key()
+    with app.app_context():
+        reject_withdrawal(db.session, finance(world), first.id, "资料不符", submission_key=key)
+        with pytest.raises(submissions.SubmissionRefused):
+            reject_withdrawal(db.session, finance(world), second_id, "资料不符", submission_key=key)
+    assert withdrawal_state(app, second_id) == WithdrawalStatus.REQUESTED

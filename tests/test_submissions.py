@@ -78,3 +78,22 @@ def test_sweep_forgets_keys_older_than_a_week(session):
         session.get(SubmissionKey, old).created_at = utcnow() - submissions.KEEP_FOR - timedelta(minutes=1)
     assert submissions.sweep(session) == 1
     assert session.get(SubmissionKey, old) is None and session.get(SubmissionKey, fresh) is not None
+
+
+def test_a_key_is_bound_to_the_row_the_form_acts_on(session):
+    key = submissions.new_key()
+    with write_transaction(session):
+        assert submissions.claim(session, key, actor="admin:1", action="refund.approve", target=7) is None
+        submissions.remember(session, key, 7)
+    with write_transaction(session):
+        assert submissions.claim(session, key, actor="admin:1", action="refund.approve", target=7) == 7
+    with pytest.raises(submissions.SubmissionRefused), write_transaction(session):
+        submissions.claim(session, key, actor="admin:1", action="refund.approve", target=8)
+
+
+def test_a_forgotten_key_makes_the_next_submission_a_new_attempt(session):
+    key = submissions.new_key()
+    _write(session, key, result=5)
+    with write_transaction(session):
+        submissions.forget(session, key)
+    assert _write(session, key, result=6) == ("first", 6)

@@ -76,8 +76,12 @@ def show_error(message: str, status: int) -> Response:
     bar (an htmx fragment lands in #flash on either kind of page)."""
     if not request.path.startswith("/admin/") or wants_fragment():
         return error_response(message, status)
-    response = make_response(render_template("admin/error.html", admin=current_admin(), message=message,
-                                              status=status), status)
+    try:
+        page = render_template("admin/error.html", admin=current_admin(), message=message, status=status)
+    except Exception:  # noqa: BLE001 - the admin layout needs the database; when that is what failed, the plain page
+        db.session.rollback()
+        return error_response(message, status)
+    response = make_response(page, status)
     response.vary.add("HX-Request")
     return response
 

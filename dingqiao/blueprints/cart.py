@@ -107,7 +107,7 @@ def outlets():
 def place():
     if (guard := require_member()) is not None:
         return guard
-    buy = _buy_now(request.form)
+    buy = _buy_now(request.form, placing=True)
     outlet_id = parse_id(request.form.get("outlet_id"))
     # The lines the member saw: a product taken off sale since is left in the cart, not ordered.
     shown = carts.view_cart(db.session, buy or cart_quantities(), viewer_identity())
@@ -122,13 +122,17 @@ def place():
     return redirect_after_post(url_for("orders.detail", order_no=order.order_no), 302)
 
 
-def _buy_now(values) -> dict[int, int] | None:
-    """The 立即购买 line of a checkout (``buy``, ``qty``), or None for the cart's checkout."""
+def _buy_now(values, *, placing: bool = False) -> dict[int, int] | None:
+    """The 立即购买 line of a checkout (``buy``, ``qty``), or None for the cart's checkout. When ``placing``, the
+    line is checked like a cart line (on sale, within the line limit and what one outlet has): an address typed
+    by hand cannot order past the cap the product page shows."""
     if values.get("buy") is None:
         return None
     product_id, quantity = parse_id(values.get("buy")), carts.parse_quantity(values.get("qty", "1"))
     if product_id is None:
         raise carts.CartError("请选择商品。")
+    if placing:
+        return carts.buy_now_line(db.session, product_id, quantity)
     if quantity < 1:
         raise carts.CartError(carts.AT_LEAST_ONE)
     return {product_id: quantity}

@@ -73,7 +73,6 @@ def pay(order_no: str):
         params = start_payment(
             db.session, pay_gateways(current_app), member, order_no,
             notify_url=_notify_url(), client_ip=request.remote_addr or "127.0.0.1",
-            submission_key=request.form.get(SUBMISSION_KEY),
         )
     except WeChatError as exc:
         current_app.logger.warning("unified order failed for %s: %s", order_no, exc)

@@ -82,10 +82,11 @@ def new_pickup_code(session: Session) -> str:
 
 
 def start_payment(session: Session, gateway: PayGateway, user: User, order_no: str, *, notify_url: str,
-                  client_ip: str, submission_key: str | None = None) -> dict:
+                  client_ip: str) -> dict:
     """Get a prepay id for the order (once; later taps reuse it) and return the JS-bridge parameters. Two taps
-    racing each other both ask WeChat (which gives one prepay id per order number); a repeat of
-    ``submission_key`` stores nothing."""
+    racing each other both ask WeChat (which gives one prepay id per order number). No submission key is needed:
+    the order's one Payment row (its out_trade_no is unique) already makes a repeat store nothing new, and a
+    repeat after a v2↔v3 switch must store the new prepay id."""
     order = get_member_order(session, user.id, order_no)
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderError("订单已支付或已取消，无需再次支付。")
@@ -105,15 +106,12 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     )
     try:
         with write_transaction(session):
-            if submissions.claim(session, submission_key, actor=f"member:{user.id}", action="pay") is not None:
-                return gateway.jsapi_params(prepay_id)
             payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
             if payment is None:
                 session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
                                     prepay_id=prepay_id, api=gateway.api))
             else:
                 payment.prepay_id, payment.api = prepay_id, gateway.api
-            submissions.remember(session, submission_key, order.id)
     except IntegrityError:
         session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
@@ -124,7 +122,7 @@ def demo_pay(session: Session, gateway, user: User, order_no: str, submission_ke
     (``gateway``, on API v3), through the real verify-decrypt-apply path. A repeat of ``submission_key`` (a
     double tap) sends nothing again and answers with the order as it now stands."""
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"member:{user.id}", action="demo_pay")
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user.id}", action="demo_pay", target=order_no)
         order = get_member_order(session, user.id, order_no)
         if earlier is None:
             body, headers = gateway.signed_notification(out_trade_no=order.order_no,

@@ -103,7 +103,7 @@ def redeem(session: Session, staff_user_id: int, raw_code: str, submission_key: 
     first one handed over, instead of "already used"."""
     code = clean_code(raw_code)
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"member:{staff_user_id}", action="redeem")
+        earlier = submissions.claim(session, submission_key, actor=f"member:{staff_user_id}", action="redeem", target=raw_code)
         if earlier is not None:
             return session.get(Order, earlier, populate_existing=True)
         order = run(session, _ORDER_BY_CODE, {"code": code}).one_or_none()

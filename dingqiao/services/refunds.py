@@ -54,7 +54,7 @@ def request_refund(session: Session, user_id: int, order_no: str, reason: str,
     ``submission_key`` answers with the first request."""
     reason = _clean_reason(reason, "请填写退款原因。")
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="refund.request")
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="refund.request", target=order_no)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
@@ -131,7 +131,7 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
     ``submission_key`` (a double click) calls nobody and answers with the refund as it now stands."""
     _require_finance(admin)
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.approve")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.approve", target=refund_id)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         submissions.remember(session, submission_key, refund_id)
@@ -170,13 +170,17 @@ def approve_refund(session: Session, gateway: PayGateway, admin: AdminUser, refu
         except PayError as exc:
             if not exc.definite:
                 # No answer, or "try again": WeChat may have taken it. Stay APPROVED; approving again repeats
-                # the same out_refund_no, and the cron asks WeChat meanwhile.
+                # the same out_refund_no, and the cron asks WeChat meanwhile. The form's key is let go: the
+                # admin's next click on the same form is that retry, not a repeat to be answered as before.
+                with write_transaction(session):
+                    submissions.forget(session, submission_key)
                 raise RefundError(f"微信退款结果未知（{exc.message}），请稍后再次点击同意重试。") from exc
             with write_transaction(session):
                 session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
                                 .values(status=RefundStatus.FAILED, reject_reason=exc.message[:200]))
                 record_audit(session, actor_kind="admin", actor_id=admin.id, action="refund.failed",
                              target_type="refund", target_id=refund_id, detail={"reason": exc.message[:200]})
+                submissions.forget(session, submission_key)  # 重新退款 on the same form is a new attempt
             raise RefundError(f"微信退款失败：{exc.message}") from exc
         with write_transaction(session):
             session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED)
@@ -398,7 +402,7 @@ def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: st
     _require_finance(admin)
     reason = _clean_reason(reason, "请填写拒绝原因。")
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.reject")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="refund.reject", target=refund_id)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         submissions.remember(session, submission_key, refund_id)

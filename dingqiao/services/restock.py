@@ -200,7 +200,7 @@ def ship_restock(session: Session, party: Party, restock_id: int, quantities: di
         order = _load(session, restock_id, for_update=True)
         _must_be_supplier(session, party, order)
         if submissions.claim(session, submission_key, actor=f"{party.kind}:{party.id}",
-                             action="restock.ship") is not None:
+                             action="restock.ship", target=restock_id) is not None:
             return order
         if order.status not in OPEN:
             raise RestockError(f"该进货单{RestockStatus(order.status).label}，不能再发货。")
@@ -251,7 +251,7 @@ def receive_restock(session: Session, user_id: int, restock_id: int, *,
         buyer = party_for_user(session, user_id)
         if buyer.location_id != order.to_location_id:
             raise NotFound("进货单不存在。")
-        if submissions.claim(session, submission_key, actor=f"user:{user_id}", action="restock.receive") is not None:
+        if submissions.claim(session, submission_key, actor=f"user:{user_id}", action="restock.receive", target=restock_id) is not None:
             return order
         arriving = {item.id: item.shipped_quantity - item.received_quantity for item in order.items
                     if item.shipped_quantity > item.received_quantity}

@@ -112,7 +112,7 @@ def add_member_message(session: Session, user_id: int, case_id: int, body: str, 
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
     with removed_on_failure(upload_folder, saved), write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.message")
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.message", target=case_id)
         if earlier is not None:
             return _repeated(session, ServiceMessage, earlier, upload_folder, saved)
         now = utcnow()
@@ -136,7 +136,7 @@ def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str,
     body = _clean_body(body)
     saved = _save_photos(photos, upload_folder, max_bytes)
     with removed_on_failure(upload_folder, saved), write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.reply")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.reply", target=case_id)
         if earlier is not None:
             return _repeated(session, ServiceMessage, earlier, upload_folder, saved)
         now = utcnow()
@@ -162,7 +162,7 @@ def add_admin_reply(session: Session, admin: AdminUser, case_id: int, body: str,
 def close_member_case(session: Session, user_id: int, case_id: int,
                       submission_key: str | None = None) -> ServiceCase:
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.close")
+        earlier = submissions.claim(session, submission_key, actor=f"member:{user_id}", action="service.close", target=case_id)
         if earlier is not None:
             return _repeated(session, ServiceCase, earlier)
         _close(session, case_id, user_id)
@@ -174,7 +174,7 @@ def close_member_case(session: Session, user_id: int, case_id: int,
 def close_case_by_admin(session: Session, admin: AdminUser, case_id: int,
                         submission_key: str | None = None) -> ServiceCase:
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.close")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="service.close", target=case_id)
         if earlier is not None:
             return _repeated(session, ServiceCase, earlier)
         _close(session, case_id, None)

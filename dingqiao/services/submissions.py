@@ -53,13 +53,17 @@ def clean_key(raw: str | None) -> str | None:
     return raw
 
 
-def claim(session: Session, key: str | None, *, actor: str, action: str) -> int | None:
+def claim(session: Session, key: str | None, *, actor: str, action: str, target: int | str | None = None) -> int | None:
     """Inside the caller's write transaction: claim ``key`` for this write. Returns None when the write should
     go ahead, or the first submission's result id when this is a repeat (the caller answers with it and writes
-    nothing). A repeat whose first run stored no result id returns 0."""
+    nothing). A repeat whose first run stored no result id returns 0. ``target``: the row the form acts on (the
+    restock being shipped, the refund being approved); the same key sent against another row is refused rather
+    than answered with the first row's result."""
     key = clean_key(key)
     if key is None:
         return None
+    if target is not None:
+        action = f"{action}:{target}"
     created = insert_or_ignore(session, SubmissionKey,
                                [{"key": key, "actor": actor[:64], "action": action[:32], "created_at": utcnow()}],
                                key="key", returning=SubmissionKey.key)
@@ -79,6 +83,14 @@ def remember(session: Session, key: str | None, result_id: int) -> None:
     if key is None:
         return
     session.execute(update(SubmissionKey).where(SubmissionKey.key == key).values(result_id=result_id))
+
+
+def forget(session: Session, key: str | None) -> None:
+    """Inside a write transaction: let ``key`` go, for a write whose outcome the user is asked to try again
+    (WeChat gave no answer): the next submission of the same form is a new attempt, not a repeat."""
+    key = clean_key(key)
+    if key is not None:
+        session.execute(delete(SubmissionKey).where(SubmissionKey.key == key))
 
 
 def sweep(session: Session, now=None) -> int:

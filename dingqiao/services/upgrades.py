@@ -441,7 +441,7 @@ def approve_application(session: Session, admin: AdminUser, application_id: int,
     of the same form (``submission_key``) answers with the application as the first run left it."""
     _reviewer(admin)
     with write_transaction(session):
-        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.approve") is not None:
+        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.approve", target=application_id) is not None:
             return session.get(IdentityApplication, application_id)
         submissions.remember(session, submission_key, application_id)
         application = session.get(IdentityApplication, application_id)
@@ -464,7 +464,7 @@ def reject_application(session: Session, admin: AdminUser, application_id: int, 
     if not reason:
         raise UpgradeError("请填写不通过的原因，申请人会看到它。")
     with write_transaction(session):
-        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.reject") is not None:
+        if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.reject", target=application_id) is not None:
             return session.get(IdentityApplication, application_id)
         submissions.remember(session, submission_key, application_id)
         application = session.get(IdentityApplication, application_id)

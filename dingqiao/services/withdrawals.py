@@ -156,7 +156,7 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
     ``submission_key`` (a double click) calls nobody and answers with the withdrawal as it now stands."""
     _require_finance(admin)
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.approve")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.approve", target=withdrawal_id)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         withdrawal = session.get(Withdrawal, withdrawal_id)
@@ -170,9 +170,21 @@ def approve_withdrawal(session: Session, gateway: PayGateway, admin: AdminUser, 
         elif not retry:
             raise WithdrawalError("该提现申请已处理。")
         submissions.remember(session, submission_key, withdrawal_id)
-    if by_bill:
-        return _pay_by_bill(session, _payout_gateway(gateway, "v3"), admin, withdrawal, retry)
-    gateway = _payout_gateway(gateway, "v2")
+    try:
+        if by_bill:
+            return _pay_by_bill(session, _payout_gateway(gateway, "v3"), admin, withdrawal, retry)
+        return _pay_by_transfer(session, _payout_gateway(gateway, "v2"), admin, withdrawal, retry)
+    except WithdrawalError:
+        # Not paid, or not known: the form's key is let go, so the admin's next click on it (the retry the
+        # message asks for) acts again instead of being answered as a repeat.
+        with write_transaction(session):
+            submissions.forget(session, submission_key)
+        raise
+
+
+def _pay_by_transfer(session: Session, gateway, admin: AdminUser, withdrawal: Withdrawal, retry: bool) -> Withdrawal:
+    """API v2's transfer to the member's balance (企业付款到零钱), checked with a query when unclear."""
+    withdrawal_id = withdrawal.id
     openid = session.scalar(select(User.openid).where(User.id == withdrawal.user_id))
     result = gateway.transfer(partner_trade_no=withdrawal.withdrawal_no, openid=openid,
                               amount=withdrawal.amount_fen - withdrawal.fee_fen, desc=TRANSFER_REMARK)
@@ -422,7 +434,7 @@ def mark_paid_offline(session: Session, admin: AdminUser, withdrawal_id: int, no
     if not note:
         raise WithdrawalError("请填写线下打款凭证号或说明。")
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.offline")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.offline", target=withdrawal_id)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         done = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.PAID,
@@ -438,7 +450,7 @@ def reject_withdrawal(session: Session, admin: AdminUser, withdrawal_id: int, re
     if not reason:
         raise WithdrawalError("请填写拒绝原因。")
     with write_transaction(session):
-        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.reject")
+        earlier = submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="withdrawal.reject", target=withdrawal_id)
         if earlier is not None:
             return _as_it_stands(session, earlier)
         done = _finish(session, admin, withdrawal_id, WithdrawalStatus.REQUESTED, WithdrawalStatus.REJECTED,

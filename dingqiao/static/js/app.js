@@ -261,8 +261,12 @@
   function holdSender(sender, pressed) {
     sender.dqHolds = (sender.dqHolds || 0) + 1;
     if (sender.dqHolds > 1) { return; }
-    var controls = sender.matches(BUTTONS) ? [sender] : sender.querySelectorAll(BUTTONS);
-    sender.dqHeld = Array.prototype.filter.call(controls, function (control) {
+    var controls = sender.matches(BUTTONS) ? [sender] : Array.prototype.slice.call(sender.querySelectorAll(BUTTONS));
+    if (sender.id && !sender.matches(BUTTONS)) {  // buttons outside the form that submit it (form="…")
+      controls = controls.concat(Array.prototype.slice.call(
+        document.querySelectorAll('button[form="' + sender.id + '"], input[form="' + sender.id + '"]')));
+    }
+    sender.dqHeld = controls.filter(function (control) {
       if (control.disabled) { return false; }
       control.disabled = true;
       return true;
@@ -301,6 +305,12 @@
     return (elt.closest && elt.closest("form")) || elt;
   }
 
+  // htmx.ajax() calls without a source element (the located outlet list, the scanner's lookup) are sent "by"
+  // the body: they are the page's own work, not a tap, and must not lock every button on it.
+  function pageOwnRequest(elt) {
+    return elt === document.body || elt === document.documentElement;
+  }
+
   // Polling (the unread badge every 60 s) is no action of the person's: no bar, nothing disabled.
   function inBackground(elt) {
     return /\bevery\b/.test((elt.getAttribute && elt.getAttribute("hx-trigger")) || "");
@@ -311,7 +321,7 @@
 
   document.addEventListener("htmx:beforeSend", function (evt) {
     var elt = evt.detail.elt;
-    if (!elt || inBackground(elt)) { return; }
+    if (!elt || inBackground(elt) || pageOwnRequest(elt)) { return; }
     var sender = senderOf(elt);
     var pressed = sender.dqSubmitter && sender.contains(sender.dqSubmitter) ? sender.dqSubmitter : null;
     sender.dqSubmitter = null;
@@ -335,6 +345,7 @@
   document.addEventListener("submit", function (evt) {
     var form = evt.target;
     if (evt.defaultPrevented || !(form instanceof HTMLFormElement)) { return; }
+    if (form.dqSent || form.dqHolds) { evt.preventDefault(); return; }  // already on its way: ask nothing
     var question = (evt.submitter && evt.submitter.getAttribute("hx-confirm")) || form.getAttribute("hx-confirm");
     if (question && !form.dqConfirmed) {
       evt.preventDefault();
