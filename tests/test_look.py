@@ -94,6 +94,17 @@ def test_product_cards_ask_for_the_thumbnail_at_the_card_size_and_load_the_first
         assert 'fetchpriority="high"' not in next_page.get_data(as_text=True)
 
 
+def test_the_demo_products_have_list_sized_thumbnails_the_cards_use(app, shop):
+    from PIL import Image
+
+    html = shop.get("/").get_data(as_text=True)
+    thumbs = re.findall(r'srcset="/media/(products/demo-\d+_t\.png) 400w"', html)
+    assert len(thumbs) >= 6, "the demo's cards must not load the 600 px pictures"
+    with Image.open(Path(app.config["UPLOAD_FOLDER"]) / thumbs[0]) as thumb:
+        assert max(thumb.size) == THUMBNAIL_SIDE
+    assert shop.get(f"/media/{thumbs[0]}").status_code == 200
+
+
 STATUSES = {"order": OrderStatus, "restock": RestockStatus, "case": CaseStatus, "withdrawal": WithdrawalStatus,
             "refund": RefundStatus, "commission": CommissionStatus}
 MEANINGS = {"done", "wait", "busy", "off", "bad"}

@@ -100,6 +100,14 @@ def test_the_wallet_shows_balances_filters_earnings_and_withdraws(app, client, p
     assert "<html" not in team_body and "+¥10.00" not in team_body and "暂无收益" in team_body
     other_month = client.get("/wallet/", query_string={"month": "2001-01"}, headers={"HX-Request": "true"})
     assert "暂无收益" in other_month.get_data(as_text=True)
+    # The month filter is a list of the last 12 China-time months (a month input showed dashes on phones).
+    from dingqiao.models.base import utcnow
+    from dingqiao.services.periods import china_today
+    today = china_today(utcnow())
+    this_month = f"{today.year}-{today.month:02d}"
+    assert '<option value="">全部月份</option>' in page and f'<option value="{this_month}">{today.year}年{today.month}月' in page
+    picked = client.get("/wallet/", query_string={"month": this_month}).get_data(as_text=True)
+    assert f'<option value="{this_month}" selected>' in picked and "+¥10.00" in picked
 
     token = csrf_token(client)
     too_much = client.post("/wallet/withdrawals", data={"amount": "10.01"}, headers={"X-CSRFToken": token, "HX-Request": "true"})

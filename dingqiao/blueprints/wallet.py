@@ -5,7 +5,7 @@ from sqlalchemy import select
 from ..extensions import db, limiter
 from ..models import CommissionKind, CommissionLine, Order, User, Withdrawal
 from ..services.redemption import mask_name
-from ..services.wallet import earnings, earnings_overview, parse_month, wallet_view
+from ..services.wallet import earnings, earnings_overview, month_choices, parse_month, wallet_view
 from ..services.accounts import normalise_mobile, set_member_phone
 from ..services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ..services.withdrawals import (
@@ -43,7 +43,7 @@ def _wallet_page(*, block: str = "earnings", **extra):
     ).all()
     return render_page(
         "wallet/index.html", block=block, wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
-        kinds=list(CommissionKind), kind=kind, month=month_raw, rules=WithdrawalRules.from_config(current_app.config),
+        kinds=list(CommissionKind), kind=kind, month=month_raw, months=month_choices(), rules=WithdrawalRules.from_config(current_app.config),
         merchant=transfer_merchant(current_app.config), needs_phone=not member.phone, **extra,
     )
 

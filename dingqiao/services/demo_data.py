@@ -46,6 +46,7 @@ from ..models import (
     Wallet,
 )
 from ..models.base import utcnow
+from ..uploads import THUMBNAIL_SIDE
 from ..wechat import WeChatSettings
 from .accounts import create_admin, new_referral_code
 from .orders import place_order
@@ -219,9 +220,12 @@ def _seed_catalog(session: Session, upload_folder: Path, font_file: str | None) 
         )
         session.add(product)
         session.flush()
-        filename = f"products/demo-{product.id}.png"
+        filename, thumb = f"products/demo-{product.id}.png", f"products/demo-{product.id}_t.png"
         _draw_product_image(image_dir.parent / filename, name, subtitle, colour, font_file)
-        session.add(ProductImage(product_id=product.id, path=filename, sort_order=0))
+        with Image.open(image_dir.parent / filename) as picture:  # the lists' small copy, as uploads make one
+            picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            picture.save(image_dir.parent / thumb, "PNG", optimize=True)
+        session.add(ProductImage(product_id=product.id, path=filename, thumb_path=thumb, sort_order=0))
         products.append(product)
     return products
 

@@ -101,6 +101,12 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
     return Posted(entry_id, wallet_id)
 
 
+def month_choices(now: datetime | None = None, count: int = 12) -> list[tuple[str, str]]:
+    """The earnings filter's months, newest first: ("2026-12", "2026年12月"), the last ``count`` China-time months."""
+    labels = last_months(now or utcnow(), count).labels
+    return [(label, f"{label[:4]}年{int(label[5:])}月") for label in reversed(labels)]
+
+
 def parse_month(raw: str | None) -> tuple[int, int] | None:
     """"2026-11" → (2026, 11); anything else → None."""
     if not raw or len(raw) != 7 or raw[4] != "-" or not (raw[:4] + raw[5:]).isdigit() or not raw.isascii():
