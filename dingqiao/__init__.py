@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .db import configure_sqlite
-from .extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+from .extensions import COMPRESSED_TYPES, babel, compress, csrf, db, htmx, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -40,6 +40,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    app.config.setdefault("COMPRESS_MIMETYPES", COMPRESSED_TYPES)
+    compress.init_app(app)
     from . import ratelimit  # noqa: F401  (registers the database:// storage before the limiter picks one)
 
     limiter.init_app(app)

@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and bound to the app in ``create_app``."""
 from flask_babel import Babel
+from flask_compress import Compress
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -36,6 +37,11 @@ csrf = CSRFProtect()
 # Only Flask-Admin's data pages are translated (its bundled zh_Hans_CN catalogue); our own templates are Chinese.
 babel = Babel()
 htmx = HTMX()
+# Stylesheets and scripts go out compressed (brotli or gzip, as the browser accepts): WeUI, app.css and htmx are
+# most of a first visit's bytes. Pages and JSON are not compressed: they carry the CSRF token and echo what the
+# visitor typed (a search), the two halves of a BREACH attack on compressed HTTPS responses.
+compress = Compress()
+COMPRESSED_TYPES = ["text/css", "text/javascript", "application/javascript", "image/svg+xml"]
 # Limits are declared on the views that need them (pickup-code guessing, logins); storage from
 # RATELIMIT_STORAGE_URI: database:// (the app's own database, dingqiao/ratelimit.py) by default or redis://…,
 # both shared by every worker.

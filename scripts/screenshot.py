@@ -27,6 +27,11 @@ WECHAT_UA = (
 )
 
 
+def confirm(page) -> None:
+    """Answer 确定 in the page's confirm dialog (hx-confirm, drawn by app.js)."""
+    page.get_by_role("alertdialog").get_by_role("button", name="确定").click()
+
+
 def login_as(page, base_url: str, name: str) -> None:
     page.context.clear_cookies()
     page.goto(f"{base_url}/auth/login")
@@ -75,7 +80,7 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         login_as(page, base_url, "李娜")
         page.goto(base_url + "/products/1")
         page.get_by_role("button", name="立即购买").click()
-        page.wait_for_url("**/checkout/")
+        page.wait_for_url("**/checkout/?buy=*")
         page.get_by_role("button", name="提交订单").click()
         page.wait_for_url("**/orders/DQ*")
         page.get_by_role("button", name="模拟支付").click()
@@ -106,12 +111,14 @@ def shoot(base_url: str, out_dir: Path, member_name: str = "王丽") -> list[Pat
         page.locator("input[name^=qty-]").nth(0).fill("12")
         page.locator("input[name^=qty-]").nth(1).fill("6")
         page.get_by_role("button", name="提交进货单").click()
+        confirm(page)
         page.wait_for_url(re.compile(r".*/restock/\d+$"))
         restock_url = page.url
         login_as(page, base_url, "西湖工厂店·林总")
         page.goto(restock_url)
         page.locator("input[name^=qty-]").nth(0).fill("8")
         page.get_by_role("button", name="确认发货").click()
+        confirm(page)
         page.get_by_text("部分发货").first.wait_for()
         snap("restock-order", full_page=True)
         page.goto(base_url + "/factory/")
