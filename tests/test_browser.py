@@ -66,9 +66,10 @@ def seeded_products(category: str | None = None) -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------------------------- fixtures
 
 @contextmanager
-def demo_site(database_url, tmp_path, *, history: bool = False) -> Iterator[str]:
-    """The seeded demo app (with a few weeks of trade: ``history``) on a live server; yields its base URL and
-    leaves the database empty."""
+def demo_app_site(database_url, tmp_path, *, history: bool = False, prepare=None) -> Iterator[tuple[str, object]]:
+    """The seeded demo app (with a few weeks of trade: ``history``; then ``prepare(session)`` for what a test needs
+    beyond it) on a live server; yields its base URL and the app (the server's database, for counting what the
+    clicks wrote) and leaves the database empty."""
     config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
                          WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
     app = create_app(config)
@@ -79,11 +80,20 @@ def demo_site(database_url, tmp_path, *, history: bool = False) -> Iterator[str]
             assert summary.created, "the test database must start empty"
             if history:
                 seed_demo_history(db.session)
+            if prepare:
+                prepare(db.session)
             db.session.remove()
         with live_server(app) as url:
-            yield url
+            yield url, app
     finally:
         empty_database(app)
+
+
+@contextmanager
+def demo_site(database_url, tmp_path, *, history: bool = False, prepare=None) -> Iterator[str]:
+    """``demo_app_site``'s base URL alone."""
+    with demo_app_site(database_url, tmp_path, history=history, prepare=prepare) as (url, _app):
+        yield url
 
 
 @pytest.fixture
@@ -436,18 +446,24 @@ def admin_site(database_url, tmp_path):
         yield url
 
 
-@pytest.fixture
-def desktop(browser, admin_site):
+def admin_desktop(browser, base_url: str):
+    """A 1366×900 page logged into the demo's admin, on its dashboard. Close its context when done."""
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
     context.set_default_timeout(10_000)
     page = context.new_page()
-    page.goto(f"{admin_site}/admin/login")
+    page.goto(f"{base_url}/admin/login")
     page.get_by_label("用户名").fill(DEMO_ADMIN_USERNAME)
     page.get_by_label("密码").fill(DEMO_ADMIN_PASSWORD)
     page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{admin_site}/admin/")
+    page.wait_for_url(f"{base_url}/admin/")
+    return page
+
+
+@pytest.fixture
+def desktop(browser, admin_site):
+    page = admin_desktop(browser, admin_site)
     yield page
-    context.close()
+    page.context.close()
 
 
 def fits_the_screen(page) -> None:

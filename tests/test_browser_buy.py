@@ -1,15 +1,13 @@
 """Buying and restocking on a phone (390×844, WeChat's user agent): 立即购买 orders exactly that product and
 keeps the cart; a cart line stops at what the best outlet can hand over and says so; a restock past what the
 supplier can ship is refused, its total shown before placing; a double tap on 发货 ships once."""
+import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from dingqiao import create_app
 from dingqiao.extensions import db
 from dingqiao.models import (
     FactoryStore,
@@ -25,16 +23,15 @@ from dingqiao.models import (
 )
 from dingqiao.services import cart as carts
 from dingqiao.services.catalog import most_at_one_outlet
-from dingqiao.services.demo_data import seed_demo
 from dingqiao.services.restock import place_restock
-from tests.conftest import empty_database, make_config
-from tests.live_server import live_server
 from tests.test_browser import (
     MEMBER,
     OUTLET,
     VIEWPORT,
     WECHAT_UA,
     browser,  # noqa: F401 (the module-wide Chromium fixture)
+    confirm_dialog,
+    demo_app_site,
     demo_login,
     expect,
     no_sideways_scroll,
@@ -45,29 +42,11 @@ pytestmark = pytest.mark.browser
 
 FACTORY_OWNER = "西湖工厂店·林总"
 DISH_SOAP = "顶俏洗洁精 1.5kg"
-SHOTS = Path("/tmp/shots/buy")
-
-
-@contextmanager
-def demo_shop(database_url, tmp_path) -> Iterator[tuple[str, object]]:
-    """The seeded demo app on a live server, and the app itself (to count what the clicks wrote)."""
-    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
-                         WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
-    app = create_app(config)
-    try:
-        with app.app_context():
-            db.create_all()
-            assert seed_demo(db.session, config["UPLOAD_FOLDER"], None).created, "the test database must start empty"
-            db.session.remove()
-        with live_server(app) as url:
-            yield url, app
-    finally:
-        empty_database(app)
 
 
 @pytest.fixture
 def shop(database_url, tmp_path):
-    with demo_shop(database_url, tmp_path) as site:
+    with demo_app_site(database_url, tmp_path) as site:
         yield site
 
 
@@ -82,15 +61,11 @@ def phone(browser, shop):  # noqa: F811
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def confirm(page) -> None:
-    """Answer 确定 in the app's confirm dialog (hx-confirm)."""
-    dialog = page.get_by_role("alertdialog")
-    expect(dialog).to_be_visible()
-    dialog.get_by_role("button", name="确定").click()
+    """A screenshot to look at, where DQ_SHOTS says (none in an ordinary run)."""
+    if os.environ.get("DQ_SHOTS"):
+        folder = Path(os.environ["DQ_SHOTS"]) / "buy"
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def user_id(app, nickname: str) -> int:
@@ -201,7 +176,7 @@ def test_a_restock_past_supply_is_refused_and_the_total_shows_before_placing(pho
     no_sideways_scroll(phone)
     shot(phone, "restock-over-supply")
     phone.get_by_role("button", name="提交进货单").click()
-    confirm(phone)
+    confirm_dialog(phone)
     expect(phone.locator("#flash")).to_contain_text(f"供货方只有 {supply} 件可发")
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RestockOrder)) == 0
@@ -212,7 +187,7 @@ def test_a_restock_past_supply_is_refused_and_the_total_shows_before_placing(pho
     expect(problems).not_to_contain_text("供货方只有")
     shot(phone, "restock-total")
     phone.get_by_role("button", name="提交进货单").click()
-    confirm(phone)
+    confirm_dialog(phone)
     phone.wait_for_url(re.compile(r".*/restock/\d+$"))
     with app.app_context():
         assert db.session.execute(select(RestockItem.product_id, RestockItem.quantity)).all() == [(liquid, 3)]

@@ -2,25 +2,20 @@
 numbers clear of their status, the first products on the first screen, status badges coloured by meaning and
 the main buttons' text readable (WCAG AA contrast)."""
 import re
-from contextlib import contextmanager
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from dingqiao import create_app
-from dingqiao.extensions import db
 from dingqiao.models import Outlet, Product, User
-from dingqiao.services.demo_data import OUTLETS, seed_demo, seed_demo_history
+from dingqiao.services.demo_data import OUTLETS
 from dingqiao.services.orders import cancel_order, place_order
-from tests.conftest import empty_database, make_config
-from tests.live_server import live_server
 from tests.test_browser import (  # noqa: F401 (fixtures)
     MEMBER,
     OUTLET,
     VIEWPORT,
     browser,
     demo_login,
+    demo_site,
     expect,
     fresh_session,
     no_sideways_scroll,
@@ -30,36 +25,21 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.browser
 
 
-@contextmanager
-def look_site(database_url, tmp_path, *, history: bool):
-    """The seeded demo (with a few weeks of trade: ``history``), where 王丽 also has an unpaid and a cancelled
-    order."""
-    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
-                         WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
-    app = create_app(config)
-    try:
-        with app.app_context():
-            db.create_all()
-            assert seed_demo(db.session, config["UPLOAD_FOLDER"], None).created
-            if history:
-                seed_demo_history(db.session)
-            member = db.session.scalar(select(User).where(User.nickname == MEMBER))
-            outlet_id = db.session.scalar(select(Outlet.id).where(Outlet.name == OUTLETS[0][0]))
-            product_ids = list(db.session.scalars(select(Product.id).order_by(Product.sort_order).offset(1).limit(2)))  # the first is out of stock there
-            place_order(db.session, member, outlet_id, {product_ids[0]: 1}, timeout_minutes=30, from_cart=False)
-            cancelled = place_order(db.session, member, outlet_id, {product_ids[1]: 1}, timeout_minutes=30,
-                                    from_cart=False)
-            cancel_order(db.session, member.id, cancelled.order_no)
-            db.session.remove()
-        with live_server(app) as url:
-            yield url
-    finally:
-        empty_database(app)
+def unpaid_and_cancelled_orders(session) -> None:
+    """王丽 also has an unpaid and a cancelled order (the list's badges)."""
+    member = session.scalar(select(User).where(User.nickname == MEMBER))
+    outlet_id = session.scalar(select(Outlet.id).where(Outlet.name == OUTLETS[0][0]))
+    # the first product is out of stock there
+    product_ids = list(session.scalars(select(Product.id).order_by(Product.sort_order).offset(1).limit(2)))
+    place_order(session, member, outlet_id, {product_ids[0]: 1}, timeout_minutes=30, from_cart=False)
+    cancelled = place_order(session, member, outlet_id, {product_ids[1]: 1}, timeout_minutes=30, from_cart=False)
+    cancel_order(session, member.id, cancelled.order_no)
 
 
 @pytest.fixture
 def base_url(database_url, tmp_path, request):
-    with look_site(database_url, tmp_path, history="order_list" in request.node.name) as url:
+    with demo_site(database_url, tmp_path, history="order_list" in request.node.name,
+                   prepare=unpaid_and_cancelled_orders) as url:
         yield url
 
 

@@ -11,7 +11,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from dingqiao import create_app
 from dingqiao.extensions import db
 from dingqiao.models import (
     AuditLog,
@@ -23,15 +22,13 @@ from dingqiao.models import (
     Withdrawal,
     WithdrawalStatus,
 )
-from dingqiao.services.demo_data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
-from tests.conftest import make_config
 from tests.test_browser import (  # noqa: F401 - browser is a fixture
-    DESKTOP,
     VIEWPORT,
     WECHAT_UA,
     browser,
     demo_login,
-    demo_site,
+    admin_desktop,
+    demo_app_site,
     expect,
     wait_for_htmx,
 )
@@ -54,15 +51,8 @@ class Site:
 @pytest.fixture
 def site(database_url, tmp_path) -> Iterator[Site]:
     """The seeded demo with its weeks of trade (members with money, one withdrawal waiting) on a live server."""
-    with demo_site(database_url, tmp_path, history=True) as url:
-        app = create_app(make_config(database_url, tmp_path / "reader", DINGQIAO_DEMO=True, WECHAT_APP_ID="",
-                                     WECHAT_APP_SECRET="", WECHAT_MCH_ID="", WECHAT_MCH_KEY=""))
-        try:
-            yield Site(url, app)
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with demo_app_site(database_url, tmp_path, history=True) as (url, app):
+        yield Site(url, app)
 
 
 @pytest.fixture
@@ -77,16 +67,9 @@ def phone(browser, site):
 
 @pytest.fixture
 def desktop(browser, site):
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    page.goto(f"{site.url}/admin/login")
-    page.get_by_label("用户名").fill(DEMO_ADMIN_USERNAME)
-    page.get_by_label("密码").fill(DEMO_ADMIN_PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{site.url}/admin/")
+    page = admin_desktop(browser, site.url)
     yield page
-    context.close()
+    page.context.close()
 
 
 class Posts:

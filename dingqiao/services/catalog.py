@@ -78,28 +78,25 @@ class ProductPage:
     has_more: bool
 
 
-# Units members can still order, summed over active outlets (where pickup happens), for the product of the
-# enclosing query. (A SUM is a numeric on Postgres: the cast keeps it an int.)
-_AVAILABLE = (
-    select(cast(func.coalesce(func.sum(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
-    .join(StockLocation, StockLocation.id == StockLevel.location_id)
-    .join(Outlet, Outlet.location_id == StockLocation.id)
-    .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,
-           Outlet.status == SiteStatus.ACTIVE)
-    .correlate(Product)
-    .scalar_subquery()
-)
-# The most units one active outlet can hand over, for the product of the enclosing query (an order is picked
-# up at one outlet, so this, not the sum, bounds what one order can hold).
-_MOST_AT_ONE_OUTLET = (
-    select(cast(func.coalesce(func.max(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
-    .join(StockLocation, StockLocation.id == StockLevel.location_id)
-    .join(Outlet, Outlet.location_id == StockLocation.id)
-    .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,
-           Outlet.status == SiteStatus.ACTIVE)
-    .correlate(Product)
-    .scalar_subquery()
-)
+def _over_active_outlets(aggregate):
+    """``aggregate`` (sum or max) of what active outlets can still hand over (on hand − reserved) of the product
+    of the enclosing query, 0 when none has any. (A SUM is a numeric on Postgres: the cast keeps it an int.)"""
+    return (
+        select(cast(func.coalesce(aggregate(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
+        .join(StockLocation, StockLocation.id == StockLevel.location_id)
+        .join(Outlet, Outlet.location_id == StockLocation.id)
+        .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,
+               Outlet.status == SiteStatus.ACTIVE)
+        .correlate(Product)
+        .scalar_subquery()
+    )
+
+
+# Units members can still order, summed over active outlets (where pickup happens).
+_AVAILABLE = _over_active_outlets(func.sum)
+# The most units one active outlet can hand over (an order is picked up at one outlet, so this, not the sum,
+# bounds what one order can hold).
+_MOST_AT_ONE_OUTLET = _over_active_outlets(func.max)
 
 
 def _first_image(column):

@@ -221,10 +221,8 @@ def _seed_catalog(session: Session, upload_folder: Path, font_file: str | None) 
         session.add(product)
         session.flush()
         filename, thumb = f"products/demo-{product.id}.png", f"products/demo-{product.id}_t.png"
-        _draw_product_image(image_dir.parent / filename, name, subtitle, colour, font_file)
-        with Image.open(image_dir.parent / filename) as picture:  # the lists' small copy, as uploads make one
-            picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            picture.save(image_dir.parent / thumb, "PNG", optimize=True)
+        _draw_product_image(image_dir.parent / filename, name, subtitle, colour, font_file,
+                            thumb=image_dir.parent / thumb)
         session.add(ProductImage(product_id=product.id, path=filename, thumb_path=thumb, sort_order=0))
         products.append(product)
     return products
@@ -276,8 +274,10 @@ def _initial_stock(session: Session, location_id: int, product_id: int, quantity
         )
 
 
-def _draw_product_image(path: Path, name: str, subtitle: str, colour: tuple[int, int, int], font_file: str | None):
-    """A clean 600×600 product shot: a soft background, a bottle silhouette, the name when a CJK font exists."""
+def _draw_product_image(path: Path, name: str, subtitle: str, colour: tuple[int, int, int], font_file: str | None,
+                        *, thumb: Path):
+    """A clean 600×600 product shot: a soft background, a bottle silhouette, the name when a CJK font exists; and
+    at ``thumb`` the lists' small copy, as uploads make one."""
     size = 600
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
@@ -302,6 +302,8 @@ def _draw_product_image(path: Path, name: str, subtitle: str, colour: tuple[int,
         draw.text((size // 2, 518), name, font=title, fill=(40, 40, 40), anchor="mm")
         draw.text((size // 2, 562), subtitle, font=small, fill=(110, 110, 110), anchor="mm")
     image.save(path, "PNG", optimize=True)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    image.save(thumb, "PNG", optimize=True)
 
 
 HISTORY_DAYS = 24  # how far back the demo's sales go: the admin dashboard's 30-day chart gets a shape

@@ -73,11 +73,7 @@ def request_refund(session: Session, user_id: int, order_no: str, reason: str,
 
 
 def _as_it_stands(session: Session, refund_id: int) -> Refund:
-    """The answer to a repeated submission: the refund the first one made or acted on, as it now stands."""
-    refund = session.get(Refund, refund_id, populate_existing=True)
-    if refund is None:
-        raise NotFound("退款不存在。")
-    return refund
+    return submissions.first_result(session, Refund, refund_id)
 
 
 def open_after_sales_refund(session: Session, admin: AdminUser, order_no: str, reason: str) -> Refund:

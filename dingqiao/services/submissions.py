@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from ..db import insert_or_ignore, write_transaction
 from ..models import SubmissionKey
 from ..models.base import utcnow
-from . import DomainError
+from . import DomainError, NotFound
 
 FIELD_NAME = "submission_key"
 KEEP_FOR = timedelta(days=7)
@@ -83,6 +83,15 @@ def remember(session: Session, key: str | None, result_id: int) -> None:
     if key is None:
         return
     session.execute(update(SubmissionKey).where(SubmissionKey.key == key).values(result_id=result_id))
+
+
+def first_result(session: Session, model, result_id: int):
+    """The answer to a repeated submission: the row the first one made or acted on, as it now stands (read
+    afresh: the first run may have moved it on since)."""
+    row = session.get(model, result_id, populate_existing=True)
+    if row is None:
+        raise NotFound("该记录已不存在。")
+    return row
 
 
 def forget(session: Session, key: str | None) -> None:

@@ -460,11 +460,7 @@ def reject_withdrawal(session: Session, admin: AdminUser, withdrawal_id: int, re
 
 
 def _as_it_stands(session: Session, withdrawal_id: int) -> Withdrawal:
-    """The answer to a repeated submission: the withdrawal the first one acted on, as it now stands."""
-    withdrawal = session.get(Withdrawal, withdrawal_id, populate_existing=True)
-    if withdrawal is None:
-        raise NotFound("提现申请不存在。")
-    return withdrawal
+    return submissions.first_result(session, Withdrawal, withdrawal_id)
 
 
 def _finish(session: Session, admin: AdminUser | None, withdrawal_id: int, expected: WithdrawalStatus,
