@@ -110,15 +110,20 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, base_url):
-    """A fresh WeChat-like phone browser (own cookies and storage) per test, closed before the server stops."""
+def phone_page(browser):
+    """A fresh WeChat-like phone browser (own cookies and storage) at 390×844. Close its context when done."""
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, user_agent=WECHAT_UA,
                                   is_mobile=True, has_touch=True, locale="zh-CN")
     context.set_default_timeout(10_000)
-    page = context.new_page()
+    return context.new_page()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    """A fresh WeChat-like phone browser (own cookies and storage) per test, closed before the server stops."""
+    page = phone_page(browser)
     yield page
-    context.close()
+    page.context.close()
 
 
 def fresh_session(page) -> None:

@@ -27,14 +27,13 @@ from dingqiao.services.restock import place_restock
 from tests.test_browser import (
     MEMBER,
     OUTLET,
-    VIEWPORT,
-    WECHAT_UA,
     browser,  # noqa: F401 (the module-wide Chromium fixture)
     confirm_dialog,
     demo_app_site,
     demo_login,
     expect,
     no_sideways_scroll,
+    phone_page,
     wait_for_htmx,
 )
 
@@ -52,12 +51,9 @@ def shop(database_url, tmp_path):
 
 @pytest.fixture
 def phone(browser, shop):  # noqa: F811
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, user_agent=WECHAT_UA,
-                                  is_mobile=True, has_touch=True, locale="zh-CN")
-    context.set_default_timeout(10_000)
-    page = context.new_page()
+    page = phone_page(browser)
     yield page
-    context.close()
+    page.context.close()
 
 
 def shot(page, name: str) -> None:

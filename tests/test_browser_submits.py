@@ -22,14 +22,13 @@ from dingqiao.models import (
     Withdrawal,
     WithdrawalStatus,
 )
-from tests.test_browser import (  # noqa: F401 - browser is a fixture
-    VIEWPORT,
-    WECHAT_UA,
-    browser,
-    demo_login,
+from tests.test_browser import (
     admin_desktop,
+    browser,  # noqa: F401 - a fixture
     demo_app_site,
+    demo_login,
     expect,
+    phone_page,
     wait_for_htmx,
 )
 
@@ -57,12 +56,9 @@ def site(database_url, tmp_path) -> Iterator[Site]:
 
 @pytest.fixture
 def phone(browser, site):
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, user_agent=WECHAT_UA,
-                                  is_mobile=True, has_touch=True, locale="zh-CN")
-    context.set_default_timeout(10_000)
-    page = context.new_page()
+    page = phone_page(browser)
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture
