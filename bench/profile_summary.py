@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-VIEW = re.compile(r";(\w+) \(dingqiao/blueprints/\w+\.py:\d+\)")
+VIEW = re.compile(r";(\w+) \(dingqiao/blueprints/[\w/]+\.py:\d+\)")
 OURS = re.compile(r"([\w.<>]+) \(dingqiao/([\w/]+\.py:\d+)\)")
 WAITING = ("waiting for the SQLite write lock", "waiting for Postgres")
 

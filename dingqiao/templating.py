@@ -153,7 +153,7 @@ def register_templating(app: Flask) -> None:
 
     @app.context_processor
     def navigation():
-        from .blueprints.access import current_member
+        from .blueprints.common import current_member
         from .services.messages import unread_count
 
         member = current_member()

@@ -184,7 +184,7 @@ def log_in_principal(client, kind: str, principal_id: int) -> str:
     """Open a real login session for a member (``kind`` "user") or an admin ("admin") and put it in the test
     client's session, as a login would. Returns the id Flask-Login keeps (an id that names no account, when
     there is no such account)."""
-    from dingqiao.blueprints.auth import admin_policy, member_policy
+    from dingqiao.services.logins import admin_policy, member_policy
     from dingqiao.models import AdminUser, User
     from dingqiao.services.logins import LoginClient, open_login_session
 

@@ -167,7 +167,7 @@ def test_admin_role_rule_lets_only_the_named_roles_and_superadmin_through(app):
     from flask_login import login_user
     from werkzeug.exceptions import Forbidden
 
-    from dingqiao.blueprints.access import require_admin
+    from dingqiao.blueprints.common import require_admin
 
     finance_only = require_admin(AdminRole.FINANCE)
     with app.app_context():

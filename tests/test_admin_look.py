@@ -18,7 +18,7 @@ from dingqiao.models import (
     Wallet,
     Withdrawal,
 )
-from dingqiao.blueprints.admin_data import audit_detail_rows
+from dingqiao.blueprints.admin.data import audit_detail_rows
 from dingqiao.db import write_transaction
 from dingqiao.services.audit import record_audit
 from dingqiao.services.commissions import RuleError, format_percent, parse_rule, percent_to_bps

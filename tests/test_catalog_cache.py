@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import update
 
-from dingqiao.blueprints import shop
+from dingqiao.blueprints.shop import routes as shop
 from dingqiao.extensions import db
 from dingqiao.models import Identity, Product, StockLevel
 from tests.factories import make_outlet, make_product, make_user, stock

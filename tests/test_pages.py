@@ -125,7 +125,7 @@ def test_session_cookie_flags(app, client):
 
 
 def test_unexpected_errors_show_a_chinese_page_without_internals(app, client, monkeypatch):
-    import dingqiao.blueprints.me as me_views
+    import dingqiao.blueprints.member.routes as me_views
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("connection to internal-db.secret:5432 lost")

@@ -185,7 +185,7 @@ def test_a_replayed_callback_url_is_refused_and_binds_nobody(app, client):
 def test_a_follow_that_failed_midway_is_acted_on_when_wechat_retries_the_same_request(app, client, monkeypatch):
     """The nonce is claimed before the binding; if the binding then fails (a busy database), the claim is given
     back, so WeChat's retry of that same signed request binds instead of being taken for a repeat."""
-    from dingqiao.blueprints import wechat as wechat_views
+    from dingqiao.blueprints.wechat import routes as wechat_views
 
     with app.app_context():
         code = make_user("分享者").referral_code

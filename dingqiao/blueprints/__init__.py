@@ -11,10 +11,9 @@ from werkzeug.exceptions import HTTPException
 from ..access_log import loggable_request, note_route
 from ..extensions import db, login_manager
 from ..services import DomainError
-from ..services.logins import load_principal
 from ..web import error_response, wants_fragment, wants_json
-from .access import current_admin
-from .auth import admin_policy, member_policy
+from ..services.logins import admin_policy, load_principal, member_policy
+from .common import current_admin
 
 HTTP_MESSAGES = {
     400: "请求有误，请返回重试。",
@@ -87,23 +86,12 @@ def show_error(message: str, status: int) -> Response:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import (
-        admin, admin_content, admin_exports, admin_members, admin_network, admin_orders, admin_service, admin_sessions,
-        admin_stock, auth, cart, content, factory, health, me, media, messages, nearby, orders, outlet, outlet_profile,
-        restock, service, shop, stock, wallet, wechat,
-    )
+    from . import admin, auth, factory, member, outlet, public, service, shop, wechat
+    from .admin.data import init_admin_data
 
-    for module in (auth, admin, admin_content, admin_exports, admin_members, admin_network, admin_orders,
-                   admin_service, admin_sessions, admin_stock, cart, content, factory, health, me, media, messages,
-                   nearby, orders, outlet, outlet_profile, restock, service, shop, stock, wallet, wechat):
-        app.register_blueprint(module.bp)
-    from . import setup
-
-    app.register_blueprint(setup.bp)
-    app.register_blueprint(setup.admin_bp)
-
-    from .admin_data import init_admin_data
-
+    for package in (auth, admin, factory, member, outlet, public, service, shop, wechat):
+        for blueprint in package.BLUEPRINTS:
+            app.register_blueprint(blueprint)
     init_admin_data(app)
 
     if not any(isinstance(f, RedactSecrets) for f in app.logger.filters):  # one logger for every app instance

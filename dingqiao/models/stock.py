@@ -42,6 +42,16 @@ class StockReason(StrEnum):
     ADJUST = "adjust"
     INITIAL = "initial"
 
+    @property
+    def label(self) -> str:
+        return {"restock_in": "进货入库", "restock_out": "发货出库", "reserve": "订单预留", "release": "取消释放",
+                "redeem": "顾客提货", "adjust": "手动调整", "initial": "初始库存"}[self.value]
+
+    @classmethod
+    def labels(cls) -> dict[str, str]:
+        """Each stored reason's label, for pages that list movements."""
+        return {reason.value: reason.label for reason in cls}
+
 
 class StockMovement(db.Model):
     """Append-only: the stock level of a location is the sum of its movements."""

@@ -33,7 +33,7 @@ from .periods import CHINA, to_utc
 
 HOME_CACHE_SECONDS = 30.0
 
-# Where blueprints/media.py serves the uploads folder; the only place article images may come from.
+# Where blueprints/public/media.py serves the uploads folder; the only place article images may come from.
 MEDIA_URL_PREFIX = "/media/"
 
 ALLOWED_TAGS = {"p", "br", "strong", "em", "b", "i", "u", "h2", "h3", "h4", "ul", "ol", "li", "blockquote", "a", "img"}

@@ -8,7 +8,7 @@ account table, ``token`` is random per login and stored only as its SHA-256.
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +41,19 @@ class SessionPolicy:
 
     idle: timedelta
     lifetime: timedelta
+
+
+
+def member_policy(config) -> SessionPolicy:
+    """A member's login: idle and absolute lifetimes from the settings (days)."""
+    return SessionPolicy(idle=timedelta(days=config["MEMBER_SESSION_IDLE_DAYS"]),
+                         lifetime=timedelta(days=config["MEMBER_SESSION_MAX_DAYS"]))
+
+
+def admin_policy(config) -> SessionPolicy:
+    """An admin's login: shorter, in minutes idle and hours in all."""
+    return SessionPolicy(idle=timedelta(minutes=config["ADMIN_SESSION_IDLE_MINUTES"]),
+                         lifetime=timedelta(hours=config["ADMIN_SESSION_MAX_HOURS"]))
 
 
 @dataclass(frozen=True)

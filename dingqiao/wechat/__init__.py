@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 
 
-REFUND_NOTIFY_PATH = "/wechat/pay/refund-notify"  # the route of blueprints.wechat.refund_notify
-# API v3's notify addresses (blueprints.wechat): pay, refund and 商家转账 results
+REFUND_NOTIFY_PATH = "/wechat/pay/refund-notify"  # the route of blueprints/wechat/routes.py: refund_notify
+# API v3's notify addresses (blueprints/wechat/routes.py): pay, refund and 商家转账 results
 V3_PAY_NOTIFY_PATH = "/wechat/pay/v3/notify"
 V3_REFUND_NOTIFY_PATH = "/wechat/pay/v3/refund-notify"
 TRANSFER_NOTIFY_PATH = "/wechat/pay/v3/transfer-notify"

@@ -1,5 +1,5 @@
 /* The data area (Flask-Admin) under our CSP, which runs no inline script. Flask-Admin's inline click handlers
-   reach the page as data-fa-click (blueprints/admin_data.py) and only these three are run, from here:
+   reach the page as data-fa-click (blueprints/admin/data/) and only these three are run, from here:
    "return modelActions.execute('name');" (bulk actions), "return faHelpers.safeConfirm('…');" (delete
    confirmation) and "return false;" (filter menu entries). */
 (function () {

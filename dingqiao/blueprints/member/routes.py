@@ -1,0 +1,168 @@
+"""我的: the member's own profile, identity, referral code and wallet summary, and the devices logged in."""
+import io
+from pathlib import Path
+
+import qrcode
+from flask import Blueprint, abort, current_app, jsonify, make_response, request, send_file, url_for
+from jinja2_fragments.flask import render_block
+from sqlalchemy import select
+
+from ...extensions import db
+from ...fonts import FontMissing
+from ...models import FactoryStore, Region
+from ...services.accounts import set_member_phone
+from ...services.logins import end_member_session, end_other_member_sessions, live_logins, member_policy
+from ...services.posters import poster_png, product_poster_input, share_reward_fen, shop_poster_input
+from ...services.redemption import staff_outlet_ids
+from ...services.team import team_board, team_trends
+from ...services.upgrades import ApplicationInput, apply_for_identity, upgrade_progress, withdraw_application
+from ...services.wallet import wallet_view
+from ...wechat import WeChatError, js_sdk
+from ...web import arg_id, error_response, html_response, parse_id, redirect_after_post, render_page
+from ..common import current_member, require_member
+
+bp = Blueprint("me", __name__, url_prefix="/me")
+bp.before_request(require_member)
+
+
+@bp.get("/")
+def index():
+    member = current_member()
+    return render_page(
+        "me/index.html", member=member, wallet=wallet_view(db.session, member.id),
+        upline=member.binding.upline if member.binding else None,
+        is_staff=bool(staff_outlet_ids(db.session, member.id)),
+    )
+
+
+def share_link(member, product_id: int | None = None) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
+    path = f"/products/{product_id}" if product_id else "/"
+    return f"{base}{path}?ref={member.referral_code}"
+
+
+@bp.post("/phone")
+def change_phone():
+    """我的 → 手机号: the member records or changes their mobile number."""
+    set_member_phone(db.session, current_member().id, request.form.get("phone"))
+    return redirect_after_post(url_for("me.index"))
+
+
+@bp.get("/share")
+def share():
+    """推广: the member's code, link and QR code. Anyone who opens the link and logs in is bound to them."""
+    member = current_member()
+    follow_qr = None
+    if not current_app.config["DINGQIAO_DEMO"]:
+        try:
+            follow_qr = js_sdk(current_app).referral_qr_url(member.referral_code)
+        except WeChatError as exc:
+            current_app.logger.warning("parametric QR for %s failed: %s", member.id, exc)
+    return render_page("me/share.html", member=member, link=share_link(member), follow_qr=follow_qr)
+
+
+@bp.get("/share-qr.png")
+def share_qr():
+    image = qrcode.make(share_link(current_member()), box_size=8, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    response = make_response(buffer.getvalue())
+    response.mimetype = "image/png"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.get("/team")
+def team():
+    """我的团队: counts, paid sales and members (masked), down to the commission depth in force."""
+    return render_page("me/team.html", board=team_board(db.session, current_member().id))
+
+
+@bp.get("/team/trends.json")
+def team_trends_json():
+    """The team board's charts: new members per week, the team's paid sales per month."""
+    response = jsonify(team_trends(db.session, current_member().id))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.get("/poster.png")
+def poster():
+    """The member's own share poster: the shop's, or one product's (?product=ID, 404 unless on sale); a file
+    cached until its inputs change, revalidated by the browser (the URL stays while the picture changes)."""
+    member = current_member()
+    upload_folder = current_app.config["UPLOAD_FOLDER"]
+    if "product" in request.args:
+        product_id = arg_id("product")
+        if product_id is None:  # malformed or beyond any id of ours
+            abort(404)
+        spec = product_poster_input(db.session, member, product_id, share_link(member, product_id), upload_folder)
+    else:
+        spec = shop_poster_input(db.session, member, share_link(member), upload_folder)
+    try:
+        path = poster_png(spec, str(Path(current_app.instance_path) / "posters"), current_app.config["CJK_FONT_PATH"] or None)
+    except FontMissing:
+        current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
+        return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
+    response = send_file(path, mimetype="image/png", max_age=0, etag=True, conditional=True)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.get("/share-reward")
+def share_reward():
+    """分享赚 ¥x on the member's own product page, only where SHARE_SHOW_REWARD allows it (off by default:
+    see docs/wechat-callback.md, "Sharing and WeChat's rules"); never in anything that is shared."""
+    product_id = arg_id("product")
+    if not current_app.config.get("SHARE_SHOW_REWARD") or product_id is None:
+        abort(404)
+    reward_fen = share_reward_fen(db.session, product_id)
+    response = html_response(render_block("shop/_share.html", "share_reward", reward_fen=reward_fen))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.get("/upgrade")
+def upgrade():
+    """身份升级: each identity's rule in one sentence, how far the member is, and the application form."""
+    member = current_member()
+    regions = db.session.scalars(select(Region).order_by(Region.name)).all()
+    taken = dict(db.session.execute(select(FactoryStore.region_id, FactoryStore.name)).all())
+    return render_page("me/upgrade.html", member=member, progress=upgrade_progress(db.session, member),
+                       regions=regions, taken=taken)
+
+
+@bp.post("/upgrade")
+def apply():
+    form = request.form
+    apply_for_identity(db.session, current_member().id, ApplicationInput(
+        target=form.get("target", ""), region_id=parse_id(form.get("region_id")),
+        shop_name=form.get("shop_name", ""), address=form.get("address", ""), latitude=form.get("latitude", ""),
+        longitude=form.get("longitude", ""), phone=form.get("phone", ""), opening_hours=form.get("opening_hours", ""),
+    ))
+    return redirect_after_post(url_for("me.upgrade"))
+
+
+@bp.post("/upgrade/<int:application_id>/withdraw")
+def withdraw(application_id: int):
+    withdraw_application(db.session, current_member().id, application_id)
+    return redirect_after_post(url_for("me.upgrade"))
+
+
+@bp.get("/devices")
+def devices():
+    """登录设备: where the member is logged in, each with 退出, and 退出其他设备."""
+    return render_page("me/devices.html", logins=live_logins(db.session, current_member(),
+                                                               member_policy(current_app.config)))
+
+
+@bp.post("/devices/<int:login_session_id>/end")
+def end_device(login_session_id: int):
+    end_member_session(db.session, current_member(), login_session_id)
+    return redirect_after_post(url_for("me.devices"))
+
+
+@bp.post("/devices/end-others")
+def end_other_devices():
+    end_other_member_sessions(db.session, current_member())
+    return redirect_after_post(url_for("me.devices"))

@@ -1,0 +1,105 @@
+"""The shop front: open to visitors (who see the member price) and to every identity (who see theirs).
+
+The catalog part of the home page is the same for everyone of one identity, so each worker keeps it rendered
+for CATALOG_CACHE_SECONDS (see ``catalog_html``), and a product page's details likewise; the banners are
+rendered once per version. What belongs to one member — the login button, the share link, the CSRF token, the
+tab bar and its unread badge — is rendered on every request and never kept.
+"""
+from flask import Blueprint, current_app, render_template, request, url_for
+from jinja2_fragments.flask import render_block
+from markupsafe import Markup
+
+from ...extensions import db
+from ...models import Identity
+from ...services import cart as carts
+from ...services import catalog, commissions, content
+from ...web import ShortCache, arg_id, html_response, render_page, wants_fragment
+from ..common import current_member
+
+bp = Blueprint("shop", __name__)
+
+# A few hundred pages of cards per worker (each a few kB): every category's first pages for all three
+# identities fit, and a stream of different searches only pushes out the oldest ones.
+catalog_cache = ShortCache(max_entries=256)
+product_cache = ShortCache(max_entries=1000)  # ProductDetail: the same for every viewer, priced when rendered
+home_strip_cache = ShortCache(max_entries=4)  # keyed by the content itself: a new version renders at once
+
+
+def viewer_identity() -> Identity:
+    member = current_member()
+    return member.identity_enum if member else Identity.MEMBER
+
+
+def catalog_html(identity: Identity, category_id: int | None, keyword: str, page_number: int, *,
+                 cards_only: bool) -> Markup:
+    """The rendered catalog (category chips and one page of product cards at ``identity``'s prices), or only
+    the cards (``cards_only``: the "load more" fragment), kept for CATALOG_CACHE_SECONDS.
+
+    So a price, a product going off sale or a sold-out flag may show up to that long late, in the worker that
+    made the change as in the others. Nothing is sold from this list: the cart shows current prices, and
+    checkout prices the order anew and reserves the stock with a conditional update, so a stale "in stock"
+    ends at worst in a sold-out message at checkout, and a stale price is never charged."""
+
+    def render() -> Markup:
+        context = {
+            "categories": catalog.active_categories(db.session),
+            "category_id": category_id,
+            "keyword": keyword,
+            "page": catalog.list_products(db.session, category_id=category_id, keyword=keyword, page=page_number),
+            "identity": identity,
+        }
+        if cards_only:
+            return Markup(render_block("shop/_catalog.html", "product_page", **context))
+        return Markup(render_template("shop/_catalog.html", **context))
+
+    key = (identity, category_id, keyword, page_number, cards_only)
+    return catalog_cache.get(key, current_app.config["CATALOG_CACHE_SECONDS"], render)
+
+
+def home_strip_html() -> Markup:
+    """The home page's banners and announcements, rendered once for each version of them that
+    ``content.home_content`` hands out (it keeps them for HOME_CONTENT_CACHE_SECONDS)."""
+    ttl = current_app.config["HOME_CONTENT_CACHE_SECONDS"]
+    home = content.home_content(db.session, ttl)
+    return home_strip_cache.get(home, ttl, lambda: Markup(render_template("content/_home_strip.html", home=home)))
+
+
+def shop_open() -> bool:
+    """Whether members can buy: not before a commission rule is published (orders.NOT_OPEN_YET says why)."""
+    return home_strip_cache.get("open", current_app.config["HOME_CONTENT_CACHE_SECONDS"],
+                                lambda: commissions.current_rule(db.session) is not None)
+
+
+@bp.get("/")
+def home():
+    category_id = arg_id("category")
+    keyword = catalog.clean_keyword(request.args.get("q"))
+    page_number = catalog.clamp_page(arg_id("page"))
+    if wants_fragment():
+        # Page 2+ is the "load more" fragment; a category or keyword change swaps the whole catalog block.
+        return html_response(catalog_html(viewer_identity(), category_id, keyword, page_number,
+                                          cards_only=page_number > 1))
+    return render_page(
+        "shop/home.html",
+        catalog_html=catalog_html(viewer_identity(), category_id, keyword, page_number, cards_only=False),
+        keyword=keyword,
+        home_strip_html=home_strip_html(),
+        shop_open=shop_open(),
+    )
+
+
+@bp.get("/products/<int:product_id>")
+def product(product_id: int):
+    """A product at the viewer's price. Its details and stock are kept like the catalog's (``catalog_html``).
+    Its quantity stepper's −/+ ask again with ``quantity`` and ``step`` and get only the stepper back."""
+    item = product_cache.get(product_id, current_app.config["CATALOG_CACHE_SECONDS"],
+                             lambda: catalog.get_product(db.session, product_id))
+    member = current_member()
+    # Shared from inside WeChat (JS-SDK share), the link carries the sharer's code.
+    share_link = url_for("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
+    max_quantity = carts.line_cap(item.most_at_one_outlet)
+    quantity, quantity_note = carts.stepped_quantity(request.args.get("quantity"), request.args.get("step"),
+                                                     max_quantity)
+    return render_page("shop/product.html", block="quantity_stepper" if "step" in request.args else None,
+                       product=item, identity=viewer_identity(), share_link=share_link, quantity=quantity,
+                       quantity_note=quantity_note, max_quantity=max_quantity)
