@@ -1,12 +1,13 @@
 """Jinja filters and the values every template may use (the tab bar among them)."""
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import Flask, current_app, request, url_for
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
+from .china_time import CHINA_TIME
 from .extensions import db
 from .models import ApplicationStatus, CommissionKind, Identity, RestockStatus, UpgradeTarget
 from .money import format_yuan
@@ -18,7 +19,6 @@ from .uploads import ACCEPTED_TYPES, WRONG_TYPE_MESSAGE, too_large_message
 from .web import ShortCache, current_path, is_no_store_page, keep_out_of_caches, mark_no_store_page
 from .wechat import talks_to_wechat
 
-CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

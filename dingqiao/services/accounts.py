@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..china_time import CHINA_TIME
 from ..db import run, write_transaction
 from ..models import (
     AdminRole,
@@ -31,7 +32,6 @@ from ..wechat.oauth import WeChatProfile
 from . import DomainError, Forbidden, NotFound
 from .audit import record_audit
 from .logins import LoginClient, open_login_session
-from .periods import CHINA
 
 # No 0/O, 1/I/L: codes are read aloud and typed from posters.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -160,7 +160,7 @@ class LockoutPolicy:
 
 
 def _locked_message(until: datetime) -> str:
-    local = until.replace(tzinfo=timezone.utc).astimezone(CHINA)
+    local = until.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME)
     return f"密码错误次数过多，该账号已暂时锁定，请于 {local:%H:%M} 后再试。"
 
 

@@ -23,13 +23,14 @@ import nh3
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..china_time import CHINA_TIME
 from ..db import write_transaction
 from ..models import Announcement, Article, ArticleKind, Banner, BannerTarget, Category, Product
 from ..models.base import utcnow
 from ..uploads import SavedImage, removed_on_failure, save_image
 from . import DomainError, NotFound
 from .audit import record_audit
-from .periods import CHINA, to_utc
+from .periods import to_utc
 
 HOME_CACHE_SECONDS = 30.0
 
@@ -141,7 +142,7 @@ def _china_time(raw: str, label: str) -> datetime | None:
         moment = datetime.strptime(text, "%Y-%m-%dT%H:%M")
     except ValueError:
         raise ContentError(f"{label}格式不正确，请重新选择日期和时间。") from None
-    return to_utc(moment.replace(tzinfo=CHINA))
+    return to_utc(moment.replace(tzinfo=CHINA_TIME))
 
 
 def clean_link(raw: str) -> str:

@@ -22,6 +22,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from ..china_time import CHINA_TIME
 from ..db import write_transaction
 from ..models import (
     AdminRole,
@@ -35,7 +36,7 @@ from ..models import (
 )
 from . import DomainError, Forbidden
 from .audit import record_audit
-from .periods import CHINA, china_midnight
+from .periods import china_midnight
 
 MAX_DAYS = 366
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -178,7 +179,7 @@ def _local(moment: datetime | None) -> datetime | None:
     """Naive UTC from the database → naive China time, to the second (spreadsheets have no time zones)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc).astimezone(CHINA).replace(tzinfo=None, microsecond=0)
+    return moment.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).replace(tzinfo=None, microsecond=0)
 
 
 def _order_rows(session: Session, in_range) -> Iterator[list[Cell]]:

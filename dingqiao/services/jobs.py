@@ -17,10 +17,11 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..china_time import CHINA_TIME
 from ..db import insert_or_ignore, write_transaction
 from ..models import JobRun, ScheduledJob
 from ..models.base import utcnow
-from .periods import CHINA, china_today, to_utc
+from .periods import china_today, to_utc
 
 EPOCH = datetime(2000, 1, 1)
 SUMMARY_CHARS = 8000  # a check that finds thousands of problems keeps its first ones
@@ -65,7 +66,7 @@ class DailyAt:
         return candidate if candidate > moment else self._on(today + timedelta(days=1))
 
     def _on(self, day: date) -> datetime:
-        return to_utc(datetime(day.year, day.month, day.day, self.hour, self.minute, tzinfo=CHINA))
+        return to_utc(datetime(day.year, day.month, day.day, self.hour, self.minute, tzinfo=CHINA_TIME))
 
     def describe(self) -> str:
         return f"每天 {self.hour:02d}:{self.minute:02d}"

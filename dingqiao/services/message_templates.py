@@ -25,8 +25,8 @@ from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
 
+from ..china_time import CHINA_TIME
 from ..config import ConfigError
-from .periods import CHINA
 
 COMMON_VALUES = ("title", "body", "time", "status")
 
@@ -179,10 +179,10 @@ def _moment(value) -> datetime:
         except ValueError:
             raise UnfittableValue("not a time") from None
     if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day, tzinfo=CHINA)
+        value = datetime(value.year, value.month, value.day, tzinfo=CHINA_TIME)
     if not isinstance(value, datetime):
         raise UnfittableValue("not a time")
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(CHINA)
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(CHINA_TIME)
 
 
 def _time(value) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from ..china_time import CHINA_TIME
 from ..db import run, write_transaction
 from ..models import (
     CartItem,
@@ -23,7 +24,6 @@ from . import DomainError, NotFound, submissions
 from .commissions import current_rule
 from .stock import release_stock, reserve_stock
 
-CHINA_TIME = timezone(timedelta(hours=8))
 MAX_ORDER_LINES = 30
 # No sale without a commission rule: a sale before one is published would owe commissions nobody could compute.
 NOT_OPEN_YET = "本店还在筹备中，暂未开业，请稍后再来下单。"

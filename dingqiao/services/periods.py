@@ -10,7 +10,8 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
-CHINA = timezone(timedelta(hours=8))
+from ..china_time import CHINA_TIME
+
 MAX_BUCKETS = 92  # a quarter of days; the date-range pickers are clamped to it
 
 
@@ -35,12 +36,12 @@ def to_utc(moment: datetime) -> datetime:
 
 
 def china_today(now: datetime) -> date:
-    return now.replace(tzinfo=timezone.utc).astimezone(CHINA).date()
+    return now.replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).date()
 
 
 def china_midnight(day: date) -> datetime:
     """The start of a China-time day, as naive UTC."""
-    return to_utc(datetime(day.year, day.month, day.day, tzinfo=CHINA))
+    return to_utc(datetime(day.year, day.month, day.day, tzinfo=CHINA_TIME))
 
 
 def last_months(now: datetime, count: int) -> Buckets:

@@ -11,6 +11,7 @@ from datetime import timezone
 from sqlalchemy import bindparam, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
+from ..china_time import CHINA_TIME
 from ..db import run, write_transaction
 from ..models import (
     FactoryStore,
@@ -25,7 +26,6 @@ from ..models import (
 from ..models.base import utcnow
 from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
-from .orders import CHINA_TIME
 from .settlement import on_order_redeemed
 from .stock import hand_over_stock
 

@@ -7,12 +7,13 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..china_time import CHINA_TIME
 from ..db import run
 from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
 from ..models.base import utcnow
 from . import DomainError
 from .audit import record_audit
-from .periods import CHINA, bucket_sums, last_months, to_utc
+from .periods import bucket_sums, last_months, to_utc
 
 
 class InsufficientBalance(DomainError):
@@ -123,8 +124,8 @@ def earnings(session: Session, user_id: int, *, kind: str | None = None, month: 
         query = query.where(CommissionLine.kind == kind)
     if month:
         year, number = month
-        start = datetime(year, number, 1, tzinfo=CHINA)
-        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=CHINA)
+        start = datetime(year, number, 1, tzinfo=CHINA_TIME)
+        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=CHINA_TIME)
         query = query.where(CommissionLine.created_at >= to_utc(start), CommissionLine.created_at < to_utc(end))
     return list(session.scalars(query.order_by(CommissionLine.created_at.desc(), CommissionLine.id.desc()).limit(limit)))
 

@@ -6,7 +6,7 @@ Amounts are integer fen. Every answer from WeChat Pay is checked against the mer
 verifies on notifies.
 """
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import StrEnum
 from xml.parsers.expat import ExpatError
 
@@ -22,10 +22,10 @@ from wechatpy.pay import WeChatPay
 from wechatpy.pay.utils import calculate_signature, dict_to_xml
 from wechatpy.utils import random_string
 
+from ..china_time import CHINA_TIME
 from . import WeChatError, WeChatSettings
 from .xmlsafe import UnsafeXML, refuse_dtd
 
-CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay reads times as Beijing time; China has no DST
 BODY_MAX_BYTES = 128  # WeChat refuses a longer 商品描述
 
 DEMO_SETTINGS = WeChatSettings(

@@ -25,9 +25,9 @@ from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ...china_time import CHINA_TIME
 from .pay_v3 import FakeWeChatPayV3
 
-CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
 MENU_VIEW_TYPES = {"view"}
 MENU_KEY_TYPES = {"click", "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
                   "location_select"}

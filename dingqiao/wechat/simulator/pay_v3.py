@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from ...china_time import CHINA_TIME
+
 # Kept here rather than imported from .official_account: that module imports this one.
-CHINA_TIME = timezone(timedelta(hours=8))  # WeChat Pay's times are Beijing time; China has no DST
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 # WeChat refuses a request whose timestamp is more than 5 minutes away from its clock (401 SIGN_ERROR).
 MAX_CLOCK_SKEW = 300
