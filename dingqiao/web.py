@@ -134,6 +134,12 @@ class ShortCache:
             return len(self._apps.get(current_app._get_current_object(), ()))
 
 
+def public_url(path: str = "") -> str:
+    """An absolute address on this site: under PUBLIC_BASE_URL (the address WeChat and members know) when it is
+    set, else under the host this request came to (the demo, tests). ``path`` starts with "/"."""
+    return (current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")) + path
+
+
 def current_path() -> str:
     """This request's path with its query string, for ?next=; no dangling "?" when there is no query."""
     query = request.query_string.decode("utf-8", "replace")

@@ -8,11 +8,13 @@ from .money import (
     CommissionLine,
     CommissionRuleVersion,
     CommissionStatus,
+    EARNING_COMMISSION_STATES,
     LedgerEntry,
     LedgerKind,
     RefusedNotify,
     RefusedNotifyReason,
     Wallet,
+    WITHDRAWALS_PAYING_OUT,
     Withdrawal,
     WithdrawalStatus,
 )
@@ -28,6 +30,8 @@ from .network import (
 )
 from .ops import JobRun, ScheduledJob, ShopSettings, SubmissionKey
 from .orders import (
+    PAID_ORDER_STATES,
+    REFUNDS_IN_FLIGHT,
     Order,
     OrderItem,
     OrderStatus,

@@ -69,6 +69,10 @@ class CommissionStatus(StrEnum):
     CLAWED_BACK = "clawed_back"  # refund after pickup
 
 
+# Lines that earned money (frozen until the pickup window ends, then settled); reversed and clawed-back ones did not.
+EARNING_COMMISSION_STATES = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
+
+
 class CommissionLine(db.Model):
     """A fee on one item of one order, to one person fixed on that order. Never a share of aggregate sales."""
 
@@ -159,6 +163,9 @@ class WithdrawalStatus(StrEnum):
     PAID = "paid"
     REJECTED = "rejected"
     FAILED = "failed"
+
+
+WITHDRAWALS_PAYING_OUT = (WithdrawalStatus.APPROVED, WithdrawalStatus.PAID)  # money has left, or is leaving
 
 
 class Withdrawal(db.Model):

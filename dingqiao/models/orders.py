@@ -94,6 +94,11 @@ class OrderItem(db.Model):
     subtotal_fen: Mapped[int]
 
 
+# Status groups, named once: an order that was paid for and has not been refunded (it counts as a sale, for
+# a team, a dashboard or an upline's first purchase), and a refund WeChat has been asked for but not answered.
+PAID_ORDER_STATES = (OrderStatus.PAID, OrderStatus.COMPLETED)
+
+
 class PaymentStatus(StrEnum):
     CREATED = "created"
     PAID = "paid"
@@ -173,6 +178,9 @@ class RefundStatus(StrEnum):
     REJECTED = "rejected"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # refused by WeChat, or closed after it accepted it (then wechat_refund_id is set)
+
+
+REFUNDS_IN_FLIGHT = (RefundStatus.APPROVED, RefundStatus.PROCESSING)  # with WeChat, result not known yet
 
 
 class Refund(db.Model):

@@ -3,6 +3,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -28,8 +29,10 @@ class StockLevel(db.Model):
     reserved: Mapped[int] = mapped_column(default=0)
     low_stock_threshold: Mapped[int] = mapped_column(default=0)
 
-    @property
+    @hybrid_property
     def available(self) -> int:
+        """What can still be sold or shipped: on hand less what paid orders hold. The same expression in a query
+        (``StockLevel.available >= n``) and on a loaded row."""
         return self.on_hand - self.reserved
 
 

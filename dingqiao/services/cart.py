@@ -255,7 +255,7 @@ def pickup_stock(session: Session, quantities: dict[int, int], outlets: list[Out
         return PickupStock({}, [])
     names = dict(session.execute(select(Product.id, Product.name).where(Product.id.in_(quantities))).all())
     levels = {(location_id, product_id): available for location_id, product_id, available in session.execute(
-        select(StockLevel.location_id, StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved)
+        select(StockLevel.location_id, StockLevel.product_id, StockLevel.available)
         .where(StockLevel.location_id.in_([o.location_id for o in outlets]), StockLevel.product_id.in_(quantities)))}
     missing = {}
     short_products = set()
@@ -270,11 +270,11 @@ def pickup_stock(session: Session, quantities: dict[int, int], outlets: list[Out
     shortages = []
     for product_id in sorted(short_products):
         having = session.execute(
-            select(Outlet.name, StockLevel.on_hand - StockLevel.reserved)
+            select(Outlet.name, StockLevel.available)
             .join(StockLevel, StockLevel.location_id == Outlet.location_id)
             .where(Outlet.status == SiteStatus.ACTIVE, StockLevel.product_id == product_id,
-                   StockLevel.on_hand - StockLevel.reserved >= quantities[product_id])
-            .order_by((StockLevel.on_hand - StockLevel.reserved).desc(), Outlet.id).limit(OUTLETS_SUGGESTED)
+                   StockLevel.available >= quantities[product_id])
+            .order_by(StockLevel.available.desc(), Outlet.id).limit(OUTLETS_SUGGESTED)
         ).all()
         shortages.append(Shortage(product_id, names.get(product_id, ""), quantities[product_id], most[product_id],
                                   [(name, units) for name, units in having]))

@@ -82,7 +82,7 @@ def _over_active_outlets(aggregate):
     """``aggregate`` (sum or max) of what active outlets can still hand over (on hand − reserved) of the product
     of the enclosing query, 0 when none has any. (A SUM is a numeric on Postgres: the cast keeps it an int.)"""
     return (
-        select(cast(func.coalesce(aggregate(StockLevel.on_hand - StockLevel.reserved), 0), BigInteger))
+        select(cast(func.coalesce(aggregate(StockLevel.available), 0), BigInteger))
         .join(StockLocation, StockLocation.id == StockLevel.location_id)
         .join(Outlet, Outlet.location_id == StockLocation.id)
         .where(StockLevel.product_id == Product.id, StockLocation.kind == LocationKind.OUTLET,

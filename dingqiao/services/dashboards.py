@@ -9,13 +9,14 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import (
+    EARNING_COMMISSION_STATES,
     MONEY_REVIEWERS,
+    PAID_ORDER_STATES,
     AdminUser,
     AuditLog,
     CaseStatus,
     CommissionKind,
     CommissionLine,
-    CommissionStatus,
     FactoryStore,
     IdentityApplication,
     Order,
@@ -35,8 +36,6 @@ from .catalog import PRICE_COLUMNS, PRICE_LABELS, change_bps
 from .periods import Buckets, bucket_sums, china_midnight, china_today, days_between, last_months
 from .queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 
-PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
-EARNED = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
 DEFAULT_DAYS = 30
 
 
@@ -55,7 +54,7 @@ def _outlet_figures(session: Session, outlet: Outlet, start: datetime, end: date
     fees = session.scalar(
         select(func.coalesce(func.sum(CommissionLine.amount_fen), 0))
         .where(CommissionLine.beneficiary_user_id == outlet.owner_user_id,
-               CommissionLine.kind == CommissionKind.SERVICE_FEE, CommissionLine.status.in_(EARNED),
+               CommissionLine.kind == CommissionKind.SERVICE_FEE, CommissionLine.status.in_(EARNING_COMMISSION_STATES),
                CommissionLine.created_at >= start, CommissionLine.created_at < end)
     )
     return Figures(int(pickups), int(sales), int(fees))
@@ -110,14 +109,14 @@ class OutletRank:
 def factory_dashboard(session: Session, factory: FactoryStore, buckets: Buckets) -> dict:
     """The region's paid sales by day, per outlet (the ranking) and the restock volume shipped by day."""
     region_outlets = select(Outlet.id).where(Outlet.region_id == factory.region_id)
-    paid_in_region = (Order.outlet_id.in_(region_outlets), Order.status.in_(PAID))
+    paid_in_region = (Order.outlet_id.in_(region_outlets), Order.status.in_(PAID_ORDER_STATES))
     by_day = bucket_sums(session, buckets, Order.paid_at, Order.total_fen, *paid_in_region)
     ranking = [
         OutletRank(outlet_id, name, int(orders), int(sales))
         for outlet_id, name, orders, sales in session.execute(
             select(Outlet.id, Outlet.name, func.count(Order.id), func.coalesce(func.sum(Order.total_fen), 0))
             .join(Order, Order.outlet_id == Outlet.id)
-            .where(Outlet.region_id == factory.region_id, Order.status.in_(PAID),
+            .where(Outlet.region_id == factory.region_id, Order.status.in_(PAID_ORDER_STATES),
                    Order.paid_at >= buckets.start, Order.paid_at < buckets.end)
             .group_by(Outlet.id, Outlet.name).order_by(func.sum(Order.total_fen).desc(), Outlet.id)
         )
@@ -191,7 +190,7 @@ class AdminOverview:
 def _period_figures(session: Session, start: datetime, end: datetime) -> PeriodFigures:
     orders, sales = session.execute(
         select(func.count(), func.coalesce(func.sum(Order.total_fen), 0))
-        .where(Order.paid_at >= start, Order.paid_at < end, Order.status.in_(PAID))
+        .where(Order.paid_at >= start, Order.paid_at < end, Order.status.in_(PAID_ORDER_STATES))
     ).one()
     members = session.scalar(select(func.count()).select_from(User).where(User.created_at >= start, User.created_at < end))
     return PeriodFigures(int(sales), int(orders), int(members))
@@ -274,7 +273,7 @@ def sales_trend(session: Session, now: datetime | None = None, days: int = DEFAU
     """The last ``days`` China-time days: sales and paid orders per day, for the dashboard chart."""
     today = china_today(now or utcnow())
     buckets = days_between(today - timedelta(days=days - 1), today)
-    paid = (Order.status.in_(PAID),)
+    paid = (Order.status.in_(PAID_ORDER_STATES),)
     return {
         "sales": {"labels": buckets.labels, "unit": "fen",
                   "series": [{"label": "销售额", "data": bucket_sums(session, buckets, Order.paid_at, Order.total_fen, *paid)}]},

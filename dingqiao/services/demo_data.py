@@ -322,7 +322,7 @@ def seed_demo_history(session: Session) -> int:
         buyer, outlet = members[index % len(members)], outlets[index % len(outlets)]
         stocked = session.scalars(
             select(StockLevel.product_id).where(StockLevel.location_id == outlet.location_id,
-                                                StockLevel.on_hand - StockLevel.reserved > 2).order_by(StockLevel.product_id)
+                                                StockLevel.available > 2).order_by(StockLevel.product_id)
         ).all()
         product_id = stocked[(index * 7) % len(stocked)]
         order = place_order(session, buyer, outlet.id, {product_id: 1 + index % 2}, timeout_minutes=15, from_cart=False)

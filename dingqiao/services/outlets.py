@@ -133,7 +133,7 @@ def _outlets_with_goods(session: Session, location_ids: list[int], quantities: d
         return set(location_ids) if not quantities else set()
     enough: dict[int, int] = {}
     rows = session.execute(
-        select(StockLevel.location_id, StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved).where(
+        select(StockLevel.location_id, StockLevel.product_id, StockLevel.available).where(
             StockLevel.location_id.in_(location_ids), StockLevel.product_id.in_(quantities)
         )
     )

@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from ..db import serialize_writers, write_transaction
 from ..models import (
     MONEY_REVIEWERS,
+    PAID_ORDER_STATES,
     AdminUser,
     BindingAttempt,
     BindingSource,
     Order,
-    OrderStatus,
     ReferralBinding,
     TeamPath,
     User,
@@ -30,7 +30,6 @@ from .accounts import admin_reason, clean_referral_code, new_referral_code
 from .audit import record_audit
 
 BINDING_LOCK_KEY = 5_021_001  # advisory-lock key: bindings run one at a time on Postgres (no cross cycles)
-PAID_STATES = (OrderStatus.PAID, OrderStatus.COMPLETED)
 
 REFUSALS = {
     "unknown_code": "推广码不存在。",
@@ -205,7 +204,7 @@ def _replaceable(session: Session, binding: ReferralBinding, now: datetime) -> b
     if binding.locked_until is None or binding.locked_until > now:
         return False
     bought = session.scalar(
-        select(func.count()).select_from(Order).where(Order.user_id == binding.user_id, Order.status.in_(PAID_STATES))
+        select(func.count()).select_from(Order).where(Order.user_id == binding.user_id, Order.status.in_(PAID_ORDER_STATES))
     )
     return not bought
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import (
     MONEY_REVIEWERS,
+    REFUNDS_IN_FLIGHT,
     AdminUser,
     Order,
     OrderStatus,
@@ -37,7 +38,6 @@ from .settlement import on_order_refunded
 
 MAX_REASON_LENGTH = 200
 # Waiting for WeChat's answer or result: the cron asks WeChat about these.
-IN_FLIGHT = (RefundStatus.APPROVED, RefundStatus.PROCESSING)
 
 log = logging.getLogger(__name__)
 # WeChat's final refund results as our refund's status (the adapter's outcomes are not our column's values).
@@ -207,7 +207,7 @@ def apply_refund_result(session: Session, result: RefundResult) -> bool:
             return False
         if result.state == RefundState.PROCESSING:
             if result.reason:
-                session.execute(update(Refund).where(Refund.id == refund.id, Refund.status.in_(IN_FLIGHT))
+                session.execute(update(Refund).where(Refund.id == refund.id, Refund.status.in_(REFUNDS_IN_FLIGHT))
                                 .values(status=RefundStatus.PROCESSING, reject_reason=result.reason[:200]))
             return False
         now = utcnow()
@@ -218,7 +218,7 @@ def apply_refund_result(session: Session, result: RefundResult) -> bool:
             final["reject_reason"] = result.reason[:200]
         moved = session.execute(
             update(Refund).where(Refund.id == refund.id, Refund.out_refund_no == result.out_refund_no,
-                                 Refund.status.in_(IN_FLIGHT))
+                                 Refund.status.in_(REFUNDS_IN_FLIGHT))
             .values(**final)
         ).rowcount
         order = session.get(Order, refund.order_id)
@@ -267,7 +267,7 @@ def reconcile_refunds(session: Session, gateway: PayGateway, asked_before: datet
     not know, or cannot tell about now, is left for finance's retry or the next run."""
     due = session.execute(
         select(Refund.id, Refund.out_refund_no, Refund.status)
-        .where(Refund.status.in_(IN_FLIGHT), Refund.reviewed_at <= asked_before)
+        .where(Refund.status.in_(REFUNDS_IN_FLIGHT), Refund.reviewed_at <= asked_before)
         .order_by(Refund.reviewed_at).limit(batch)
     ).all()
     due_stray = session.scalars(

@@ -116,7 +116,7 @@ class RestockPreview:
 def supplier_available(session: Session, supplier_location_id: int, product_ids) -> dict[int, int]:
     """Units the supplier can ship (on hand, not reserved for its own buyers), per product."""
     return dict(session.execute(
-        select(StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved)
+        select(StockLevel.product_id, StockLevel.available)
         .where(StockLevel.location_id == supplier_location_id, StockLevel.product_id.in_(list(product_ids)))).all())
 
 

@@ -22,7 +22,7 @@ class OutOfStock(DomainError):
 # Prebuilt (see db.run): every order reserves, every pickup hands over, every unpaid cancel releases.
 _RESERVE = (update(StockLevel)
             .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
-                   StockLevel.on_hand - StockLevel.reserved >= bindparam("units"))
+                   StockLevel.available >= bindparam("units"))
             .values(reserved=StockLevel.reserved + bindparam("units")))
 _RELEASE = (update(StockLevel)
             .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
@@ -70,11 +70,11 @@ def take_stock(session: Session, *, location_id: int, product_id: int, quantity:
     taken = session.execute(
         update(StockLevel)
         .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
-               StockLevel.on_hand - StockLevel.reserved >= quantity)
+               StockLevel.available >= quantity)
         .values(on_hand=StockLevel.on_hand - quantity)
     ).rowcount
     if taken != 1:
-        available = session.scalar(select(StockLevel.on_hand - StockLevel.reserved).where(
+        available = session.scalar(select(StockLevel.available).where(
             StockLevel.location_id == location_id, StockLevel.product_id == product_id)) or 0
         raise OutOfStock(f"{product_name or '商品'}可发库存只有 {available} 件，不够发 {quantity} 件。")
     session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,

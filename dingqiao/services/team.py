@@ -7,13 +7,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Order, OrderStatus, ReferralBinding, TeamPath, User
+from ..models import PAID_ORDER_STATES, Order, ReferralBinding, TeamPath, User
 from ..models.base import utcnow
 from .commissions import DEFAULT_REFERRAL_DEPTH, current_rule
 from .periods import bucket_sums, last_months, last_weeks
 from .redemption import mask_name
 
-PAID = (OrderStatus.PAID, OrderStatus.COMPLETED)
 LIST_LIMIT = 50
 
 
@@ -57,7 +56,7 @@ def team_board(session: Session, user_id: int, now: datetime | None = None) -> T
         .group_by(TeamPath.depth)
     ).all())
     month_start = last_months(now, 1).start  # months are China-time months
-    sales = select(func.coalesce(func.sum(Order.total_fen), 0)).where(Order.user_id.in_(team), Order.status.in_(PAID))
+    sales = select(func.coalesce(func.sum(Order.total_fen), 0)).where(Order.user_id.in_(team), Order.status.in_(PAID_ORDER_STATES))
     total = session.scalar(sales)
     month = session.scalar(sales.where(Order.paid_at >= month_start))
     new_this_week = session.scalar(
@@ -66,7 +65,7 @@ def team_board(session: Session, user_id: int, now: datetime | None = None) -> T
     )
     per_member = (
         select(Order.user_id, func.sum(Order.total_fen).label("sales"))
-        .where(Order.user_id.in_(team), Order.status.in_(PAID)).group_by(Order.user_id).subquery()
+        .where(Order.user_id.in_(team), Order.status.in_(PAID_ORDER_STATES)).group_by(Order.user_id).subquery()
     )
     rows = session.execute(
         select(User.nickname, User.referral_code, TeamPath.depth, ReferralBinding.bound_at, per_member.c.sales)
@@ -93,7 +92,7 @@ def team_trends(session: Session, user_id: int, now: datetime | None = None, wee
     month_buckets = last_months(now, months)
     joined = bucket_sums(session, week_buckets, ReferralBinding.bound_at, 1, ReferralBinding.user_id.in_(team))
     sales = bucket_sums(session, month_buckets, Order.paid_at, Order.total_fen,
-                        Order.user_id.in_(team), Order.status.in_(PAID))
+                        Order.user_id.in_(team), Order.status.in_(PAID_ORDER_STATES))
     return {
         "new_members": {"labels": week_buckets.labels, "series": [{"label": "新增成员", "data": joined}],
                         "unit": "people"},

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..china_time import CHINA_TIME
 from ..db import run
-from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
+from ..models import EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, LedgerEntry, Wallet
 from ..models.base import utcnow
 from . import DomainError
 from .audit import record_audit
@@ -130,13 +130,12 @@ def earnings(session: Session, user_id: int, *, kind: str | None = None, month: 
     return list(session.scalars(query.order_by(CommissionLine.created_at.desc(), CommissionLine.id.desc()).limit(limit)))
 
 
-EARNING_STATES = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)  # reversed and clawed-back lines earned nothing
 
 
 def earnings_overview(session: Session, user_id: int, now: datetime | None = None, months: int = 6) -> dict:
     """Chart data for the wallet: earnings by kind (all time) and by month and kind (China-time months).
     Lines a refund reversed or clawed back are left out."""
-    mine = (CommissionLine.beneficiary_user_id == user_id, CommissionLine.status.in_(EARNING_STATES))
+    mine = (CommissionLine.beneficiary_user_id == user_id, CommissionLine.status.in_(EARNING_COMMISSION_STATES))
     totals = dict(session.execute(
         select(CommissionLine.kind, func.sum(CommissionLine.amount_fen)).where(*mine).group_by(CommissionLine.kind)
     ).all())

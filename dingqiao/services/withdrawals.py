@@ -8,7 +8,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import MONEY_REVIEWERS, AdminUser, LedgerEntry, LedgerKind, User, Wallet, Withdrawal, WithdrawalStatus
+from ..models import (MONEY_REVIEWERS, WITHDRAWALS_PAYING_OUT, AdminUser, LedgerEntry, LedgerKind, User, Wallet,
+                      Withdrawal, WithdrawalStatus)
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayGateway, TransferResult, TransferState
@@ -23,7 +24,6 @@ from .wallet import post_entry
 
 BPS = 10_000
 # Leaving REQUESTED for these starts a payout: the wallet must not be in debt (see _refuse_payout_while_in_debt).
-PAYS_OUT = (WithdrawalStatus.APPROVED, WithdrawalStatus.PAID)
 TRANSFER_REMARK = "顶俏收益提现"  # what the member reads on the transfer, legacy or 商家转账 (≤ 32 characters)
 MAX_WITHDRAWAL_FEN = 20_000_00  # WeChat's single-transfer ceiling for 企业付款 is ¥20,000
 
@@ -481,7 +481,7 @@ def _finish(session: Session, admin: AdminUser | None, withdrawal_id: int, expec
             raise NotFound("提现申请不存在。")
         if not moved:
             raise WithdrawalError("该提现申请已处理。")
-        if expected == WithdrawalStatus.REQUESTED and new in PAYS_OUT:
+        if expected == WithdrawalStatus.REQUESTED and new in WITHDRAWALS_PAYING_OUT:
             _refuse_payout_while_in_debt(session, withdrawal)
         amount = withdrawal.amount_fen
         if new == WithdrawalStatus.APPROVED:

@@ -17,7 +17,7 @@ from ...services.logins import end_login_session, member_policy, open_login_sess
 from ...services.referrals import BindingRefused, bind_upline
 from ...wechat import WeChatError, WeChatSettings
 from ...wechat import oauth as wechat_oauth
-from ...web import parse_id
+from ...web import parse_id, public_url
 from ..common import current_admin, current_member, login_client, safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -51,9 +51,7 @@ def _try_binding(user_id: int, code: str) -> None:
 
 
 def _callback_url() -> str:
-    base = current_app.config["PUBLIC_BASE_URL"]
-    path = url_for("auth.wechat_callback")
-    return base + path if base else url_for("auth.wechat_callback", _external=True)
+    return public_url(url_for("auth.wechat_callback"))
 
 
 @bp.get("/login")

@@ -14,7 +14,7 @@ from ...services.payments import cancel_member_order, check_payment, demo_pay as
 from ...services.refunds import request_refund
 from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...wechat import WeChatError, pay_gateways
-from ...web import redirect_after_post, render_page
+from ...web import public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
@@ -25,8 +25,7 @@ PAGE_SIZE = 20
 
 def pickup_url(code: str) -> str:
     """What the pickup QR holds: the outlet's confirm page for this code (scanned by outlet staff)."""
-    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
-    return f"{base}/outlet/redeem/{code}"
+    return public_url(f"/outlet/redeem/{code}")
 
 
 @bp.get("/")
@@ -115,8 +114,7 @@ def refund(order_no: str):
 
 
 def _notify_url() -> str:
-    base = current_app.config["PUBLIC_BASE_URL"]
-    return base + url_for("wechat.pay_notify") if base else url_for("wechat.pay_notify", _external=True)
+    return public_url(url_for("wechat.pay_notify"))
 
 
 def _back_to(order_no: str):

@@ -18,7 +18,7 @@ from ...services.team import team_board, team_trends
 from ...services.upgrades import ApplicationInput, apply_for_identity, upgrade_progress, withdraw_application
 from ...services.wallet import wallet_view
 from ...wechat import WeChatError, js_sdk
-from ...web import arg_id, error_response, html_response, parse_id, redirect_after_post, render_page
+from ...web import arg_id, error_response, html_response, parse_id, public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
 
 bp = Blueprint("me", __name__, url_prefix="/me")
@@ -36,9 +36,8 @@ def index():
 
 
 def share_link(member, product_id: int | None = None) -> str:
-    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
     path = f"/products/{product_id}" if product_id else "/"
-    return f"{base}{path}?ref={member.referral_code}"
+    return public_url(f"{path}?ref={member.referral_code}")
 
 
 @bp.post("/phone")

@@ -50,7 +50,7 @@ def new():
     products = db.session.scalars(select(Product).where(Product.is_on_sale.is_(True))
                                   .order_by(Product.sort_order, Product.id)).all()
     available = dict(db.session.execute(
-        select(StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved)
+        select(StockLevel.product_id, StockLevel.available)
         .where(StockLevel.location_id == supplier_id)).all())
     return render_page("restock/new.html", products=products, tier=tier, available=available,
                        supplier=location_name(db.session, supplier_id), preview=RestockPreview(0, 0, []))
@@ -77,7 +77,7 @@ def detail(restock_id: int):
     products = {p.id: p for p in db.session.scalars(
         select(Product).where(Product.id.in_([item.product_id for item in order.items])))}
     available = dict(db.session.execute(
-        select(StockLevel.product_id, StockLevel.on_hand - StockLevel.reserved)
+        select(StockLevel.product_id, StockLevel.available)
         .where(StockLevel.location_id == order.from_location_id)).all())
     return render_page("restock/detail.html", order=order, products=products, available=available,
                        is_supplier=g.party.location_id == order.from_location_id,

@@ -23,7 +23,7 @@ from ...services.redemption import find_for_redemption, mask_name, redeem, staff
 from ...services.staff import accept_invite, create_invite, invite_preview, remove_staff, staff_of
 from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...services.team import team_board
-from ...web import redirect_after_post, render_page
+from ...web import public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
 
 bp = Blueprint("outlet", __name__, url_prefix="/outlet")
@@ -143,8 +143,7 @@ def invite():
     """A fresh one-time link as a QR code; shown once, here (only its hash is stored)."""
     outlet = g.outlet
     created, token = create_invite(db.session, current_member().id)
-    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
-    link = f"{base}{url_for('outlet.join', token=token)}"
+    link = public_url(url_for("outlet.join", token=token))
     buffer = io.BytesIO()
     qrcode.make(link, box_size=8, border=2).save(buffer, format="PNG")
     qr = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -24,6 +24,7 @@ from ...wechat.callback import (
     signature_ok,
 )
 from ...wechat.pay import InvalidNotification, notify_reply
+from ...web import public_url
 from ...wechat.pay_v3 import notify_reply_v3
 
 bp = Blueprint("wechat", __name__, url_prefix="/wechat")
@@ -163,7 +164,7 @@ def jssdk_config():
     if not talks_to_wechat(current_app.config):
         return {"enabled": False}
     url = request.args.get("url", "")
-    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
+    base = public_url()
     if not (url == base or url.startswith(base + "/")) or len(url) > 2048:
         return {"error": "只能为本站页面签名"}, 400
     try:
@@ -238,7 +239,7 @@ def callback():
             raise
     if event.kind == "unsubscribe":
         current_app.logger.info("wechat unsubscribe: openid=%s", event.openid)
-    reply = reply_to(event, config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/"))
+    reply = reply_to(event, public_url())
     if not reply:
         return _text("success")  # tells WeChat not to retry; accepted in every mode
     return _xml(crypto.encrypt(reply, timestamp, nonce) if crypto else reply)
