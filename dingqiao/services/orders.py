@@ -3,7 +3,7 @@ status inside one write transaction, so a duplicate or concurrent change finds n
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ..china_time import CHINA_TIME
@@ -27,6 +27,7 @@ from .stock import release_stock, reserve_stock
 MAX_ORDER_LINES = 30
 # No sale without a commission rule: a sale before one is published would owe commissions nobody could compute.
 NOT_OPEN_YET = "本店还在筹备中，暂未开业，请稍后再来下单。"
+EXPIRED_REASON = "超时未支付"
 
 
 class OrderError(DomainError):
@@ -171,6 +172,42 @@ def cancel_if_expired(session: Session, order: Order, now: datetime | None = Non
         return cancel_unpaid(session, order, now)
 
 
+def member_orders(session: Session, user_id: int, status: str = "", *, limit: int,
+                  now: datetime | None = None) -> list[Order]:
+    """The member's latest orders, newest first, only those in ``status`` when it names one. Their unpaid orders
+    past the deadline are expired first (``expire_member_orders``), so the list shows them as they are."""
+    expire_member_orders(session, user_id, now)
+    statement = select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc()).limit(limit)
+    if status in set(OrderStatus):
+        statement = statement.where(Order.status == status)
+    return list(session.scalars(statement))
+
+
+def _due_for_lazy_expiry(now: datetime):
+    """Unpaid, past the deadline, and never sent to WeChat (those are the cron job's: it asks WeChat first)."""
+    return (Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now,
+            ~exists().where(Payment.order_id == Order.id))
+
+
+def expire_member_orders(session: Session, user_id: int, now: datetime | None = None) -> int:
+    """Lazy expiry of one member's orders at once: one read finds whether any is due (usually none, and then
+    nothing is written); if so one conditional UPDATE cancels them all ("超时未支付") and their reservations are
+    released in the same write transaction. An order paid or sent to WeChat meanwhile no longer matches the
+    UPDATE and is left alone. Returns how many were cancelled."""
+    now = now or utcnow()
+    if session.scalar(select(Order.id).where(Order.user_id == user_id, *_due_for_lazy_expiry(now)).limit(1)) is None:
+        return 0
+    with write_transaction(session):
+        cancelled = session.execute(
+            update(Order).where(Order.user_id == user_id, *_due_for_lazy_expiry(now))
+            .values(status=OrderStatus.CANCELLED, cancelled_at=now, cancel_reason=EXPIRED_REASON)
+            .returning(Order.id, Order.outlet_id).execution_options(synchronize_session=False)
+        ).all()
+        for order_id, outlet_id in sorted(cancelled):  # a fixed order: stock rows are locked the same way each time
+            _release(session, order_id, outlet_id)
+    return len(cancelled)
+
+
 def due_unpaid_orders(session: Session, now: datetime, batch: int) -> list[Order]:
     return list(session.scalars(
         select(Order).where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now)
@@ -180,15 +217,19 @@ def due_unpaid_orders(session: Session, now: datetime, batch: int) -> list[Order
 
 def cancel_unpaid(session: Session, order: Order, now: datetime | None = None) -> bool:
     """Inside a write transaction: PENDING_PAYMENT → CANCELLED (timed out) and release the reservation."""
-    return _cancel(session, order, "超时未支付", now)
+    return _cancel(session, order, EXPIRED_REASON, now)
 
 
 def release_order_stock(session: Session, order: Order) -> None:
-    location_id = session.scalar(select(Outlet.location_id).where(Outlet.id == order.outlet_id))
-    items = session.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.product_id))
+    _release(session, order.id, order.outlet_id)
+
+
+def _release(session: Session, order_id: int, outlet_id: int) -> None:
+    location_id = session.scalar(select(Outlet.location_id).where(Outlet.id == outlet_id))
+    items = session.scalars(select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.product_id))
     for item in items:
         release_stock(session, location_id=location_id, product_id=item.product_id, quantity=item.quantity,
-                      order_id=order.id)
+                      order_id=order_id)
 
 
 def _cancel(session: Session, order: Order, reason: str, now: datetime | None = None) -> bool:

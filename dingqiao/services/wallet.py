@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from ..china_time import CHINA_TIME
 from ..db import run
-from ..models import EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, LedgerEntry, Wallet
+from ..models import (EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, LedgerEntry, Order, User, Wallet,
+                      Withdrawal)
 from ..models.base import utcnow
-from . import DomainError
+from . import DomainError, NotFound
 from .audit import record_audit
 from .periods import bucket_sums, last_months, to_utc
 
@@ -152,3 +153,26 @@ def earnings_overview(session: Session, user_id: int, now: datetime | None = Non
         "by_month": {"labels": buckets.labels, "series": [s for s in by_month if any(s["data"])] or by_month[:1],
                      "unit": "fen"},
     }
+
+
+def recent_withdrawals(session: Session, user_id: int, limit: int = 20) -> list[Withdrawal]:
+    """The member's latest withdrawal requests, newest first (the wallet's 提现记录)."""
+    return list(session.scalars(
+        select(Withdrawal).where(Withdrawal.user_id == user_id).order_by(Withdrawal.id.desc()).limit(limit)))
+
+
+class EarningDetail(NamedTuple):
+    line: CommissionLine
+    order: Order
+    buyer_nickname: str  # the caller masks it: a beneficiary never sees who bought in full
+
+
+def earning_detail(session: Session, user_id: int, line_id: int) -> EarningDetail:
+    """One line of 收益明细 with its order. Someone else's line is NotFound, like a missing one, so ids cannot
+    be probed."""
+    line = session.scalar(select(CommissionLine).where(CommissionLine.id == line_id,
+                                                       CommissionLine.beneficiary_user_id == user_id))
+    if line is None:
+        raise NotFound("收益记录不存在。")
+    order = session.get(Order, line.order_id)
+    return EarningDetail(line, order, session.scalar(select(User.nickname).where(User.id == order.user_id)) or "")

@@ -5,10 +5,9 @@ import io
 import qrcode
 import qrcode.image.svg
 from flask import Blueprint, abort, current_app, make_response, request, url_for
-from sqlalchemy import select
 
 from ...extensions import db
-from ...models import Order, OrderStatus
+from ...models import OrderStatus
 from ...services import orders as order_service
 from ...services.payments import cancel_member_order, check_payment, demo_pay as pay_in_demo, start_payment
 from ...services.refunds import request_refund
@@ -30,14 +29,8 @@ def pickup_url(code: str) -> str:
 
 @bp.get("/")
 def index():
-    member = current_member()
     status = request.args.get("status", "")
-    query = select(Order).where(Order.user_id == member.id).order_by(Order.created_at.desc()).limit(PAGE_SIZE)
-    if status in set(OrderStatus):
-        query = query.where(Order.status == status)
-    orders = db.session.scalars(query).all()
-    for order in orders:
-        order_service.cancel_if_expired(db.session, order)
+    orders = order_service.member_orders(db.session, current_member().id, status, limit=PAGE_SIZE)
     return render_page("orders/index.html", block="order_list", orders=orders, status=status,
                        statuses=list(OrderStatus))
 

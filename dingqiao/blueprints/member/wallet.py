@@ -1,23 +1,26 @@
 """我的钱包: balances, earnings detail by kind and month, withdrawals."""
 from flask import Blueprint, current_app, jsonify, request, session, url_for
-from sqlalchemy import select
 
 from ...extensions import db, limiter
-from ...models import CommissionKind, CommissionLine, Order, User, Withdrawal
+from ...forms import refusal_status
+from ...models import CommissionKind
+from ...services import DomainError
+from ...services.accounts import set_member_phone
 from ...services.redemption import mask_name
-from ...services.wallet import earnings, earnings_overview, month_choices, parse_month, wallet_view
-from ...services.accounts import normalise_mobile, set_member_phone
-from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
-from ...services.withdrawals import (
-    WithdrawalRules,
-    check_transfer,
-    parse_yuan,
-    quote_withdrawal,
-    request_withdrawal,
+from ...services.wallet import (
+    earning_detail,
+    earnings,
+    earnings_overview,
+    month_choices,
+    parse_month,
+    recent_withdrawals,
+    wallet_view,
 )
+from ...services.withdrawals import WithdrawalRules, check_transfer, quote_withdrawal, request_withdrawal
 from ...wechat import pay_gateways, transfer_merchant
 from ...web import redirect_after_post, render_page
-from ..common import current_member, owned_or_404, require_member
+from ..common import current_member, require_member
+from .forms import WithdrawalForm
 
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 bp.before_request(require_member)
@@ -33,19 +36,27 @@ def index():
     return _wallet_page(notice=session.pop(NOTICE_KEY, ""))
 
 
-def _wallet_page(*, block: str = "earnings", **extra):
+def _wallet_page(*, block: str = "earnings", status_code: int = 200, **extra):
     member = current_member()
     kind = request.args.get("kind", "")
     month_raw = request.args.get("month", "")
     lines = earnings(db.session, member.id, kind=kind or None, month=parse_month(month_raw))
-    withdrawals = db.session.scalars(
-        select(Withdrawal).where(Withdrawal.user_id == member.id).order_by(Withdrawal.id.desc()).limit(20)
-    ).all()
+    extra.setdefault("form", WithdrawalForm(formdata=None, needs_phone=not member.phone))
     return render_page(
-        "wallet/index.html", block=block, wallet=wallet_view(db.session, member.id), lines=lines, withdrawals=withdrawals,
-        kinds=list(CommissionKind), kind=kind, month=month_raw, months=month_choices(), rules=WithdrawalRules.from_config(current_app.config),
-        merchant=transfer_merchant(current_app.config), needs_phone=not member.phone, **extra,
+        "wallet/index.html", block=block, status_code=status_code, wallet=wallet_view(db.session, member.id),
+        lines=lines, withdrawals=recent_withdrawals(db.session, member.id), kinds=list(CommissionKind), kind=kind,
+        month=month_raw, months=month_choices(), rules=_rules(), merchant=transfer_merchant(current_app.config),
+        needs_phone=not member.phone, **extra,
     )
+
+
+def _rules() -> WithdrawalRules:
+    return WithdrawalRules.from_config(current_app.config)
+
+
+def _refused(form: WithdrawalForm, status: int | None = None):
+    """The amount form again, each refusal next to its field and what was typed kept."""
+    return _wallet_page(block="withdraw_form", status_code=status or refusal_status(form), form=form)
 
 
 @bp.get("/earnings.json")
@@ -60,24 +71,29 @@ def earnings_json():
 def review_withdrawal():
     """提现 (or 全部提现): the amount and its fee to confirm, in place of the form; nothing moves yet."""
     member = current_member()
-    payee_name = request.form.get("payee_name", "")[:64]
-    phone = normalise_mobile(request.form.get("phone")) if not member.phone or request.form.get("phone") else ""
-    amount = None if request.form.get("fill") == "max" else parse_yuan(request.form.get("amount"))
-    quote = quote_withdrawal(db.session, member.id, amount, WithdrawalRules.from_config(current_app.config),
-                             payee_name=payee_name)
-    return _wallet_page(block="withdraw_form", quote=quote, phone=phone, payee_name=payee_name)
+    form = WithdrawalForm(needs_phone=not member.phone)
+    if not form.validate():
+        return _refused(form)
+    try:
+        quote = quote_withdrawal(db.session, member.id, form.amount.value, _rules(), payee_name=form.payee_name.data)
+    except DomainError as exc:  # too little, too much today, a name needed…: said where the amount is typed
+        form.amount.errors = [exc.message]
+        return _refused(form, exc.status)
+    return _wallet_page(block="withdraw_form", quote=quote, phone=form.phone.value or "",
+                        payee_name=form.payee_name.data)
 
 
 @bp.post("/withdrawals")
 def withdraw():
-    amount = parse_yuan(request.form.get("amount"))
-    member, phone = current_member(), request.form.get("phone")
+    member = current_member()
+    form = WithdrawalForm(needs_phone=not member.phone)
+    if not form.validate():
+        return _refused(form)
     # Finance may need to call about a payout. A repeated post carries the number just stored: nothing to change.
-    if not member.phone or (phone and normalise_mobile(phone) != member.phone):
-        set_member_phone(db.session, member.id, phone)
-    request_withdrawal(db.session, member.id, amount, WithdrawalRules.from_config(current_app.config),
-                       payee_name=request.form.get("payee_name", "")[:64],
-                       submission_key=request.form.get(SUBMISSION_KEY))
+    if form.phone.value and form.phone.value != member.phone:
+        set_member_phone(db.session, member.id, form.phone.value)
+    request_withdrawal(db.session, member.id, form.amount.value, _rules(), payee_name=form.payee_name.data,
+                       submission_key=form.key)
     session[NOTICE_KEY] = REQUESTED_NOTICE
     return redirect_after_post(url_for("wallet.index"))
 
@@ -97,7 +113,6 @@ def check_withdrawal(withdrawal_no: str):
 @bp.get("/earnings/<int:line_id>")
 def earning(line_id: int):
     """One line of 收益明细 with its order, showing the buyer only as a masked nickname."""
-    line = owned_or_404(CommissionLine, CommissionLine.beneficiary_user_id, current_member().id, id=line_id)
-    order = db.session.get(Order, line.order_id)
-    buyer = db.session.get(User, order.user_id)
-    return render_page("wallet/earning.html", line=line, order=order, buyer_name=mask_name(buyer.nickname))
+    detail = earning_detail(db.session, current_member().id, line_id)
+    return render_page("wallet/earning.html", line=detail.line, order=detail.order,
+                       buyer_name=mask_name(detail.buyer_nickname))

@@ -1,0 +1,59 @@
+"""What the member-facing forms (each blueprint package's forms.py) share: a field checked by a rule the services
+already own (web.parse_id, cart.parse_quantity, withdrawals.parse_yuan, accounts.normalise_mobile…), so the rule is
+written once and its Chinese message shows next to the field; and the first message of a refused form.
+
+Not a blueprint module: every package may use it without importing another package."""
+from collections.abc import Callable
+
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import StopValidation
+
+from .services import DomainError
+from .web import parse_id
+
+
+def first_error(form: FlaskForm) -> str:
+    """The first thing wrong with a refused form, for a page that shows one message."""
+    return next((str(message) for messages in form.errors.values() for message in messages), "请检查填写的内容。")
+
+
+def refusal_status(form: FlaskForm) -> int:
+    """The status a refused form answers with: its first rule's own (the service's, e.g. 409), else 400."""
+    return next((field.refusal_status for field in form if field.errors and getattr(field, "refusal_status", None)),
+                400)
+
+
+class RuleField(StringField):
+    """Text parsed by a service's rule: ``parse(text)`` returns the value (``field.value``) or raises a DomainError,
+    whose message becomes the field's error. ``optional`` leaves an empty field as ``None`` unchecked. The text as
+    typed stays in ``data`` so the form shows it again."""
+
+    def __init__(self, label: str = "", parse: Callable[[str], object] = str, *, optional: bool = False,
+                 default_text: str | None = None, **kwargs):
+        super().__init__(label, **kwargs)
+        self.parse, self.optional, self.default_text, self.value = parse, optional, default_text, None
+        self.refusal_status = None  # the HTTP status the rule's error carries, when it refused
+
+    def pre_validate(self, form) -> None:
+        text = self.data if self.data not in (None, "") else self.default_text
+        if self.optional and text in (None, ""):
+            self.value = None
+            return
+        try:
+            self.value = self.parse(text or "")
+        except DomainError as exc:
+            self.value, self.refusal_status = None, exc.status
+            raise StopValidation(exc.message) from exc
+
+
+def id_rule(message: str) -> Callable[[str], int]:
+    """web.parse_id with the field's own message for anything that is no id."""
+
+    def parse(text: str) -> int:
+        value = parse_id(text)
+        if value is None:
+            raise DomainError(message)
+        return value
+
+    return parse
