@@ -5,9 +5,8 @@ from urllib.parse import urlsplit
 
 from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from ..extensions import db, htmx
+from ..extensions import htmx
 from ..web import current_path
 from ..models import AdminRole, AdminUser, User
 from ..services.logins import LoginClient
@@ -50,16 +49,6 @@ def require_admin(*roles: AdminRole):
         return None
 
     return check
-
-
-def owned_or_404(model, owner_column, owner_id: int, **lookup):
-    """Load one row by ``lookup`` that belongs to ``owner_id``. Someone else's row is indistinguishable
-    from a missing one: 404, never 403, so ids cannot be probed."""
-    statement = select(model).filter_by(**lookup).where(owner_column == owner_id)
-    row = db.session.execute(statement).scalar_one_or_none()
-    if row is None:
-        abort(404)
-    return row
 
 
 def safe_next(target: str | None) -> str:

@@ -85,7 +85,7 @@ def wechat_callback():
     except WeChatError as exc:
         current_app.logger.warning("wechat oauth failed: errcode=%s %s", exc.errcode, exc)
         return render_template("auth/login_failed.html", message=exc.message), 502
-    user = login_wechat_user(db.session, profile, _kept(REF_SESSION_KEY))
+    user = login_wechat_user(db.session, profile, session.get(REF_SESSION_KEY))
     _start_session(user)
     return redirect(next_url)
 
@@ -118,17 +118,11 @@ def logout():
 
 
 def _start_session(user: User) -> None:
-    ref = _kept(REF_SESSION_KEY)
-    guest_cart = {int(pid): int(qty) for pid, qty in (_kept("cart") or {}).items()}
+    ref = session.get(REF_SESSION_KEY)
+    guest_cart = {int(pid): int(qty) for pid, qty in session.get("cart", {}).items()}
     session.clear()  # nothing from before the login carries over: the cart and the share code are used now
     complete_member_login(db.session, user, guest_cart=guest_cart, ref_code=ref, client=login_client(),
                           lifetime=member_policy(current_app.config).lifetime,
                           protection_days=current_app.config["BINDING_PROTECTION_DAYS"])
     login_user(user, remember=True)
     session.permanent = True
-
-
-def _kept(key: str):
-    """What the browser's signed session holds under ``key``, else None (indexing, not ``session.get``, which
-    tests/test_architecture.py's query finder cannot tell from a database session's primary-key load)."""
-    return session[key] if key in session else None

@@ -22,9 +22,7 @@ GUEST_CART_KEY = "cart"
 
 
 def guest_cart() -> dict[int, int]:
-    # Indexing, not session.get: tests/test_architecture.py's query finder reads that as a database load.
-    kept = session[GUEST_CART_KEY] if GUEST_CART_KEY in session else {}
-    return {int(pid): int(qty) for pid, qty in kept.items()}
+    return {int(pid): int(qty) for pid, qty in session.get(GUEST_CART_KEY, {}).items()}
 
 
 def _keep_guest_cart(cart: dict[int, int]) -> None:
