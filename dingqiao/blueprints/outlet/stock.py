@@ -66,4 +66,5 @@ def _refused(form: OutletForm, part: str):
     """The page (or, for htmx, the one row's form) with the refused form in its row, as typed."""
     rows = {str(row.product.id): row for row in location_stock(db.session, g.location_id)}
     row = rows.get(form.product_id.data or "")
-    return refused(form, PAGE, part, row=row, failed=form, **_page())
+    # A row not on the page (a stale or forged product id) has no form to hold the message: the page says it.
+    return refused(form, PAGE, part, row=row, failed=form, lost=row is None, **_page())
