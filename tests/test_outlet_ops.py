@@ -194,3 +194,38 @@ def test_the_outlet_and_factory_dashboards_count_the_region(app, world):
     assert member.get("/factory/").status_code == 403 and member.get("/outlet/dashboard").status_code == 403
     with app.app_context():
         assert db.session.scalar(select(Order.status).where(Order.order_no == order_no)) == OrderStatus.COMPLETED
+
+
+def test_refused_forms_say_why_next_to_the_field_and_keep_what_was_typed(app, world):
+    client = app.test_client()
+    log_in(client, world.outlet_owner)
+    token = {"csrf_token": csrf_token(client)}
+    page = client.post("/stock/adjust", data={**token, "product_id": world.product_id, "delta": "二", "note": "盘点"})
+    body = page.get_data(as_text=True)
+    assert page.status_code == 400 and "<html" in body
+    adjust_form = body[body.index(f'id="adjust-{world.product_id}"'):]
+    adjust_form = adjust_form[:adjust_form.index("</form>")]
+    assert 'value="二"' in adjust_form and 'value="盘点"' in adjust_form and 'aria-invalid="true"' in adjust_form
+    assert '<div class="dq-field-error" role="alert">请填写调整数量' in adjust_form
+    fragment = client.post("/stock/adjust", data={"product_id": world.product_id, "delta": "5", "note": " "},
+                           headers=htmx(client))
+    text = fragment.get_data(as_text=True)
+    assert fragment.status_code == 400 and fragment.headers["HX-Retarget"] == "#flash" and "<html" not in text
+    assert f'id="adjust-{world.product_id}"' in text and 'hx-swap-oob="true"' in text and "调整原因" in text
+    assert 'value="5"' in text  # the typed quantity comes back with the service's refusal
+
+    with app.app_context():
+        factory = db.session.scalar(select(FactoryStore))
+        adjust_stock(db.session, location_id=factory.location_id, product_id=world.product_id, delta=3, note="期初",
+                     actor_kind="system", actor_id=0)
+    over = client.post("/restock/", data={**token, f"qty-{world.product_id}": "7", "note": "周末"})
+    body = over.get_data(as_text=True)
+    assert over.status_code == 400 and "只有 3 件可发" in body
+    assert f'name="qty-{world.product_id}"' in body and 'value="7"' in body and 'value="周末"' in body
+    with app.app_context():
+        assert db.session.scalar(select(RestockOrder.id)) is None
+
+    factory_client = app.test_client()
+    log_in(factory_client, world.factory_owner)
+    wrong_day = factory_client.get("/factory/?from=2020-02-30&to=2020-03-10").get_data(as_text=True)
+    assert "日期格式应为" in wrong_day and 'name="to" value="2020-03-10"' in wrong_day

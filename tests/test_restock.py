@@ -96,7 +96,12 @@ def test_a_restock_round_trip_moves_exactly_the_shipped_quantities(app, chain):
 def test_shipping_more_than_on_hand_or_than_ordered_is_refused_and_changes_nothing(app, chain):
     world, factory_loc, _, _ = chain
     with app.app_context():
+        # Ordered while the factory store had 60; 20 broke before shipping, so 40 are left to ship from.
+        adjust_stock(db.session, location_id=factory_loc, product_id=world.product_id, delta=20, note="到货",
+                     actor_kind="system", actor_id=0)
         order = place_restock(db.session, world.outlet_owner, {world.product_id: 60})
+        adjust_stock(db.session, location_id=factory_loc, product_id=world.product_id, delta=-20, note="破损",
+                     actor_kind="system", actor_id=0)
         factory = party_for_user(db.session, world.factory_owner)
         with pytest.raises(OutOfStock, match="可发库存只有 40 件"):
             ship_restock(db.session, factory, order.id, {world.product_id: 50})

@@ -70,19 +70,20 @@ def outlet_summary(session: Session, outlet: Outlet, now: datetime | None = None
     }
 
 
+def parse_day(raw: str | None) -> date | None:
+    """A date picker's day (YYYY-MM-DD), or None when missing or not a day."""
+    try:
+        return date.fromisoformat(raw) if raw and len(raw) == 10 and raw.isascii() else None
+    except ValueError:
+        return None
+
+
 def parse_range(first: str | None, last: str | None, now: datetime | None = None) -> Buckets:
     """A date-range picker's ``from``/``to`` (YYYY-MM-DD) → day buckets; the last 30 days when missing or bad;
     at most a quarter."""
     today = china_today(now or utcnow())
-
-    def parse(raw: str | None) -> date | None:
-        try:
-            return date.fromisoformat(raw) if raw and len(raw) == 10 and raw.isascii() else None
-        except ValueError:
-            return None
-
-    end = parse(last) or today
-    start = parse(first) or end - timedelta(days=DEFAULT_DAYS - 1)
+    end = parse_day(last) or today
+    start = parse_day(first) or end - timedelta(days=DEFAULT_DAYS - 1)
     return days_between(start, min(end, today + timedelta(days=1)))
 
 
@@ -112,9 +113,10 @@ def factory_dashboard(session: Session, factory: FactoryStore, buckets: Buckets)
     paid_in_region = (Order.outlet_id.in_(region_outlets), Order.status.in_(PAID_ORDER_STATES))
     by_day = bucket_sums(session, buckets, Order.paid_at, Order.total_fen, *paid_in_region)
     ranking = [
-        OutletRank(outlet_id, name, int(orders), int(sales))
-        for outlet_id, name, orders, sales in session.execute(
-            select(Outlet.id, Outlet.name, func.count(Order.id), func.coalesce(func.sum(Order.total_fen), 0))
+        OutletRank(row.outlet_id, row.name, int(row.orders), int(row.sales_fen))
+        for row in session.execute(
+            select(Outlet.id.label("outlet_id"), Outlet.name, func.count(Order.id).label("orders"),
+                   func.coalesce(func.sum(Order.total_fen), 0).label("sales_fen"))
             .join(Order, Order.outlet_id == Outlet.id)
             .where(Outlet.region_id == factory.region_id, Order.status.in_(PAID_ORDER_STATES),
                    Order.paid_at >= buckets.start, Order.paid_at < buckets.end)

@@ -163,27 +163,59 @@ def outlet_owned_by(session: Session, user_id: int) -> Outlet | None:
     return session.scalar(select(Outlet).where(Outlet.owner_user_id == user_id))
 
 
-def clean_profile(form: OutletProfileInput) -> dict:
-    """The profile's fields, checked; a Chinese message for the first one that is wrong."""
-    name = " ".join(form.name.split())
-    address = " ".join(form.address.split())
+def factory_owned_by(session: Session, user_id: int) -> FactoryStore | None:
+    return session.scalar(select(FactoryStore).where(FactoryStore.owner_user_id == user_id))
+
+
+# One rule per field of the profile, each raising its Chinese message: clean_profile applies them all, and the
+# owner's form (blueprints/outlet/forms.py) runs each on its own field to show the message next to it.
+
+def clean_name(raw: str) -> str:
+    name = " ".join(raw.split())
     if not 2 <= len(name) <= 32:
         raise OutletProfileError("店名需为 2 到 32 个字。")
+    return name
+
+
+def clean_address(raw: str) -> str:
+    address = " ".join(raw.split())
     if not 5 <= len(address) <= 120:
         raise OutletProfileError("请填写详细地址（5 到 120 个字）。")
-    phone = form.phone.strip()
+    return address
+
+
+def clean_phone(raw: str) -> str:
+    phone = raw.strip()
     if not PHONE_PATTERN.match(phone):
         raise OutletProfileError("请填写可以联系到门店的电话。")
-    hours = " ".join(form.opening_hours.split())
+    return phone
+
+
+def clean_opening_hours(raw: str) -> str:
+    hours = " ".join(raw.split())
     if len(hours) > 32:
         raise OutletProfileError("营业时间最多 32 个字。")
-    values = {"name": name, "address": address, "phone": phone, "opening_hours": hours}
-    if form.latitude.strip() or form.longitude.strip():
-        position = parse_position(form.latitude, form.longitude)
-        if position is None:
-            raise OutletProfileError("坐标无效：请点「使用我的位置」，或填写纬度和经度（GCJ-02，单位为度）。")
-        if not in_china(position):
-            raise OutletProfileError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
+    return hours
+
+
+def clean_typed_position(latitude: str, longitude: str) -> tuple[int, int] | None:
+    """A typed position in micro-degrees, or None when both are empty (keep the one on file)."""
+    if not (latitude.strip() or longitude.strip()):
+        return None
+    position = parse_position(latitude, longitude)
+    if position is None:
+        raise OutletProfileError("坐标无效：请点「使用我的位置」，或填写纬度和经度（GCJ-02，单位为度）。")
+    if not in_china(position):
+        raise OutletProfileError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
+    return position
+
+
+def clean_profile(form: OutletProfileInput) -> dict:
+    """The profile's fields, checked; a Chinese message for the first one that is wrong."""
+    values = {"name": clean_name(form.name), "address": clean_address(form.address), "phone": clean_phone(form.phone),
+              "opening_hours": clean_opening_hours(form.opening_hours)}
+    position = clean_typed_position(form.latitude, form.longitude)
+    if position is not None:
         values["latitude_e6"], values["longitude_e6"] = position
     return values
 

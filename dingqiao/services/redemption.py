@@ -70,6 +70,23 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * min(max(len(name) - 1, 1), 3)
 
 
+@dataclass(frozen=True)
+class OutletOrders:
+    waiting: list[Order]  # paid, to hand over, oldest first
+    collected: list[Order]  # the latest handed over
+
+
+def outlet_orders(session: Session, outlet_ids, waiting_limit: int = 100, collected_limit: int = 30) -> OutletOrders:
+    """Orders to hand over at these outlets, and the latest collected there (the outlet's 订单 page)."""
+    at = Order.outlet_id.in_(list(outlet_ids))
+    waiting = session.scalars(select(Order).where(at, Order.status == OrderStatus.PAID)
+                              .options(selectinload(Order.items)).order_by(Order.paid_at).limit(waiting_limit))
+    collected = session.scalars(select(Order).where(at, Order.status == OrderStatus.COMPLETED)
+                                .options(selectinload(Order.items)).order_by(Order.redeemed_at.desc())
+                                .limit(collected_limit))
+    return OutletOrders(list(waiting), list(collected))
+
+
 def find_for_redemption(session: Session, staff_user_id: int, raw_code: str) -> PickupView:
     """Look the code up for the confirm screen; every reason it cannot be redeemed is a clear message."""
     code = clean_code(raw_code)

@@ -32,7 +32,7 @@ from . import DomainError, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
-from .outlets import outlet_owned_by
+from .outlets import factory_owned_by, outlet_owned_by
 from .stock import add_stock, take_stock
 from .network import platform_location_id
 from .upgrades import on_restock_received
@@ -56,7 +56,7 @@ class Party:
 
 
 def party_for_user(session: Session, user_id: int) -> Party:
-    factory = session.scalar(select(FactoryStore).where(FactoryStore.owner_user_id == user_id))
+    factory = factory_owned_by(session, user_id)
     if factory is not None:
         return Party("user", user_id, factory.location_id)
     outlet = outlet_owned_by(session, user_id)
@@ -115,9 +115,49 @@ class RestockPreview:
 
 def supplier_available(session: Session, supplier_location_id: int, product_ids) -> dict[int, int]:
     """Units the supplier can ship (on hand, not reserved for its own buyers), per product."""
-    return dict(session.execute(
-        select(StockLevel.product_id, StockLevel.available)
-        .where(StockLevel.location_id == supplier_location_id, StockLevel.product_id.in_(list(product_ids)))).all())
+    return _available_at(session, supplier_location_id, StockLevel.product_id.in_(list(product_ids)))
+
+
+def _available_at(session: Session, location_id: int, *conditions) -> dict[int, int]:
+    rows = session.execute(select(StockLevel.product_id, StockLevel.available)
+                           .where(StockLevel.location_id == location_id, *conditions))
+    return {row.product_id: row.available for row in rows}
+
+
+@dataclass(frozen=True)
+class NewRestock:
+    """What the 新建进货单 page offers: the products on sale at the buyer's tier, with the supplier's stock."""
+
+    supplier_name: str
+    tier: str  # the price tier the buyer pays ("outlet" or "factory")
+    products: list[Product]
+    available: dict[int, int]  # product id → units the supplier can ship now
+
+
+def new_restock(session: Session, buyer_location_id: int) -> NewRestock:
+    supplier_id, tier = supplier_location_id(session, buyer_location_id)
+    products = session.scalars(select(Product).where(Product.is_on_sale.is_(True))
+                               .order_by(Product.sort_order, Product.id))
+    return NewRestock(location_name(session, supplier_id), tier, list(products), _available_at(session, supplier_id))
+
+
+@dataclass(frozen=True)
+class RestockDetail:
+    """One restock order as its buyer or its supplier sees it."""
+
+    order: RestockOrder
+    products: dict[int, Product]
+    available: dict[int, int]  # product id → units the supplier can ship now
+    is_supplier: bool
+    is_buyer: bool
+
+
+def restock_detail(session: Session, party: Party, restock_id: int) -> RestockDetail:
+    order = restock_for(session, party, restock_id)
+    ids = [item.product_id for item in order.items]
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(ids)))}
+    return RestockDetail(order, products, _available_at(session, order.from_location_id),
+                         party.location_id == order.from_location_id, party.location_id == order.to_location_id)
 
 
 def preview_restock(session: Session, user_id: int, fields: dict[str, str]) -> RestockPreview:
@@ -144,9 +184,10 @@ def _over_supply(session: Session, supplier_id: int, quantities: dict[int, int],
 
 
 def place_restock(session: Session, user_id: int, quantities: dict[int, int], note: str = "", *,
-                  check_supply: bool = False, submission_key: str | None = None) -> RestockOrder:
-    """With ``check_supply`` (the 新建进货单 page) no line may ask for more than the supplier can ship now; a
-    repeat of ``submission_key`` answers with the first order and writes nothing."""
+                  check_supply: bool = True, submission_key: str | None = None) -> RestockOrder:
+    """No line may ask for more than the supplier can ship now (``check_supply=False`` skips that, for a test
+    that needs an order its supplier cannot fill); a repeat of ``submission_key`` answers with the first order
+    and writes nothing."""
     if not quantities:
         raise RestockError("请至少填写一种商品的进货数量。")
     if len(quantities) > MAX_LINES or any(not 1 <= q <= MAX_LINE_QUANTITY for q in quantities.values()):

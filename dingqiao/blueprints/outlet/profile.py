@@ -3,11 +3,14 @@ else get a 404, as if there were no such page."""
 from flask import Blueprint, abort, request, url_for
 
 from ...extensions import db
+from ...services import DomainError
 from ...services.outlets import OutletProfileInput, outlet_owned_by, update_outlet_profile
 from ...web import redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import ProfileForm, refused
 
 bp = Blueprint("outlet_profile", __name__, url_prefix="/outlet/profile")
+PAGE, PART = "outlet_profile/edit.html", "outlet_profile/_form.html"
 
 
 @bp.before_request
@@ -21,16 +24,18 @@ def guard():
 
 @bp.get("")
 def edit():
-    return render_page("outlet_profile/edit.html", outlet=outlet_owned_by(db.session, current_member().id),
+    outlet = outlet_owned_by(db.session, current_member().id)
+    return render_page(PAGE, outlet=outlet, form=ProfileForm(formdata=None, obj=outlet),
                        saved=request.args.get("saved") == "1")
 
 
 @bp.post("")
 def save():
-    form = request.form
-    update_outlet_profile(db.session, current_member().id, OutletProfileInput(
-        name=form.get("name", ""), address=form.get("address", ""), phone=form.get("phone", ""),
-        opening_hours=form.get("opening_hours", ""), latitude=form.get("latitude", ""),
-        longitude=form.get("longitude", ""),
-    ))
-    return redirect_after_post(url_for("outlet_profile.edit", saved=1))
+    form = ProfileForm()
+    if form.validate_on_submit():
+        try:
+            update_outlet_profile(db.session, current_member().id, OutletProfileInput(**form.values()))
+            return redirect_after_post(url_for("outlet_profile.edit", saved=1))
+        except DomainError as error:
+            form.refuse(error)
+    return refused(form, PAGE, PART, outlet=outlet_owned_by(db.session, current_member().id), saved=False)

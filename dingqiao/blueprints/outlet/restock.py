@@ -2,27 +2,25 @@
 need be), confirm receipt, cancel before shipping. The platform's side (factory stores restocking from the
 platform) is in the admin pages."""
 from flask import Blueprint, abort, g, render_template, request, url_for
-from sqlalchemy import select
 
 from ...extensions import db
-from ...models import Product, StockLevel
-from ...services import Forbidden
+from ...services import DomainError, Forbidden
 from ...services.restock import (
     RestockPreview,
     cancel_restock,
     location_name,
-    parse_quantities,
+    new_restock,
     party_for_user,
     place_restock,
     preview_restock,
     receive_restock,
-    restock_for,
+    restock_detail,
     restocks_of,
     ship_restock,
-    supplier_location_id,
 )
 from ...web import html_response, redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import CancelRestockForm, PlaceRestockForm, ReceiveRestockForm, ShipRestockForm, refused
 
 bp = Blueprint("restock", __name__, url_prefix="/restock")
 
@@ -46,14 +44,8 @@ def index():
 
 @bp.get("/new")
 def new():
-    supplier_id, tier = supplier_location_id(db.session, g.party.location_id)
-    products = db.session.scalars(select(Product).where(Product.is_on_sale.is_(True))
-                                  .order_by(Product.sort_order, Product.id)).all()
-    available = dict(db.session.execute(
-        select(StockLevel.product_id, StockLevel.available)
-        .where(StockLevel.location_id == supplier_id)).all())
-    return render_page("restock/new.html", products=products, tier=tier, available=available,
-                       supplier=location_name(db.session, supplier_id), preview=RestockPreview(0, 0, []))
+    return render_page("restock/new.html", restock=new_restock(db.session, g.party.location_id),
+                       form=PlaceRestockForm(formdata=None), preview=RestockPreview(0, 0, []))
 
 
 @bp.get("/new/total")
@@ -65,41 +57,52 @@ def total():
 
 @bp.post("/")
 def place():
-    order = place_restock(db.session, current_member().id, parse_quantities(request.form.to_dict()),
-                          request.form.get("note", ""), check_supply=True,
-                          submission_key=request.form.get("submission_key"))
-    return redirect_after_post(url_for("restock.detail", restock_id=order.id))
+    form = PlaceRestockForm()
+    if form.validate_on_submit():
+        try:
+            order = place_restock(db.session, current_member().id, form.quantities.data, form.note.data or "",
+                                  submission_key=form.submission_key.data)
+            return redirect_after_post(url_for("restock.detail", restock_id=order.id))
+        except DomainError as error:
+            form.refuse(error, form.quantities)
+    return refused(form, "restock/new.html", "restock/_new_form.html",
+                   restock=new_restock(db.session, g.party.location_id),
+                   preview=preview_restock(db.session, current_member().id, form.quantities.typed))
 
 
 @bp.get("/<int:restock_id>")
 def detail(restock_id: int):
-    order = restock_for(db.session, g.party, restock_id)
-    products = {p.id: p for p in db.session.scalars(
-        select(Product).where(Product.id.in_([item.product_id for item in order.items])))}
-    available = dict(db.session.execute(
-        select(StockLevel.product_id, StockLevel.available)
-        .where(StockLevel.location_id == order.from_location_id)).all())
-    return render_page("restock/detail.html", order=order, products=products, available=available,
-                       is_supplier=g.party.location_id == order.from_location_id,
-                       is_buyer=g.party.location_id == order.to_location_id, name=_names())
+    return render_page("restock/detail.html", detail=restock_detail(db.session, g.party, restock_id), name=_names(),
+                       form=ShipRestockForm(formdata=None))
 
 
 @bp.post("/<int:restock_id>/ship")
 def ship(restock_id: int):
-    ship_restock(db.session, g.party, restock_id, parse_quantities(request.form.to_dict()),
-                 submission_key=request.form.get("submission_key"))
-    return redirect_after_post(url_for("restock.detail", restock_id=restock_id))
+    form = ShipRestockForm()
+    if form.validate_on_submit():
+        try:
+            ship_restock(db.session, g.party, restock_id, form.quantities.data,
+                         submission_key=form.submission_key.data)
+            return redirect_after_post(url_for("restock.detail", restock_id=restock_id))
+        except DomainError as error:
+            form.refuse(error, form.quantities)
+    return refused(form, "restock/detail.html", "restock/_ship_form.html",
+                   detail=restock_detail(db.session, g.party, restock_id), name=_names())
 
 
 @bp.post("/<int:restock_id>/receive")
 def receive(restock_id: int):
-    receive_restock(db.session, current_member().id, restock_id, submission_key=request.form.get("submission_key"))
+    form = ReceiveRestockForm()
+    form.validate_on_submit()  # nothing typed: the key is optional, and the service says what is refused
+    receive_restock(db.session, current_member().id, restock_id, submission_key=form.submission_key.data)
     return redirect_after_post(url_for("restock.detail", restock_id=restock_id))
 
 
 @bp.post("/<int:restock_id>/cancel")
 def cancel(restock_id: int):
-    cancel_restock(db.session, g.party, restock_id, request.form.get("reason", ""))
+    form = CancelRestockForm()
+    form.validate_on_submit()  # the reason is free text, cleaned by the service
+    cancel_restock(db.session, g.party, restock_id, form.reason.data or "")
     return redirect_after_post(url_for("restock.detail", restock_id=restock_id))
 
 

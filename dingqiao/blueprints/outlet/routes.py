@@ -11,20 +11,17 @@ import io
 
 import qrcode
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from ...extensions import db, limiter
-from ...models import Order, OrderStatus
 from ...services import DomainError
-from ...services.dashboards import outlet_summary, outlet_trend, parse_range
+from ...services.dashboards import outlet_summary, outlet_trend
 from ...services.outlets import outlet_owned_by
-from ...services.redemption import find_for_redemption, mask_name, redeem, staff_outlet_ids
+from ...services.redemption import find_for_redemption, mask_name, outlet_orders, redeem, staff_outlet_ids
 from ...services.staff import accept_invite, create_invite, invite_preview, remove_staff, staff_of
-from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...services.team import team_board
 from ...web import public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import DateRangeForm, InviteForm, JoinForm, RedeemForm, RedeemLookupForm, RemoveStaffForm
 
 bp = Blueprint("outlet", __name__, url_prefix="/outlet")
 
@@ -80,14 +77,18 @@ def rate_limited(view):
 
 @bp.get("/redeem")
 def redeem_page():
-    return render_page("outlet/redeem.html", view=None, error=None)
+    return render_page("outlet/redeem.html", view=None, error=None, form=RedeemLookupForm(formdata=None))
 
 
 @bp.get("/redeem/lookup")
 @rate_limited
 def lookup():
     """The manual-entry (and scanner) lookup: the confirm fragment, or why the code cannot be redeemed."""
-    return _confirm(request.args.get("code", ""))
+    form = RedeemLookupForm(request.args)
+    if not form.validate():
+        return render_page("outlet/redeem.html", block="result", view=None, error=form.first_error(), form=form,
+                           code=form.code.data, status_code=form.refusal_status)
+    return _confirm(form.code.data, form)
 
 
 @bp.get("/redeem/<code>")
@@ -100,36 +101,32 @@ def confirm_page(code: str):
 @bp.post("/redeem/<code>")
 @rate_limited
 def confirm(code: str):
+    form = RedeemForm()
+    form.validate_on_submit()  # nothing to refuse: the key is optional, the code is the URL's
     try:
-        order = redeem(db.session, current_member().id, code, submission_key=request.form.get(SUBMISSION_KEY))
+        order = redeem(db.session, current_member().id, code, submission_key=form.submission_key.data)
     except DomainError as exc:
         return render_page("outlet/redeem.html", block="result", view=None, error=exc.message,
                            status_code=exc.status)
     return render_page("outlet/redeem.html", block="result", view=None, error=None, done=order)
 
 
-def _confirm(code: str):
+def _confirm(code: str, form: RedeemLookupForm | None = None):
+    form = form or RedeemLookupForm(formdata=None, code=code)
     try:
         view = find_for_redemption(db.session, current_member().id, code)
     except DomainError as exc:
-        return render_page("outlet/redeem.html", block="result", view=None, error=exc.message, code=code,
+        return render_page("outlet/redeem.html", block="result", view=None, error=exc.message, code=code, form=form,
                            status_code=exc.status)
-    return render_page("outlet/redeem.html", block="result", view=view, error=None, code=view.order.pickup_code)
+    return render_page("outlet/redeem.html", block="result", view=view, error=None, code=view.order.pickup_code,
+                       form=form)
 
 
 @bp.get("/orders")
 def orders():
     """Orders to hand over at the outlets this person serves, and the latest collected ones."""
-    outlet_ids = g.outlet_ids
-    waiting = db.session.scalars(
-        select(Order).where(Order.outlet_id.in_(outlet_ids), Order.status == OrderStatus.PAID)
-        .options(selectinload(Order.items)).order_by(Order.paid_at).limit(100)
-    ).all()
-    collected = db.session.scalars(
-        select(Order).where(Order.outlet_id.in_(outlet_ids), Order.status == OrderStatus.COMPLETED)
-        .options(selectinload(Order.items)).order_by(Order.redeemed_at.desc()).limit(30)
-    ).all()
-    return render_page("outlet/orders.html", waiting=waiting, collected=collected, mask=mask_name)
+    found = outlet_orders(db.session, g.outlet_ids)
+    return render_page("outlet/orders.html", waiting=found.waiting, collected=found.collected, mask=mask_name)
 
 
 @bp.get("/staff")
@@ -142,6 +139,7 @@ def staff():
 def invite():
     """A fresh one-time link as a QR code; shown once, here (only its hash is stored)."""
     outlet = g.outlet
+    InviteForm().validate_on_submit()  # the CSRF token only, checked for every POST already
     created, token = create_invite(db.session, current_member().id)
     link = public_url(url_for("outlet.join", token=token))
     buffer = io.BytesIO()
@@ -155,6 +153,7 @@ def invite():
 
 @bp.post("/staff/<int:staff_id>/remove")
 def remove(staff_id: int):
+    RemoveStaffForm().validate_on_submit()  # the CSRF token only; the row is the URL's
     remove_staff(db.session, current_member().id, staff_id)
     return redirect_after_post(url_for("outlet.staff"))
 
@@ -167,6 +166,7 @@ def join(token: str):
 
 @bp.post("/join/<token>")
 def join_confirm(token: str):
+    JoinForm().validate_on_submit()  # the CSRF token only; the invite is the URL's
     accept_invite(db.session, current_member().id, token)
     return redirect_after_post(url_for("outlet.redeem_page"))
 
@@ -174,14 +174,14 @@ def join_confirm(token: str):
 @bp.get("/dashboard")
 def dashboard():
     outlet = g.outlet
-    buckets = parse_range(request.args.get("from"), request.args.get("to"))
+    form = DateRangeForm(request.args)
+    buckets = form.buckets()
     return render_page("outlet/dashboard.html", outlet=outlet, figures=outlet_summary(db.session, outlet),
-                       board=team_board(db.session, outlet.owner_user_id), buckets=buckets)
+                       board=team_board(db.session, outlet.owner_user_id), buckets=buckets, range_form=form)
 
 
 @bp.get("/dashboard.json")
 def dashboard_json():
-    buckets = parse_range(request.args.get("from"), request.args.get("to"))
-    response = jsonify(outlet_trend(db.session, g.outlet, buckets))
+    response = jsonify(outlet_trend(db.session, g.outlet, DateRangeForm(request.args).buckets()))
     response.headers["Cache-Control"] = "private, no-cache"
     return response
