@@ -329,8 +329,9 @@ def supply(app, team) -> Supply:
         east_store = opened_factory_store(east, east_owner, team.operator, "滨江工厂店")
         outlet = opened_outlet(west, outlet_owner, team.operator)
         product = make_product(10_000)
-        adjust_stock(db.session, location_id=west_store.location_id, product_id=product.id, delta=50, note="期初",
-                     actor_kind="system", actor_id=0)
+        for store, units in ((west_store, 50), (east_store, 5)):  # the east one, for the moved outlet's next order
+            adjust_stock(db.session, location_id=store.location_id, product_id=product.id, delta=units, note="期初",
+                         actor_kind="system", actor_id=0)
         return Supply(west, east, outlet.id, outlet_owner, west_owner, east_store.location_id, product.id)
 
 
