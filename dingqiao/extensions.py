@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and bound to the app in ``create_app``."""
 from flask_babel import Babel
+from flask_caching import Cache
 from flask_compress import Compress
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -46,3 +47,6 @@ COMPRESSED_TYPES = ["text/css", "text/javascript", "application/javascript", "im
 # RATELIMIT_STORAGE_URI: database:// (the app's own database, dingqiao/ratelimit.py) by default or redis://…,
 # both shared by every worker.
 limiter = Limiter(key_func=get_remote_address)
+# Rendered parts of the busiest pages (the shop's catalog, product details, the home page's banners): per worker
+# or in Redis (config.cache_settings), keyed by the data's version (services/cache_versions.py).
+cache = Cache()
