@@ -1,5 +1,5 @@
 """内容营销与品牌展示: rich text sanitised on save, banner targets, announcement links and dates, published
-articles only, the home page's banners and 公告 with their in-process cache, the admin pages (admins only,
+articles only, the home page's banners and 公告 with their page cache, the admin pages (admins only,
 every change audited) and images stored only through uploads.save_image."""
 import io
 import json
@@ -402,6 +402,37 @@ def test_a_refused_form_keeps_what_was_typed_and_says_why_in_chinese(app, admin_
     assert bad_link.status_code == 400 and "公告链接只能是本站路径" in bad_link.get_data(as_text=True)
     with app.app_context():
         assert count(Banner) == 0 and count(Announcement) == 0 and content_actions() == []
+
+
+def field_error(html: str, name: str) -> str | None:
+    """The refusal shown right after the input (or select, textarea) named ``name``, if any."""
+    found = re.search(rf'name="{name}"[^>]*>(?:[^<]*</(?:select|textarea)>)?\s*'
+                      r'<span class="dq-field-error" role="alert">([^<]+)</span>', html)
+    return found.group(1) if found else None
+
+
+def test_each_refusal_is_shown_under_its_field_with_what_was_typed(app, admin_client, product_id):
+    page = post(admin_client, "/admin/content/banners/new", {
+        "title": "双十一", "target_kind": "product", "target_id": "424242", "sort_order": "7", "is_active": "1",
+        "image": (io.BytesIO(png_bytes()), "a.png")})
+    html = page.get_data(as_text=True)
+    assert field_error(html, "target_id") == "跳转目标不存在：没有编号为 424242 的商品。"
+    assert field_error(html, "title") is None and 'name="is_active" value="1" checked' in html
+    no_image = post(admin_client, "/admin/content/banners/new", {"title": "无图", "target_kind": "product",
+                                                                  "target_id": str(product_id)})
+    assert no_image.status_code == 400
+    assert field_error(no_image.get_data(as_text=True), "image") == "请上传横幅图片。"
+    article = post(admin_client, "/admin/content/articles/new", {"kind": "brand", "title": "  ",
+                                                                  "body_html": "<p>正文</p>"})
+    html = article.get_data(as_text=True)
+    assert article.status_code == 400 and field_error(html, "title") == "文章标题需为 1 到 128 个字。"
+    assert "&lt;p&gt;正文&lt;/p&gt;</textarea>" in html
+    late = post(admin_client, "/admin/content/announcements/new", {"text": "活动", "starts_at": "2026-11-05T09:30",
+                                                                    "ends_at": "2026-11-05T09:00"})
+    html = late.get_data(as_text=True)
+    assert field_error(html, "ends_at") == "结束时间需晚于开始时间。" and 'value="2026-11-05T09:30"' in html
+    with app.app_context():
+        assert count(Banner) == 0 and count(Article) == 0 and count(Announcement) == 0
 
 
 # --- images -----------------------------------------------------------------------------------------------
