@@ -344,4 +344,4 @@ def cache_settings(config) -> dict:
     if config.get("CACHE_REDIS_URL"):
         return {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": config["CACHE_REDIS_URL"],
                 "CACHE_KEY_PREFIX": config.get("CACHE_KEY_PREFIX", "dingqiao:")}
-    return {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": config.get("CACHE_THRESHOLD", 2000)}
+    return {"CACHE_TYPE": "dingqiao.extensions.InProcessCache", "CACHE_THRESHOLD": config.get("CACHE_THRESHOLD", 2000)}
