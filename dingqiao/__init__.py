@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .db import configure_sqlite
-from .extensions import COMPRESSED_TYPES, babel, compress, csrf, db, htmx, limiter, login_manager, migrate
+from .extensions import COMPRESSED_TYPES, babel, cache, compress, csrf, db, htmx, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -47,6 +47,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     limiter.init_app(app)
     _check_limits_only_in_limited_views(app)
     babel.init_app(app, locale_selector=lambda: "zh_Hans_CN")
+    cache.init_app(app, config={**app.config, **settings.cache_settings(app.config)})
     with app.app_context():
         configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
 

@@ -121,11 +121,16 @@ def from_environment(instance_path: str) -> dict:
         "ORDER_PAYMENT_TIMEOUT_MINUTES": int(os.environ.get("ORDER_PAYMENT_TIMEOUT_MINUTES", "15")),
         "CJK_FONT_PATH": os.environ.get("CJK_FONT_PATH", ""),
         "UPLOAD_MAX_BYTES": int(os.environ.get("UPLOAD_MAX_BYTES", str(5 * 1024 * 1024))),
-        # Home-page banners and announcements are cached this long per worker process (saves clear it at once
-        # in the saving process).
+        # Page caches (Flask-Caching): each worker keeps its own (SimpleCache, at most CACHE_THRESHOLD parts), or
+        # all share Redis at CACHE_REDIS_URL (redis://…). An admin's save of a product, price, category or content
+        # shows at once in every worker either way (a version in the database is part of every key,
+        # services/cache_versions.py); the times below only bound what changes without a save.
+        "CACHE_REDIS_URL": os.environ.get("CACHE_REDIS_URL", ""),
+        "CACHE_THRESHOLD": int(os.environ.get("CACHE_THRESHOLD", "2000")),
+        # Home-page banners and announcements: an announcement's start and end times are honoured this closely.
         "HOME_CONTENT_CACHE_SECONDS": int(os.environ.get("HOME_CONTENT_CACHE_SECONDS", "30")),
-        # The shop's product lists and product details are kept this long per worker process (0: not at all):
-        # prices and sold-out flags may show that much late; checkout re-checks both.
+        # The shop's product lists and product details (0: not kept at all): stock and sold-out flags may show
+        # that much late (checkout re-checks them); an admin's price or product save shows at once.
         "CATALOG_CACHE_SECONDS": int(os.environ.get("CATALOG_CACHE_SECONDS", "5")),
         # Outbox delivery: attempts before a message is marked failed for admins; the first retry waits
         # MESSAGE_RETRY_BASE_SECONDS, each next one twice as long.
@@ -183,6 +188,10 @@ def validate(config) -> None:
         raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeChat admin.")
     if not (demo or testing):
         _check_secret_key(config.get("SECRET_KEY"))
+    redis_url = config.get("CACHE_REDIS_URL", "")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("CACHE_REDIS_URL must be a redis://, rediss:// or unix:// address (or empty: a cache per "
+                          "worker).")
     if demo and (real := _real_wechat_settings(config)):
         raise ConfigError(
             "DINGQIAO_DEMO=1 lets anyone log in as any user, so it is refused while a real WeChat setting is "
@@ -326,3 +335,13 @@ def _valid_aes_key(key: str) -> bool:
         return len(base64.b64decode(key + "=", validate=True)) == 32
     except (binascii.Error, ValueError):
         return False
+
+
+def cache_settings(config) -> dict:
+    """Flask-Caching's settings from ours: Redis shared by every worker when CACHE_REDIS_URL is set, else a
+    cache in each worker process. Keys carry the data's version (services/cache_versions.py), so neither
+    serves a saved change late."""
+    if config.get("CACHE_REDIS_URL"):
+        return {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": config["CACHE_REDIS_URL"],
+                "CACHE_KEY_PREFIX": config.get("CACHE_KEY_PREFIX", "dingqiao:")}
+    return {"CACHE_TYPE": "dingqiao.extensions.InProcessCache", "CACHE_THRESHOLD": config.get("CACHE_THRESHOLD", 2000)}

@@ -1,5 +1,7 @@
 """Flask extensions, created unbound and bound to the app in ``create_app``."""
 from flask_babel import Babel
+from flask_caching import Cache
+from flask_caching.backends import SimpleCache
 from flask_compress import Compress
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -46,3 +48,25 @@ COMPRESSED_TYPES = ["text/css", "text/javascript", "application/javascript", "im
 # RATELIMIT_STORAGE_URI: database:// (the app's own database, dingqiao/ratelimit.py) by default or redis://…,
 # both shared by every worker.
 limiter = Limiter(key_func=get_remote_address)
+# Rendered parts of the busiest pages (the shop's catalog, product details, the home page's banners): per worker
+# or in Redis (config.cache_settings), keyed by the data's version (services/cache_versions.py).
+cache = Cache()
+
+
+class _AsIs:
+    """Keeps a value as it is: what the page cache holds is immutable (Markup, frozen dataclasses, str, bool)."""
+
+    @staticmethod
+    def dumps(value, protocol=None):
+        return value
+
+    @staticmethod
+    def loads(value):
+        return value
+
+
+class InProcessCache(SimpleCache):
+    """Flask-Caching's SimpleCache without pickling each value in and out: within one process nothing needs to
+    be serialised, and a cached page would pay for it on every request."""
+
+    serializer = _AsIs()

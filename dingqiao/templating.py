@@ -1,7 +1,8 @@
 """Jinja filters and the values every template may use (the tab bar among them)."""
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from flask import Flask, current_app, request, url_for
 from markupsafe import Markup
@@ -16,9 +17,10 @@ from .services.message_templates import subscribe_template_ids
 from .services.messages import target_label
 from .services.setup import DEFAULT_SHOP_NAME, shop_name
 from .uploads import ACCEPTED_TYPES, WRONG_TYPE_MESSAGE, too_large_message
-from .web import ShortCache, current_path, is_no_store_page, keep_out_of_caches, mark_no_store_page
+from .web import cached, current_path, forget, is_no_store_page, keep_out_of_caches, mark_no_store_page
 from .wechat import talks_to_wechat
 
+T = TypeVar("T")
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -73,9 +75,22 @@ class TabLink:
 
 
 # What every page's layout needs and never changes within one app and mount point (the script root): made on
-# first use instead of on each page, kept for good. Bounded: script roots come from the proxy's headers.
-_layout_parts = ShortCache(max_entries=256)
+# first use instead of on each page, and kept for good in the app (a memo, not a cache: nothing to share or
+# expire). Bounded: script roots come from the proxy's headers.
+LAYOUT_PARTS_PER_APP = 256
 SHOP_NAME_CACHE_SECONDS = 30
+
+
+def _layout_part(key: tuple, make: Callable[[], T]) -> T:
+    parts = current_app.extensions.setdefault("dingqiao.layout_parts", {})
+    key = (request.script_root, *key)
+    try:
+        return parts[key]
+    except KeyError:
+        if len(parts) >= LAYOUT_PARTS_PER_APP:
+            parts.clear()
+        value = parts[key] = make()
+        return value
 
 
 def tab_links(identity: Identity) -> list[TabLink]:
@@ -85,12 +100,12 @@ def tab_links(identity: Identity) -> list[TabLink]:
         icon = current_app.jinja_env.get_template("_icons.html").module.icon
         return [TabLink(tab.endpoint, tab.label, url_for(tab.endpoint), icon(tab.icon)) for tab in tabs_for(identity)]
 
-    return _layout_parts.get(("tabs", identity), math.inf, make)
+    return _layout_part(("tabs", identity), make)
 
 
 def static_url(filename: str) -> str:
     """``url_for("static", filename=…)`` for the assets every page's head links."""
-    return _layout_parts.get(("static", filename), math.inf, lambda: url_for("static", filename=filename))
+    return _layout_part(("static", filename), lambda: url_for("static", filename=filename))
 
 
 def jssdk_url() -> str:
@@ -100,17 +115,22 @@ def jssdk_url() -> str:
     return current_app.config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
 
 
+SHOP_NAME_KEY = ("shop_name",)
+
+
 def current_shop_name() -> str:
     """The name the superadmin gave the shop (开店向导), read at most every SHOP_NAME_CACHE_SECONDS."""
     try:
-        return _layout_parts.get("shop_name", SHOP_NAME_CACHE_SECONDS, lambda: shop_name(db.session))
+        return cached(SHOP_NAME_KEY, SHOP_NAME_CACHE_SECONDS, lambda: shop_name(db.session))
     except SQLAlchemyError:  # the error page of a database that is down still needs its layout
         db.session.rollback()
         return DEFAULT_SHOP_NAME
 
 
 def forget_shop_name() -> None:
-    _layout_parts.forget("shop_name")
+    """After a rename: this worker (every worker, with Redis) shows the new name at once, others within
+    SHOP_NAME_CACHE_SECONDS."""
+    forget(SHOP_NAME_KEY)
 
 
 def submission_key_field() -> Markup:

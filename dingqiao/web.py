@@ -1,22 +1,18 @@
-"""The one place that decides page vs fragment, and the one error convention for views; also the short cache
-that keeps rendered parts of busy pages for a few seconds, and which pages browsers must not keep at all.
+"""The one place that decides page vs fragment, and the one error convention for views; also the page cache's
+one way in (``cached``: rendered parts of busy pages), and which pages browsers must not keep at all.
 
 A request gets only a fragment when htmx asked for it, except for a history restore (htmx 2 sends
 HX-Request on those too) and a boosted navigation, which both need the whole page.
 """
 import re
-import threading
-import time
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Response, current_app, g, make_response, redirect, render_template, request
 from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
-from .extensions import htmx
+from .extensions import cache, htmx
 
 
 def wants_fragment() -> bool:
@@ -87,51 +83,30 @@ def error_response(message: str, status: int) -> Response:
 T = TypeVar("T")
 
 
-class ShortCache:
-    """Values kept for a few seconds in this process, per app (tests build many apps in one process) and mount
-    point (rendered links start with it), at most ``max_entries`` of them per app: the least recently used
-    leave first, so keys made of what visitors type cannot grow it without bound. ``clock`` gives monotonic
-    seconds; tests replace it."""
+def cached(key: tuple, ttl_seconds: int, make: Callable[[], T]) -> T:
+    """The value the page cache (extensions.cache: this worker's, or Redis shared by all) keeps for ``key`` if it
+    is younger than ``ttl_seconds``, else ``make()``, kept from now on. ``key`` names what it is and carries the
+    versions of the data it was made from (services/cache_versions.py), so an admin's save is never served
+    late; the mount point is added (rendered links start with it). A TTL of 0 keeps nothing. Work out ``key``
+    before calling: a value made while a save commits is then kept under the old version, which no later
+    request asks for."""
+    if ttl_seconds <= 0:
+        return make()
+    name = _cache_name(key)
+    value = cache.get(name)
+    if value is None:
+        value = make()
+        cache.set(name, value, timeout=ttl_seconds)
+    return value
 
-    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic):
-        self.max_entries = max_entries
-        self.clock = clock
-        self._apps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app → OrderedDict key → (made at, value)
-        self._lock = threading.Lock()
 
-    def get(self, key: Hashable, ttl_seconds: float, make: Callable[[], T]) -> T:
-        """The value kept for ``key`` if it is younger than ``ttl_seconds``, else ``make()`` (kept from now on).
-        A TTL of 0 keeps nothing."""
-        if ttl_seconds <= 0:
-            return make()
-        key = (request.script_root, key)
-        started = self.clock()
-        app = current_app._get_current_object()
-        with self._lock:
-            entries = self._apps.get(app)  # not setdefault: that makes a weak reference on every call
-            if entries is None:
-                entries = self._apps[app] = OrderedDict()
-            kept = entries.get(key)
-            if kept is not None and started - kept[0] < ttl_seconds:
-                entries.move_to_end(key)
-                return kept[1]
-        value = make()  # outside the lock: other keys are served meanwhile
-        with self._lock:
-            entries[key] = (started, value)
-            entries.move_to_end(key)
-            while len(entries) > self.max_entries:
-                entries.popitem(last=False)
-        return value
+def forget(key: tuple) -> None:
+    """Drop what ``cached`` keeps for ``key``: in this worker, or in every worker with Redis."""
+    cache.delete(_cache_name(key))
 
-    def forget(self, key: Hashable) -> None:
-        """Drop ``key`` for the current app, so this process shows a change at once (others within the TTL)."""
-        with self._lock:
-            self._apps.get(current_app._get_current_object(), {}).pop((request.script_root, key), None)
 
-    def __len__(self) -> int:
-        """Entries kept for the current app."""
-        with self._lock:
-            return len(self._apps.get(current_app._get_current_object(), ()))
+def _cache_name(key: tuple) -> str:
+    return repr((request.script_root, *key))
 
 
 def public_url(path: str = "") -> str:

@@ -1,5 +1,6 @@
 """All models, imported here so that SQLAlchemy's registry and Alembic see every table."""
 from .audit import AuditChainHead, AuditLog
+from .cache import CacheVersion
 from .catalog import CartItem, Category, Product, ProductImage
 from .logins import LoginSession
 from .messages import DeliveryStatus, OutboxMessage

@@ -27,6 +27,7 @@ from ..models import (
 from ..money import format_yuan
 from ..uploads import SavedImage
 from . import DomainError, NotFound
+from . import cache_versions
 from .audit import changed_fields, record_audit, snapshot
 from .withdrawals import parse_yuan
 
@@ -277,6 +278,9 @@ def set_product_terms(session: Session, admin: AdminUser, product: Product, pric
         for column, fen in zip(PRICE_COLUMNS, astuple(prices)):
             setattr(product, column, fen)
         product.is_on_sale = on_sale and not product.price_review_pending
+        # Every product save comes through here (the product form and bulk on/off sale): the shop's cached
+        # lists, product pages and banners are left behind in every worker when this commits.
+        cache_versions.bump(session, cache_versions.CATALOG)
 
 
 def set_products_on_sale(session: Session, admin: AdminUser, product_ids: list[int], on_sale: bool) -> int:

@@ -1,9 +1,11 @@
 """The shop front: open to visitors (who see the member price) and to every identity (who see theirs).
 
-The catalog part of the home page is the same for everyone of one identity, so each worker keeps it rendered
-for CATALOG_CACHE_SECONDS (see ``catalog_html``), and a product page's details likewise; the banners are
-rendered once per version. What belongs to one member — the login button, the share link, the CSRF token, the
-tab bar and its unread badge — is rendered on every request and never kept.
+The catalog part of the home page is the same for everyone of one identity, so it is kept rendered in the page
+cache (web.cached) for CATALOG_CACHE_SECONDS (see ``catalog_html``), and a product page's details likewise; the
+banners and announcements for HOME_CONTENT_CACHE_SECONDS. Every key carries the version of the data it was made
+from (services/cache_versions.py), so an admin's save shows at once in every worker. What belongs to one member —
+the login button, the share link, the CSRF token, the tab bar and its unread badge — is rendered on every request
+and never kept.
 """
 from flask import Blueprint, current_app, render_template, request, url_for
 from jinja2_fragments.flask import render_block
@@ -11,18 +13,13 @@ from markupsafe import Markup
 
 from ...extensions import db
 from ...models import Identity
+from ...models.base import utcnow
+from ...services import cache_versions, catalog, commissions, content
 from ...services import cart as carts
-from ...services import catalog, commissions, content
-from ...web import ShortCache, arg_id, html_response, render_page, wants_fragment
+from ...web import arg_id, cached, html_response, render_page, wants_fragment
 from ..common import current_member
 
 bp = Blueprint("shop", __name__)
-
-# A few hundred pages of cards per worker (each a few kB): every category's first pages for all three
-# identities fit, and a stream of different searches only pushes out the oldest ones.
-catalog_cache = ShortCache(max_entries=256)
-product_cache = ShortCache(max_entries=1000)  # ProductDetail: the same for every viewer, priced when rendered
-home_strip_cache = ShortCache(max_entries=4)  # keyed by the content itself: a new version renders at once
 
 
 def viewer_identity() -> Identity:
@@ -30,15 +27,20 @@ def viewer_identity() -> Identity:
     return member.identity_enum if member else Identity.MEMBER
 
 
+def _versions(*kinds: str) -> tuple[int, ...]:
+    versions = cache_versions.current(db.session)
+    return tuple(versions.get(kind, 0) for kind in kinds)
+
+
 def catalog_html(identity: Identity, category_id: int | None, keyword: str, page_number: int, *,
                  cards_only: bool) -> Markup:
     """The rendered catalog (category chips and one page of product cards at ``identity``'s prices), or only
     the cards (``cards_only``: the "load more" fragment), kept for CATALOG_CACHE_SECONDS.
 
-    So a price, a product going off sale or a sold-out flag may show up to that long late, in the worker that
-    made the change as in the others. Nothing is sold from this list: the cart shows current prices, and
-    checkout prices the order anew and reserves the stock with a conditional update, so a stale "in stock"
-    ends at worst in a sold-out message at checkout, and a stale price is never charged."""
+    An admin's save of a product, its prices or a category shows at once (a new catalog version). Stock moved by
+    orders and restocks may show up to CATALOG_CACHE_SECONDS late: nothing is sold from this list, the cart
+    shows current prices, and checkout prices the order anew and reserves the stock with a conditional update,
+    so a stale "in stock" ends at worst in a sold-out message at checkout."""
 
     def render() -> Markup:
         context = {
@@ -52,22 +54,28 @@ def catalog_html(identity: Identity, category_id: int | None, keyword: str, page
             return Markup(render_block("shop/_catalog.html", "product_page", **context))
         return Markup(render_template("shop/_catalog.html", **context))
 
-    key = (identity, category_id, keyword, page_number, cards_only)
-    return catalog_cache.get(key, current_app.config["CATALOG_CACHE_SECONDS"], render)
+    key = ("catalog", *_versions(cache_versions.CATALOG), identity.value, category_id, keyword, page_number,
+           cards_only)
+    return cached(key, current_app.config["CATALOG_CACHE_SECONDS"], render)
 
 
 def home_strip_html() -> Markup:
-    """The home page's banners and announcements, rendered once for each version of them that
-    ``content.home_content`` hands out (it keeps them for HOME_CONTENT_CACHE_SECONDS)."""
-    ttl = current_app.config["HOME_CONTENT_CACHE_SECONDS"]
-    home = content.home_content(db.session, ttl)
-    return home_strip_cache.get(home, ttl, lambda: Markup(render_template("content/_home_strip.html", home=home)))
+    """The home page's banners and announcements, rendered. A banner shows only while its product, category or
+    article can be opened, so the key carries both versions; announcements' start and end times are honoured
+    to within HOME_CONTENT_CACHE_SECONDS."""
+
+    def render() -> Markup:
+        home = content.load_home_content(db.session, utcnow())
+        return Markup(render_template("content/_home_strip.html", home=home))
+
+    key = ("home_strip", *_versions(cache_versions.CONTENT, cache_versions.CATALOG))
+    return cached(key, current_app.config["HOME_CONTENT_CACHE_SECONDS"], render)
 
 
 def shop_open() -> bool:
     """Whether members can buy: not before a commission rule is published (orders.NOT_OPEN_YET says why)."""
-    return home_strip_cache.get("open", current_app.config["HOME_CONTENT_CACHE_SECONDS"],
-                                lambda: commissions.current_rule(db.session) is not None)
+    return cached(("shop_open",), current_app.config["HOME_CONTENT_CACHE_SECONDS"],
+                  lambda: commissions.current_rule(db.session) is not None)
 
 
 @bp.get("/")
@@ -92,8 +100,8 @@ def home():
 def product(product_id: int):
     """A product at the viewer's price. Its details and stock are kept like the catalog's (``catalog_html``).
     Its quantity stepper's −/+ ask again with ``quantity`` and ``step`` and get only the stepper back."""
-    item = product_cache.get(product_id, current_app.config["CATALOG_CACHE_SECONDS"],
-                             lambda: catalog.get_product(db.session, product_id))
+    item = cached(("product", *_versions(cache_versions.CATALOG), product_id), current_app.config["CATALOG_CACHE_SECONDS"],
+                  lambda: catalog.get_product(db.session, product_id))
     member = current_member()
     # Shared from inside WeChat (JS-SDK share), the link carries the sharer's code.
     share_link = url_for("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
