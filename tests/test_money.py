@@ -410,7 +410,7 @@ def test_no_payout_while_a_clawback_left_the_wallet_negative(app, fake_wechat):
 
 
 def test_an_approved_refund_whose_last_step_failed_can_be_finished(app, fake_wechat, monkeypatch):
-    import dingqiao.services.refunds as refunds_module
+    import dingqiao.services.refund_results as refunds_module
 
     world = build_world(app)
     order_no, refund_id = paid_order_with_refund_requested(app, fake_wechat, world)

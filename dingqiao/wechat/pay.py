@@ -4,10 +4,10 @@ Amounts are integer fen. Every answer from WeChat Pay is checked against the mer
 (wechatpy does not check them; WeChat's own SDKs do), and notifies are checked by wechatpy's
 ``parse_payment_result``. Orders are signed with MD5, the default, because that is the only sign type wechatpy
 verifies on notifies.
+
+The outcomes it answers with (and pay_v3 too) are in ``pay_outcomes``; they are importable from here as well.
 """
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import StrEnum
+from datetime import datetime
 from xml.parsers.expat import ExpatError
 
 import requests
@@ -23,10 +23,25 @@ from wechatpy.pay.utils import calculate_signature, dict_to_xml
 from wechatpy.utils import random_string
 
 from ..china_time import CHINA_TIME
-from . import WeChatError, WeChatSettings
+from . import WeChatSettings
+from .pay_outcomes import (  # noqa: F401 - re-exported: callers import the outcomes from here
+    _REFUND_CHANGE,
+    _UNREACHABLE,
+    BODY_MAX_BYTES,
+    MAX_NOTIFY_FEE,
+    MAX_NOTIFY_ID_LENGTH,
+    InvalidNotification,
+    PayError,
+    PayNotification,
+    PayQueryResult,
+    RefundResult,
+    RefundState,
+    TransferResult,
+    TransferState,
+    _as_china_time,
+    _clip_utf8,
+)
 from .xmlsafe import UnsafeXML, refuse_dtd
-
-BODY_MAX_BYTES = 128  # WeChat refuses a longer 商品描述
 
 DEMO_SETTINGS = WeChatSettings(
     app_id="wxdemo000000000000",
@@ -38,77 +53,6 @@ DEMO_SETTINGS = WeChatSettings(
 """Demo mode has no real merchant: its "模拟支付" signs notifies with this key and checks them with it."""
 
 
-@dataclass(frozen=True)
-class PayNotification:
-    out_trade_no: str
-    transaction_id: str
-    total_fee: int  # fen
-    mch_id: str
-    appid: str
-    openid: str
-    result_ok: bool  # return_code and result_code both SUCCESS
-    raw: dict  # the parsed fields, for the record
-
-
-@dataclass(frozen=True)
-class PayQueryResult:
-    trade_state: str  # SUCCESS, NOTPAY, CLOSED, REFUND, USERPAYING, PAYERROR, REVOKED
-    out_trade_no: str
-    transaction_id: str  # "" when not paid
-    total_fee: int | None  # WeChat tells it only once there was a payment
-    mch_id: str
-    appid: str
-
-
-class InvalidNotification(WeChatError):
-    """A pay notify we must not believe. ``reason``: "bad_signature", "malformed" or "dtd"."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__("支付通知无效。", detail=detail or reason)
-        self.reason = reason
-
-
-class PayError(WeChatError):
-    """WeChat Pay refused or could not be reached. ``err_code`` is WeChat's own code (ORDERPAID,
-    ORDERNOTEXIST, ORDERCLOSED, …) so callers can tell "already paid" from a failure; "" when none.
-    ``definite``: WeChat certainly did nothing with this request (a refund that was not made), as opposed to
-    no answer or an answer that may hide what was done."""
-
-    def __init__(self, message: str, *, err_code: str = "", detail: str = "", definite: bool = False):
-        super().__init__(message, detail=detail or message)
-        self.err_code = err_code
-        self.definite = definite
-
-
-class RefundState(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # closed, or refused by the buyer's bank: nothing reached the buyer
-    PROCESSING = "processing"
-
-
-@dataclass(frozen=True)
-class RefundResult:
-    """What became of a refund WeChat accepted (refund query or refund notify)."""
-    out_refund_no: str
-    state: RefundState
-    refund_fee: int  # fen
-    refund_id: str
-    reason: str = ""  # why it failed, in Chinese, for finance
-
-
-class TransferState(StrEnum):
-    PAID = "paid"
-    NOT_PAID = "not_paid"  # certainly nothing was paid under this number: the money may go back
-    UNKNOWN = "unknown"  # no answer, or one that may hide a payment: ask again, never pay back
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    state: TransferState
-    payment_no: str = ""
-    reason: str = ""  # Chinese, for finance and the member
-
-
 _MESSAGES = {
     "ORDERPAID": "该订单已支付。",
     "ORDERCLOSED": "该订单已关闭，请重新下单。",
@@ -117,7 +61,6 @@ _MESSAGES = {
     "SYSTEMERROR": "微信支付系统繁忙，请稍后再试。",
     "BIZERR_NEED_RETRY": "微信支付系统繁忙，请稍后再试。",
 }
-_UNREACHABLE = "暂时无法连接微信支付，请稍后再试。"
 # 申请退款 answers that certainly mean "nothing was refunded"; anything else (no answer, SYSTEMERROR,
 # BIZERR_NEED_RETRY) may hide a refund, to be retried with the same out_refund_no.
 _REFUND_NOT_DONE = frozenset({
@@ -132,11 +75,6 @@ _TRANSFER_NOT_PAID = frozenset({
     "NAME_MISMATCH", "MONEY_LIMIT", "CA_ERROR", "SIGN_ERROR", "XML_ERROR", "OPENID_INVALID",
     "RECV_ACCOUNT_NOT_ALLOWED", "PAY_CHANNEL_NOT_ALLOWED"})
 _REFUND_FAILURES = {"REFUNDCLOSE": "微信退款已关闭，款项未退出。"}
-# 退款异常: WeChat holds the money, the buyer's card refused it. Not final: once the merchant re-routes it on the
-# merchant platform (to the buyer's WeChat balance) the same refund number answers SUCCESS.
-_REFUND_CHANGE = "退款异常：买家的银行卡已注销或冻结，款项未到账；请在微信支付商户平台「交易中心-退款管理」处理这笔异常退款，处理后结果自动更新。"
-MAX_NOTIFY_ID_LENGTH = 32
-MAX_NOTIFY_FEE = 2**63 - 1  # fen; a BigInteger
 _REQUIRED_NOTIFY_FIELDS = ("return_code", "result_code", "appid", "mch_id", "openid", "out_trade_no",
                            "transaction_id", "total_fee")
 
@@ -150,15 +88,6 @@ def _pay_error(exc: WeChatPayException, definite: frozenset[str] = frozenset()) 
     err_code = exc.errcode or ""
     return PayError(_MESSAGES.get(err_code, "微信支付未能完成这次请求，请稍后再试。"), err_code=err_code, detail=detail,
                     definite=err_code in definite)
-
-
-def _clip_utf8(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
-
-
-def _as_china_time(moment: datetime) -> datetime:
-    aware = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-    return aware.astimezone(CHINA_TIME)
 
 
 def _refund_result(out_refund_no: str, status: str, refund_fee, refund_id: str) -> RefundResult:
