@@ -10,6 +10,7 @@ from ..extensions import htmx
 from ..web import current_path
 from ..models import AdminRole, AdminUser, User
 from ..services.logins import LoginClient
+from ..services.policy import has_role
 
 
 def current_member() -> User | None:
@@ -44,7 +45,7 @@ def require_admin(*roles: AdminRole):
         admin = current_admin()
         if admin is None:
             return _to_login("admin.login")
-        if roles and admin.role not in {*roles, AdminRole.SUPERADMIN}:
+        if not has_role(admin, roles):
             abort(403)
         return None
 

@@ -29,9 +29,10 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..wechat.oauth import WeChatProfile
-from . import DomainError, Forbidden, NotFound
+from . import DomainError, NotFound
 from .audit import record_audit
 from .logins import LoginClient, open_login_session
+from .policy import Duty, require
 
 # No 0/O, 1/I/L: codes are read aloud and typed from posters.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -241,8 +242,7 @@ def locked_admins(session: Session) -> list[AdminUser]:
 
 def unlock_admin(session: Session, actor: AdminUser, admin_id: int) -> None:
     """A superadmin lifts a lockout (the real admin locked out by someone guessing). Audited."""
-    if actor.role != AdminRole.SUPERADMIN:
-        raise Forbidden("只有超级管理员可以解除锁定。")
+    require(actor, Duty.ACCOUNTS, "只有超级管理员可以解除锁定。")
     with write_transaction(session):
         changed = session.execute(update(AdminUser).where(AdminUser.id == admin_id)
                                   .values(failed_logins=0, locked_until=None)).rowcount

@@ -24,19 +24,11 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ..china_time import CHINA_TIME
 from ..db import write_transaction
-from ..models import (
-    AdminRole,
-    AdminUser,
-    CommissionKind,
-    CommissionLine,
-    Order,
-    OrderStatus,
-    User,
-    Withdrawal,
-)
+from ..models import AdminUser, CommissionKind, CommissionLine, Order, OrderStatus, User, Withdrawal
 from . import DomainError, Forbidden
 from .audit import record_audit
 from .periods import china_midnight
+from .policy import Duty, may
 
 MAX_DAYS = 366
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -116,7 +108,7 @@ class Export:
 
 def kinds_for(admin: AdminUser) -> list[ExportKind]:
     """What this admin may export: everyone orders; finance and superadmin also the money."""
-    if admin.role in {AdminRole.FINANCE, AdminRole.SUPERADMIN}:
+    if may(admin, Duty.MONEY):
         return list(ExportKind)
     return [kind for kind in ExportKind if kind not in FINANCE_ONLY]
 

@@ -14,10 +14,11 @@ from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
-from ..models import AdminRole, AdminUser, LoginSession, User
+from ..models import AdminUser, LoginSession, User
 from ..models.base import utcnow
 from . import NotFound
 from .audit import record_audit
+from .policy import Duty, may
 
 TOKEN_BYTES = 32
 # last_seen_at is written at most this often per login: reading pages costs no write, and the idle timeout is
@@ -194,7 +195,7 @@ def live_logins(session: Session, principal: User | AdminUser, policy: SessionPo
 
 
 def _may_manage(actor: AdminUser, admin_user_id: int) -> bool:
-    return actor.role == AdminRole.SUPERADMIN or actor.id == admin_user_id
+    return may(actor, Duty.ACCOUNTS) or actor.id == admin_user_id
 
 
 def end_admin_session(session: Session, actor: AdminUser, login_session_id: int) -> None:

@@ -17,14 +17,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import (MONEY_REVIEWERS, AdminUser, Order, OrderStatus, PaymentEvent, PaymentEventKind, Refund,
-                      RefundStatus)
+from ..models import AdminUser, Order, OrderStatus, PaymentEvent, PaymentEventKind, Refund, RefundStatus
 from ..models.base import utcnow
 from ..wechat.pay import PayError, PayGateway
-from . import DomainError, Forbidden, NotFound, submissions
+from . import DomainError, NotFound, submissions
 from .audit import record_audit
 from .refund_results import (_api_of, _next_refund_number, accept_refund_notification,  # noqa: F401 - re-exported
                              apply_refund_result, apply_stray_refund_result, reconcile_refunds)
+from .policy import Duty, require
 
 MAX_REASON_LENGTH = 200
 
@@ -252,5 +252,4 @@ def reject_refund(session: Session, admin: AdminUser, refund_id: int, reason: st
 
 
 def _require_finance(admin: AdminUser) -> None:
-    if admin.role not in MONEY_REVIEWERS:
-        raise Forbidden("只有财务可以审核退款。")
+    require(admin, Duty.MONEY, "只有财务可以审核退款。")

@@ -9,26 +9,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
-from ..models import (
-    AdminRole,
-    AdminUser,
-    CountsAt,
-    GrantMode,
-    Identity,
-    IdentityApplication,
-    IdentityRuleVersion,
-    Order,
-    OrderStatus,
-    Outlet,
-    RestockItem,
-    RestockOrder,
-    UpgradeMetric,
-    UpgradeTarget,
-    User,
-)
+from ..models import (AdminUser, CountsAt, GrantMode, Identity, IdentityApplication, IdentityRuleVersion, Order,
+                      OrderStatus, Outlet, RestockItem, RestockOrder, UpgradeMetric, UpgradeTarget, User)
 from ..money import format_yuan
-from . import DomainError, Forbidden
+from . import DomainError
 from .audit import record_audit
+from .policy import Duty, require
 
 MAX_THRESHOLD_FEN = 100_000_000  # ¥1,000,000
 # Conditions an operator might ask for that are entry fees in disguise. Named so the refusal can say why.
@@ -90,8 +76,7 @@ def current_identity_rule(session: Session, target: UpgradeTarget) -> IdentityRu
 
 def create_identity_rule(session: Session, admin: AdminUser, rule: IdentityRuleInput) -> IdentityRuleVersion:
     """Rules are never edited: a change is a new version (audited); applications are measured by the newest."""
-    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
-        raise Forbidden("只有财务或超级管理员可以修改身份升级规则。")
+    require(admin, Duty.MONEY, "只有财务或超级管理员可以修改身份升级规则。")
     validate_identity_rule(rule)
     with write_transaction(session):
         version = IdentityRuleVersion(**rule.__dict__, created_by_admin_id=admin.id)

@@ -25,20 +25,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import (
-    OPEN_APPLICATION,
-    AdminRole,
-    AdminUser,
-    ApplicationStatus,
-    GrantMode,
-    IdentityApplication,
-    IdentityRuleVersion,
-    Region,
-    UpgradeTarget,
-    User,
-)
+from ..models import (OPEN_APPLICATION, AdminUser, ApplicationStatus, GrantMode, IdentityApplication,
+                      IdentityRuleVersion, Region, UpgradeTarget, User)
 from ..models.base import utcnow
-from . import Forbidden, NotFound, submissions
+from . import NotFound, submissions
 from .audit import record_audit
 from .network import RegionTaken, refuse_taken_region
 from .outlets import PHONE_PATTERN, parse_position
@@ -48,6 +38,7 @@ from .upgrade_rules import (APPLIES_FROM, ENTRY_FEE_METRICS, MAX_THRESHOLD_FEN, 
                             METRIC_FOR_TARGET, TARGET_IDENTITY, IdentityRuleInput, UpgradeError, UpgradeProgress,
                             _CURRENT_RULE, _PURCHASES, create_identity_rule, current_identity_rule, metric_value,
                             rule_summary, upgrade_progress, validate_identity_rule)
+from .policy import Duty, require
 
 
 @dataclass(frozen=True)
@@ -155,8 +146,7 @@ def _refuse_taken_region(session: Session, region: Region) -> None:
 # ---------------------------------------------------------------- admin decisions
 
 def _reviewer(admin: AdminUser) -> None:
-    if admin.role not in (AdminRole.OPERATOR, AdminRole.SUPERADMIN):
-        raise Forbidden("只有运营或超级管理员可以审核身份申请。")
+    require(admin, Duty.APPLICATIONS)
 
 
 def approve_application(session: Session, admin: AdminUser, application_id: int, *,

@@ -7,17 +7,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import (MONEY_REVIEWERS, WITHDRAWALS_PAYING_OUT, AdminUser, LedgerKind, Wallet, Withdrawal,
-                      WithdrawalStatus)
+from ..models import WITHDRAWALS_PAYING_OUT, AdminUser, LedgerKind, Wallet, Withdrawal, WithdrawalStatus
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import TransferResult
-from . import Forbidden, NotFound, submissions
+from . import NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .payments import record_late_result
 from .wallet import post_entry
 from .withdrawal_requests import WithdrawalError, _as_it_stands
+from .policy import Duty, require
 
 TRANSFER_REMARK = "顶俏收益提现"  # what the member reads on the transfer, legacy or 商家转账 (≤ 32 characters)
 
@@ -126,8 +126,7 @@ def _refuse_payout_while_in_debt(session: Session, withdrawal: Withdrawal) -> No
 
 
 def _require_finance(admin: AdminUser) -> None:
-    if admin.role not in MONEY_REVIEWERS:
-        raise Forbidden("只有财务可以审核提现。")
+    require(admin, Duty.MONEY, "只有财务可以审核提现。")
 
 
 def _payout_gateway(gateway, api: str):
