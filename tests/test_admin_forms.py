@@ -104,7 +104,8 @@ def test_a_refused_identity_rule_comes_back_as_typed_with_the_threshold_problem_
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     outlet_form = page[page.index('id="rule-outlet"'):page.index("</form>", page.index('id="rule-outlet"'))]
-    assert re.search(r'name="threshold"[^>]*value="12.345"[^>]*>\s*</label>\s*<span class="dq-field-error" '
-                     r'role="alert">请输入正确的金额', outlet_form)
+    assert re.search(r'name="threshold"[^>]*value="12.345"[^>]*>\s*</label>\s*<span class="dq-field-error">请输入正确的金额',
+                     outlet_form)
+    assert page.count('role="alert"') == 1  # said once above the forms, for screen readers
     assert 'value="试行"' in outlet_form
     assert 'value="12.345"' not in page.replace(outlet_form, "")  # the other target's form is untouched

@@ -38,7 +38,7 @@ def claim(token: str):
     if not setup.setup_link_valid(db.session, token):
         return _link_unusable()
     form = ClaimForm()
-    error, refused = None, False
+    error = None
     if form.validate_on_submit():
         try:
             admin = setup.claim_setup(db.session, token, username=form.username.data, password=form.password.data,
@@ -52,9 +52,9 @@ def claim(token: str):
             login_user(admin)
             forget_shop_name()
             return redirect(url_for("admin_setup.wizard"))
-    else:
-        refused = form.is_submitted()  # each field's problem is shown next to it
-    return render_template("setup/claim.html", form=form, error=error), 400 if error or refused else 200
+    elif form.is_submitted():
+        error = first_error(form)  # and each field's problem next to it
+    return render_template("setup/claim.html", form=form, error=error), 400 if error else 200
 
 
 def _link_unusable():
