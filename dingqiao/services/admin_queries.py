@@ -1,5 +1,5 @@
-"""Read-only views for the admin pages: one order with everything that happened to it, and the stock
-locations. One query per section, people loaded together, so a page costs the same for any order."""
+"""Read-only views for the admin pages: one order with everything that happened to it, the stock locations,
+the rule versions and the product list the queues name. (The queues themselves are services/queues.py.) One query per section, people loaded together, so a page costs the same for any order."""
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, or_, select
@@ -9,6 +9,8 @@ from ..models import (
     AdminUser,
     AuditLog,
     CommissionLine,
+    CommissionRuleVersion,
+    IdentityRuleVersion,
     LedgerEntry,
     LocationKind,
     Order,
@@ -131,3 +133,22 @@ def stock_locations(session: Session) -> list[StockLocation]:
     kind_order = case({LocationKind.PLATFORM.value: 0, LocationKind.FACTORY.value: 1}, value=StockLocation.kind,
                       else_=2)
     return list(session.scalars(select(StockLocation).order_by(kind_order, StockLocation.name, StockLocation.id)))
+
+
+# ---------------------------------------------------------------- rule versions, products
+
+RULE_VERSIONS_SHOWN = 20
+
+
+def commission_rule_versions(session: Session, limit: int = RULE_VERSIONS_SHOWN) -> list[CommissionRuleVersion]:
+    """The latest commission rule versions, newest (the one in force) first."""
+    return list(session.scalars(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(limit)))
+
+
+def identity_rule_versions(session: Session, limit: int = RULE_VERSIONS_SHOWN) -> list[IdentityRuleVersion]:
+    return list(session.scalars(select(IdentityRuleVersion).order_by(IdentityRuleVersion.id.desc()).limit(limit)))
+
+
+def products_by_id(session: Session) -> dict[int, Product]:
+    """Every product by id, for the pages that name the products of many rows (restock orders)."""
+    return {product.id: product for product in session.scalars(select(Product))}

@@ -10,6 +10,7 @@ from ...models.base import utcnow
 from ...services import DomainError, Forbidden, exports
 from ...services.periods import china_today
 from ..common import current_admin, require_admin
+from .forms import ExportForm
 
 bp = Blueprint("admin_exports", __name__, url_prefix="/admin/exports")
 bp.before_request(require_admin())
@@ -17,11 +18,11 @@ bp.before_request(require_admin())
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _form(status: int = 200, error: str | None = None):
+def _form(form: ExportForm, status: int = 200, error: str | None = None):
     admin, today = current_admin(), china_today(utcnow())
-    values = {"kind": request.args.get("kind", exports.ExportKind.ORDERS),
-              "start": request.args.get("start") or today.replace(day=1).isoformat(),
-              "end": request.args.get("end") or today.isoformat()}
+    values = {"kind": form.kind.data or exports.ExportKind.ORDERS,
+              "start": form.start.data or today.replace(day=1).isoformat(),
+              "end": form.end.data or today.isoformat()}
     return render_template("admin/exports.html", admin=admin, kinds=exports.kinds_for(admin), values=values,
                            error=error), status
 
@@ -29,21 +30,21 @@ def _form(status: int = 200, error: str | None = None):
 @bp.get("/")
 def index():
     """The form: what to export, from which China-time day to which (this month so far by default)."""
-    return _form()
+    return _form(ExportForm(request.args))
 
 
 @bp.get("/download")
 def download():
     """The file itself. A GET, because an export changes no business data and a plain link or bookmark should
     work; it still writes one audit row, which is the point of auditing an export."""
+    form = ExportForm(request.args)
     try:
-        export = exports.parse_export(request.args.get("kind"), request.args.get("start"), request.args.get("end"),
-                                      request.args.get("format"))
+        export = exports.parse_export(form.kind.data, form.start.data, form.end.data, form.format.data)
         rows = exports.begin_export(db.session, current_admin(), export)
     except DomainError as exc:
         if isinstance(exc, Forbidden):
             raise
-        return _form(400, exc.message)
+        return _form(form, 400, exc.message)
     if export.format is exports.ExportFormat.CSV:
         response = Response(stream_with_context(exports.write_csv(export, rows)), mimetype="text/csv")
     else:

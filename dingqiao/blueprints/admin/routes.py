@@ -3,44 +3,26 @@ from datetime import timedelta
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
-from sqlalchemy import select
 
 from ...extensions import db, limiter
-from ...models import (
-    OPEN_APPLICATION,
-    ApplicationStatus,
-    CommissionRuleVersion,
-    CountsAt,
-    GrantMode,
-    IdentityApplication,
-    IdentityRuleVersion,
-    Order,
-    PaymentEvent,
-    Product,
-    Refund,
-    UpgradeMetric,
-    UpgradeTarget,
-    User,
-    Withdrawal,
-)
+from ...models import ApplicationStatus, CountsAt, GrantMode, UpgradeMetric, UpgradeTarget
 from ...services.accounts import AccountLocked, InvalidCredentials, LockoutPolicy, authenticate_admin
 from ...services.logins import admin_policy, end_login_session
-from ...services import DomainError, Forbidden, commissions, dashboards, delivery, jobs, restock, setup, upgrades
+from ...services import DomainError, Forbidden, commissions, dashboards, delivery, jobs, queues, restock, setup, upgrades
+from ...services.admin_queries import commission_rule_versions, identity_rule_versions, products_by_id
 from ...services.payments import recent_refused_notifies, resolve_payment_event
-from ...services.queues import APPLICATIONS_WAITING, REFUNDS_WAITING, WITHDRAWALS_WAITING
 from ...services.refunds import approve_refund, refund_stray_payment, reject_refund
 from ...services.submissions import FIELD_NAME as SUBMISSION_KEY, clean_key
 from ...services.withdrawals import (
     approve_withdrawal,
     cancel_transfer,
     mark_paid_offline,
-    parse_yuan,
     reject_withdrawal,
 )
 from ...wechat import pay_gateways
-from ...paging import page_of
-from ...web import arg_id, parse_id, redirect_after_post
+from ...web import arg_id, redirect_after_post
 from ..common import current_admin, login_client, require_admin, safe_next
+from .forms import CommissionRuleForm, IdentityRuleForm, LoginForm, ReasonForm, WithdrawalReviewForm, first_error
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 _require_admin = require_admin()
@@ -63,20 +45,22 @@ def _login_limit() -> str:
 @limiter.limit(_login_limit, methods=["POST"])
 def login():
     next_url = request.values.get("next") or url_for("admin.home")
+    form = LoginForm()
     if request.method == "GET":
         if current_admin() is not None:
             return redirect(safe_next(next_url))
-        return render_template("admin/login.html", next_url=next_url)
+        return render_template("admin/login.html", next_url=next_url, form=form)
     config = current_app.config
     lockout = LockoutPolicy(failures=config["ADMIN_LOCKOUT_FAILURES"],
                             first_lock=timedelta(seconds=config["ADMIN_LOCKOUT_SECONDS"]),
                             longest_lock=timedelta(seconds=config["ADMIN_LOCKOUT_MAX_SECONDS"]))
     try:
-        admin = authenticate_admin(db.session, request.form.get("username", ""), request.form.get("password", ""),
+        admin = authenticate_admin(db.session, form.username.data or "", form.password.data or "",
                                    login_client(), lockout, admin_policy(config).lifetime)
     except (InvalidCredentials, AccountLocked) as exc:
-        return render_template("admin/login.html", next_url=next_url, error=exc.message,
-                               username=request.form.get("username", "")), exc.status
+        # Which of the two was wrong is not said: the message sits with the password, the name stays typed.
+        form.password.errors = [exc.message]
+        return render_template("admin/login.html", next_url=next_url, form=form), exc.status
     login_user(admin)
     return redirect(safe_next(next_url))
 
@@ -106,11 +90,8 @@ def dashboard_json():
 @bp.get("/refunds")
 def refunds():
     """Refund requests waiting for finance (and failed ones to retry)."""
-    page = page_of(db.session, select(Refund, Order)
-                   .join(Order, Order.id == Refund.order_id)
-                   .where(REFUNDS_WAITING)
-                   .order_by(Refund.created_at, Refund.id), arg_id("page"))
-    return render_template("admin/refunds.html", admin=current_admin(), page=page)
+    return render_template("admin/refunds.html", admin=current_admin(),
+                           page=queues.waiting_refunds(db.session, arg_id("page")))
 
 
 @bp.post("/refunds/<int:refund_id>/approve")
@@ -123,7 +104,7 @@ def approve_refund_view(refund_id: int):
 
 @bp.post("/refunds/<int:refund_id>/reject")
 def reject_refund_view(refund_id: int):
-    reject_refund(db.session, current_admin(), refund_id, request.form.get("reason", ""),
+    reject_refund(db.session, current_admin(), refund_id, ReasonForm().reason.data or "",
                   submission_key=request.form.get(SUBMISSION_KEY))
     return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
 
@@ -131,11 +112,8 @@ def reject_refund_view(refund_id: int):
 @bp.get("/withdrawals")
 def withdrawals():
     """The withdrawal review queue: open requests first, then transfers whose outcome is unknown."""
-    page = page_of(db.session, select(Withdrawal, User)
-                   .join(User, User.id == Withdrawal.user_id)
-                   .where(WITHDRAWALS_WAITING)
-                   .order_by(Withdrawal.created_at, Withdrawal.id), arg_id("page"))
-    return render_template("admin/withdrawals.html", admin=current_admin(), page=page,
+    return render_template("admin/withdrawals.html", admin=current_admin(),
+                           page=queues.waiting_withdrawals(db.session, arg_id("page")),
                            results=session.pop("withdrawal_results", []))
 
 
@@ -143,14 +121,14 @@ def withdrawals():
 def review_withdrawals():
     """One or many at once: approve (WeChat transfer), paid offline, or reject. Each is its own
     transaction, so one failure never undoes the others; the outcome of each is shown."""
-    action = request.form.get("action", "")
-    ids = [wid for wid in (parse_id(raw) for raw in request.form.getlist("withdrawal_id")) if wid is not None]
-    if action not in {"approve", "offline", "reject", "cancel_transfer"} or not ids:
-        raise DomainError("请选择提现申请和操作。")
+    form = WithdrawalReviewForm()
+    if not form.validate():
+        raise DomainError(form.first_error())
+    action = form.action.data
     admin, gateway = current_admin(), pay_gateways(current_app)
     form_key = clean_key(request.form.get(SUBMISSION_KEY))
     results = []
-    for withdrawal_id in ids[:100]:
+    for withdrawal_id in form.withdrawal_id.data:
         # One key per withdrawal of the batch: a repeat of the form acts on none of them again.
         key = f"{form_key}-{withdrawal_id}" if form_key else None
         try:
@@ -160,10 +138,10 @@ def review_withdrawals():
                 done = cancel_transfer(db.session, gateway, admin, withdrawal_id,
                                        timedelta(minutes=current_app.config["RECONCILE_AFTER_MINUTES"]))
             elif action == "offline":
-                done = mark_paid_offline(db.session, admin, withdrawal_id, request.form.get("note", ""),
+                done = mark_paid_offline(db.session, admin, withdrawal_id, form.note.data or "",
                                          submission_key=key)
             else:
-                done = reject_withdrawal(db.session, admin, withdrawal_id, request.form.get("reason", ""),
+                done = reject_withdrawal(db.session, admin, withdrawal_id, form.reason.data or "",
                                          submission_key=key)
             results.append(f"{done.withdrawal_no}：{_withdrawal_outcome(done)}")
         except Forbidden:
@@ -183,41 +161,32 @@ def _withdrawal_outcome(withdrawal) -> str:
 @bp.route("/commission-rules", methods=["GET", "POST"])
 def commission_rules():
     """The rule version in force, earlier versions, and a form for a new version (rates in percent) with a ¥100
-    preview. "预览" only shows what a ¥100 order would pay; "发布新版本" validates and saves (finance only)."""
+    preview. "预览" only shows what a ¥100 order would pay; "发布新版本" validates and saves (finance only). A
+    refused form shows each problem next to its field (400)."""
     current = commissions.current_rule(db.session)
-    versions = db.session.scalars(select(CommissionRuleVersion).order_by(CommissionRuleVersion.id.desc()).limit(20)).all()
-    typed, error, preview = None, None, None
+    form, preview, refused = CommissionRuleForm(), None, False
     if request.method == "POST":
-        typed = request.form
-        try:
-            draft = commissions.parse_rule(request.form, request.form.get("note") or "")
-            commissions.validate_rule(draft)
-            preview = commissions.preview(draft)
+        if form.validate():
+            preview = commissions.preview(form.rule())
             if request.form.get("action") == "publish":
-                commissions.create_rule_version(db.session, current_admin(), draft)
+                commissions.create_rule_version(db.session, current_admin(), form.rule())
                 return redirect_after_post(url_for("admin.commission_rules"), status=302)
-        except DomainError as exc:
-            if isinstance(exc, Forbidden):
-                raise
-            error = exc.message
-    elif current is not None:
-        typed = {"referral_depth": current.referral_depth, "cooling_days": current.cooling_days, "note": "",
-                 **{name: commissions.percent_text(getattr(current, f"{name}_bps"))
-                    for name in commissions.PERCENT_FIELDS}}
-        preview = commissions.preview(current)
-    return render_template("admin/commission_rules.html", admin=current_admin(), current=current, versions=versions,
-                           typed=typed, error=error, preview=preview, percent_fields=commissions.PERCENT_FIELDS,
-                           percent=commissions.format_percent), 400 if error else 200
+        else:
+            refused = True
+    else:
+        form = CommissionRuleForm.of(current) if current is not None else CommissionRuleForm(formdata=None)
+        preview = commissions.preview(current) if current is not None else None
+    return render_template("admin/commission_rules.html", admin=current_admin(), current=current,
+                           versions=commission_rule_versions(db.session), form=form, preview=preview,
+                           percent=commissions.format_percent), 400 if refused else 200
 
 
 @bp.get("/payment-events")
 def payment_events():
     """Signed pay notifies that need a person (money for cancelled orders, mismatched amounts …), and apart from
     them the notifies refused unread, counted per sender and reason."""
-    page = page_of(db.session, select(PaymentEvent)
-                   .where(PaymentEvent.needs_attention.is_(True), PaymentEvent.resolved_at.is_(None))
-                   .order_by(PaymentEvent.id), arg_id("page"), scalars=True)
-    return render_template("admin/payment_events.html", admin=current_admin(), page=page,
+    return render_template("admin/payment_events.html", admin=current_admin(),
+                           page=queues.unresolved_payment_events(db.session, arg_id("page")),
                            refused=recent_refused_notifies(db.session))
 
 
@@ -237,14 +206,15 @@ def resolve_event(event_id: int):
 def identity_rules():
     """身份升级规则: one rule per target identity, published as a new version (finance or superadmin). The
     conditions that are entry fees in disguise are listed, disabled, with why; the service refuses them."""
-    error = None
+    form, error = IdentityRuleForm(), None
     if request.method == "POST":
         try:
+            if not form.validate():
+                raise DomainError(first_error(form))
             upgrades.create_identity_rule(db.session, current_admin(), upgrades.IdentityRuleInput(
-                target=request.form.get("target", ""), metric=request.form.get("metric", ""),
-                threshold_fen=parse_yuan(request.form.get("threshold")),
-                counts_at=request.form.get("counts_at", CountsAt.REDEEMED),
-                grant_mode=request.form.get("grant_mode", ""), note=(request.form.get("note") or "").strip()[:200],
+                target=form.target.data or "", metric=form.metric.data or "", threshold_fen=form.threshold.value,
+                counts_at=form.counts_at.data or CountsAt.REDEEMED, grant_mode=form.grant_mode.data or "",
+                note=(form.note.data or "").strip()[:200],
             ))
             return redirect(url_for("admin.identity_rules"))
         except DomainError as exc:
@@ -252,9 +222,9 @@ def identity_rules():
                 raise
             error = exc.message
     current = {target: upgrades.current_identity_rule(db.session, target) for target in UpgradeTarget}
-    versions = db.session.scalars(select(IdentityRuleVersion).order_by(IdentityRuleVersion.id.desc()).limit(20)).all()
     return render_template(
-        "admin/identity_rules.html", admin=current_admin(), current=current, versions=versions, error=error,
+        "admin/identity_rules.html", admin=current_admin(), current=current,
+        versions=identity_rule_versions(db.session), error=error, form=form,
         targets=list(UpgradeTarget), metric_for=upgrades.METRIC_FOR_TARGET, entry_fees=upgrades.ENTRY_FEE_METRICS,
         counts=list(CountsAt), modes=list(GrantMode), summary=upgrades.rule_summary, metrics=UpgradeMetric,
     ), 400 if error else 200
@@ -264,14 +234,9 @@ def identity_rules():
 def applications():
     """Outlet and factory-store applications: those waiting for review first, then those waiting for the
     rule to hold, then the latest decisions."""
-    page = page_of(db.session, select(IdentityApplication).where(APPLICATIONS_WAITING)
-                   .order_by(IdentityApplication.status, IdentityApplication.id),  # "review" sorts before "waiting"
-                   arg_id("page"), scalars=True)
-    decided = db.session.scalars(
-        select(IdentityApplication).where(IdentityApplication.status.not_in(OPEN_APPLICATION))
-        .order_by(IdentityApplication.id.desc()).limit(20)
-    ).all()
-    return render_template("admin/applications.html", admin=current_admin(), page=page, decided=decided,
+    return render_template("admin/applications.html", admin=current_admin(),
+                           page=queues.open_applications(db.session, arg_id("page")),
+                           decided=queues.decided_applications(db.session),
                            results=session.pop("application_results", []))
 
 
@@ -287,7 +252,7 @@ def approve_application_view(application_id: int):
 
 @bp.post("/applications/<int:application_id>/reject")
 def reject_application_view(application_id: int):
-    done = upgrades.reject_application(db.session, current_admin(), application_id, request.form.get("reason", ""),
+    done = upgrades.reject_application(db.session, current_admin(), application_id, ReasonForm().reason.data or "",
                                        submission_key=request.form.get(SUBMISSION_KEY))
     session["application_results"] = [f"「{done.shop_name}」：已拒绝"]
     return redirect(url_for("admin.applications"))
@@ -296,11 +261,8 @@ def reject_application_view(application_id: int):
 @bp.get("/restocks")
 def restocks():
     """Factory stores' restock orders from the platform warehouse: ship (in parts if need be) or cancel."""
-    platform = restock.platform_location_id(db.session)
-    # Without a platform warehouse the query finds nothing: no location has id 0.
-    page = page_of(db.session, restock.restock_orders(platform or 0, incoming=False), arg_id("page"), scalars=True)
-    products = {p.id: p for p in db.session.scalars(select(Product))}
-    return render_template("admin/restocks.html", admin=current_admin(), page=page, products=products,
+    return render_template("admin/restocks.html", admin=current_admin(),
+                           page=queues.platform_restocks(db.session, arg_id("page")), products=products_by_id(db.session),
                            name=lambda location_id: restock.location_name(db.session, location_id))
 
 
@@ -313,7 +275,7 @@ def ship_restock_view(restock_id: int):
 
 @bp.post("/restocks/<int:restock_id>/cancel")
 def cancel_restock_view(restock_id: int):
-    restock.cancel_restock(db.session, _platform_party(), restock_id, request.form.get("reason", ""))
+    restock.cancel_restock(db.session, _platform_party(), restock_id, ReasonForm().reason.data or "")
     return redirect(url_for("admin.restocks"))
 
 

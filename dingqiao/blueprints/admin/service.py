@@ -8,6 +8,7 @@ from ...services import service_cases
 from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...web import arg_id, redirect_after_post
 from ..common import current_admin, photo_storage, require_admin, uploaded_photos
+from .forms import ReplyForm
 
 bp = Blueprint("admin_service", __name__, url_prefix="/admin/service")
 bp.before_request(require_admin())
@@ -32,7 +33,7 @@ def detail(case_id: int):
 
 @bp.post("/<int:case_id>/reply")
 def reply(case_id: int):
-    service_cases.add_admin_reply(db.session, current_admin(), case_id, request.form.get("body", ""),
+    service_cases.add_admin_reply(db.session, current_admin(), case_id, ReplyForm().body.data or "",
                                   photos=uploaded_photos(), **photo_storage(),
                                   submission_key=request.form.get(SUBMISSION_KEY))
     return redirect_after_post(url_for("admin_service.detail", case_id=case_id))

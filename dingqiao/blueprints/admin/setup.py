@@ -1,35 +1,35 @@
 """开店向导 (first-run setup): ``/setup/<token>`` creates the first superadmin from the link printed on the console;
 ``/admin/setup/`` then walks them through what the shop needs before its first sale. Each step is a form that
 calls one service; the page reads every step's state from the data, so it can be left and resumed."""
-from decimal import Decimal
-
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import login_user
 from flask_wtf import FlaskForm
-from wtforms import DecimalField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import InputRequired, NumberRange
 
 from ...extensions import db
-from ...models import AdminRole, CommissionRuleVersion
+from ...models import AdminRole
 from ...services import DomainError, commissions, network, setup
-from ...services.commissions import MAX_PAYOUT_CAP_BPS, MAX_REFERRAL_DEPTH, RuleInput
+from ...services.commissions import MAX_PAYOUT_CAP_BPS
 from ...services.logins import admin_policy
-from ...services.setup import PROPOSED_COMMISSION_RULE, PROPOSED_IDENTITY_RULES
-from ...services.withdrawals import parse_yuan
+from ...services.setup import PROPOSED_IDENTITY_RULES
 from ...templating import forget_shop_name
 from ..common import current_admin, login_client, require_admin
-from .forms import FactoryStoreForm, NetworkForm, OutletForm, RegionForm, WarehouseForm, first_error
+from .forms import (
+    ClaimForm,
+    CommissionRuleForm,
+    FactoryStoreForm,
+    IdentityRulesForm,
+    NameForm,
+    NetworkForm,
+    OutletForm,
+    RegionForm,
+    WarehouseForm,
+    first_error,
+    yuan_text,
+)
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 admin_bp = Blueprint("admin_setup", __name__, url_prefix="/admin/setup")
 admin_bp.before_request(require_admin(AdminRole.SUPERADMIN))
-
-
-class ClaimForm(FlaskForm):
-    username = StringField("管理员用户名", validators=[InputRequired("请填写用户名。")])
-    password = PasswordField("密码（至少 10 位）", validators=[InputRequired("请填写密码。")])
-    password_again = PasswordField("再次输入密码", validators=[InputRequired("请再次输入密码。")])
-    shop_name = StringField("店铺名称", default=setup.DEFAULT_SHOP_NAME, validators=[InputRequired("请填写店铺名称。")])
 
 
 @bp.route("/<token>", methods=["GET", "POST"])
@@ -53,7 +53,7 @@ def claim(token: str):
             forget_shop_name()
             return redirect(url_for("admin_setup.wizard"))
     elif form.is_submitted():
-        error = first_error(form)
+        error = first_error(form)  # and each field's problem next to it
     return render_template("setup/claim.html", form=form, error=error), 400 if error else 200
 
 
@@ -62,53 +62,6 @@ def _link_unusable():
 
 
 # ---------------------------------------------------------------- the wizard (superadmin)
-
-class NameForm(FlaskForm):
-    shop_name = StringField("店铺名称", validators=[InputRequired("请填写店铺名称。")])
-
-
-class RuleForm(FlaskForm):
-    """The commission rule in percent (two decimals) — stored as basis points."""
-
-    referral_depth = IntegerField("推荐层级", validators=[InputRequired("请填写推荐层级。"),
-                                                        NumberRange(1, MAX_REFERRAL_DEPTH, "推荐层级需为 1 到 3。")])
-    direct = DecimalField("直推奖励 %", places=2, validators=[InputRequired("请填写直推奖励。")])
-    team = DecimalField("团队奖励·二级 %", places=2, validators=[InputRequired("请填写团队奖励。")])
-    third_level = DecimalField("团队奖励·三级 %", places=2, validators=[InputRequired("请填写三级奖励（可为 0）。")])
-    service_fee = DecimalField("核销服务费 %", places=2, validators=[InputRequired("请填写核销服务费。")])
-    regional = DecimalField("区域奖励 %", places=2, validators=[InputRequired("请填写区域奖励。")])
-    payout_cap = DecimalField("单笔总佣金上限 %", places=2, validators=[InputRequired("请填写上限。")])
-    cooling_days = IntegerField("售后冷静期（天）", validators=[InputRequired("请填写冷静期天数。")])
-
-    PERCENT_FIELDS = ("direct", "team", "third_level", "service_fee", "regional", "payout_cap")
-
-    def rule(self) -> RuleInput:
-        values = {}
-        for name in self.PERCENT_FIELDS:
-            values[f"{name}_bps"] = commissions.percent_to_bps(getattr(self, name).data)
-        return RuleInput(referral_depth=self.referral_depth.data, cooling_days=self.cooling_days.data,
-                         note="开店向导发布", **values)
-
-    @classmethod
-    def proposed(cls, current: CommissionRuleVersion | None) -> "RuleForm":
-        """The rule in force, or the wizard's proposal before there is one."""
-        rule = current or PROPOSED_COMMISSION_RULE
-        return cls(formdata=None, referral_depth=rule.referral_depth, cooling_days=rule.cooling_days,
-                   **{name: Decimal(getattr(rule, f"{name}_bps")) / 100 for name in cls.PERCENT_FIELDS})
-
-
-class IdentityRulesForm(FlaskForm):
-    outlet_threshold = StringField("成为核销网点：累计提货满（元）", validators=[InputRequired("请填写门槛。")])
-    factory_threshold = StringField("成为工厂店：门店累计进货满（元）", validators=[InputRequired("请填写门槛。")])
-    grant_mode = SelectField("开通方式", choices=[("review", "达标后人工审核"), ("auto", "达标自动开通"),
-                                              ("closed", "暂停申请")])
-
-    def thresholds_fen(self) -> dict[str, int]:
-        try:
-            return {"outlet": parse_yuan(self.outlet_threshold.data), "factory": parse_yuan(self.factory_threshold.data)}
-        except DomainError:
-            raise setup.SetupError("门槛请填写金额（元），最多两位小数。") from None
-
 
 def _site_choices(overview: "network.NetworkOverview") -> dict:
     """What the factory-store and outlet forms pick from: regions (a factory store's, those without one) and the
@@ -121,7 +74,8 @@ def _site_choices(overview: "network.NetworkOverview") -> dict:
 
 
 def _render_wizard(error: str | None = None, status: int = 200, **forms):
-    rule_form = forms.get("rule_form") or RuleForm.proposed(commissions.current_rule(db.session))
+    """The wizard; ``error`` is what to say above it (a form's own problems are also next to their fields)."""
+    rule_form = forms.get("rule_form") or CommissionRuleForm.of(commissions.current_rule(db.session))
     preview = None
     try:
         preview = commissions.preview(rule_form.rule())
@@ -129,8 +83,8 @@ def _render_wizard(error: str | None = None, status: int = 200, **forms):
         pass
     proposed_identity = {rule.target: rule for rule in PROPOSED_IDENTITY_RULES}
     identity_form = forms.get("identity_form") or IdentityRulesForm(
-        formdata=None, outlet_threshold=f"{proposed_identity['outlet'].threshold_fen / 100:.2f}",
-        factory_threshold=f"{proposed_identity['factory'].threshold_fen / 100:.2f}", grant_mode="review")
+        formdata=None, outlet_threshold=yuan_text(proposed_identity["outlet"].threshold_fen),
+        factory_threshold=yuan_text(proposed_identity["factory"].threshold_fen), grant_mode="review")
     progress, overview = setup.setup_progress(db.session), network.network_overview(db.session)
     return render_template(
         "setup/wizard.html", admin=current_admin(), progress=progress, error=error,
@@ -155,6 +109,7 @@ def _step(form_name: str, form: FlaskForm, action):
     """Validate ``form``, run ``action(form)`` (one service call), and come back to the wizard — or show it
     again with the error and the form as typed."""
     if not form.validate_on_submit():
+        # Each problem is next to its field, and the first also above the page: the step may be folded away.
         return _render_wizard(first_error(form), 400, **{form_name: form})
     try:
         action(form)
@@ -199,16 +154,13 @@ def outlet():
 
 @admin_bp.post("/commission-rule")
 def commission_rule():
-    form = RuleForm()
+    """预览 shows what a ¥100 order would pay; 发布 publishes. Either way the form checks the guard rails
+    (commission_rules) and shows each refusal next to its field."""
+    form = CommissionRuleForm()
     if request.form.get("action") == "preview":
-        if not form.validate_on_submit():
-            return _render_wizard(first_error(form), 400, rule_form=form)
-        try:
-            commissions.validate_rule(form.rule())
-        except DomainError as exc:
-            return _render_wizard(exc.message, 400, rule_form=form)
-        return _render_wizard(rule_form=form)
-    return _step("rule_form", form, lambda f: commissions.create_rule_version(db.session, current_admin(), f.rule()))
+        return _render_wizard(rule_form=form) if form.validate_on_submit() else _render_wizard(first_error(form), 400, rule_form=form)
+    return _step("rule_form", form, lambda f: commissions.create_rule_version(
+        db.session, current_admin(), f.rule(note=CommissionRuleForm.WIZARD_NOTE)))
 
 
 @admin_bp.post("/identity-rules")
