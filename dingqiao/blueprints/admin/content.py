@@ -1,6 +1,6 @@
 """Banners, articles and announcements in the admin pages (desktop). Any admin may edit content; every change
 goes through services/content.py, which sanitises, stores images through uploads.save_image and audits. The
-three kinds are edited the same way (``_edit``): a form class from content_forms.py, one service call, the
+three kinds are edited the same way (``_edit``): a form class from forms/content.py, one service call, the
 service's refusal shown under its field with what was typed kept."""
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
@@ -10,7 +10,7 @@ from ...services import content
 from ...uploads import UploadRefused
 from ...web import arg_id, render_page
 from ..common import current_admin, require_admin
-from .content_forms import AnnouncementForm, ArticleForm, ArticleImageForm, BannerForm
+from .forms.content import AnnouncementForm, ArticleForm, ArticleImageForm, BannerForm
 
 bp = Blueprint("admin_content", __name__, url_prefix="/admin/content")
 bp.before_request(require_admin())

@@ -1,13 +1,13 @@
 """The content pages' forms (banners, articles, announcements). Each only reads what was typed, as the service's
 input (``to_input``); services/content.py says what is allowed, and its refusal lands on the field it names
-(``show_refusal``), so every rule is written once, there. (To be merged into this package's forms.py.)"""
+(``show_refusal``), so every rule is written once, there."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 
-from ...models import ArticleKind, BannerTarget
-from ...services import content
-from ...templating import local_time
+from ....models import ArticleKind, BannerTarget
+from ....services import content
+from ....templating import local_time
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 

@@ -12,13 +12,13 @@ from flask_wtf import FlaskForm
 from wtforms import Field, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, InputRequired, StopValidation
 
-from ...models import CommissionRuleVersion, CountsAt
-from ...services import DomainError
-from ...services.commission_rules import rule_problems
-from ...services.commissions import PERCENT_FIELDS, RuleInput, percent_text, percent_to_bps
-from ...services.setup import DEFAULT_SHOP_NAME, PROPOSED_COMMISSION_RULE
-from ...services.withdrawals import parse_yuan
-from ...web import parse_id, parse_signed_int
+from ....models import CommissionRuleVersion, CountsAt
+from ....services import DomainError
+from ....services.commission_rules import rule_problems
+from ....services.commissions import PERCENT_FIELDS, RuleInput, percent_text, percent_to_bps
+from ....services.setup import DEFAULT_SHOP_NAME, PROPOSED_COMMISSION_RULE
+from ....services.withdrawals import parse_yuan
+from ....web import parse_id, parse_signed_int
 
 
 def first_error(form: FlaskForm) -> str:
