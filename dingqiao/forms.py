@@ -6,7 +6,7 @@ Not a blueprint module: every package may use it without importing another packa
 from collections.abc import Callable
 
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import HiddenField, StringField
 from wtforms.validators import StopValidation
 
 from .services import DomainError
@@ -18,26 +18,49 @@ def first_error(form: FlaskForm) -> str:
     return next((str(message) for messages in form.errors.values() for message in messages), "请检查填写的内容。")
 
 
+def refuse(form: FlaskForm) -> DomainError:
+    """A refused form whose fields the page cannot show again (a stepper's buttons, hidden ids, an htmx form that
+    keeps what was typed): its first message as the DomainError the views raise, with the rule's own status, so it
+    lands where every refusal does (the page's #flash for htmx, the error page otherwise)."""
+    error = DomainError(first_error(form))
+    error.status = refusal_status(form)
+    return error
+
+
 def refusal_status(form: FlaskForm) -> int:
     """The status a refused form answers with: its first rule's own (the service's, e.g. 409), else 400."""
     return next((field.refusal_status for field in form if field.errors and getattr(field, "refusal_status", None)),
                 400)
 
 
+class SubmissionForm(FlaskForm):
+    """A form whose double tap must act once: the page's one-time key (services/submissions.py,
+    ``submission_key_field()`` in the templates)."""
+
+    submission_key = HiddenField()
+
+    @property
+    def key(self) -> str | None:
+        return self.submission_key.data or None
+
+
 class RuleField(StringField):
     """Text parsed by a service's rule: ``parse(text)`` returns the value (``field.value``) or raises a DomainError,
     whose message becomes the field's error. ``optional`` leaves an empty field as ``None`` unchecked. The text as
-    typed stays in ``data`` so the form shows it again."""
+    typed stays in ``data`` so the form shows it again. ``optional_when_absent`` leaves it unchecked only when
+    the request did not send it at all (``?buy=`` is checked, no ``buy`` is the cart's checkout).
+    ``default_text`` stands in for a field not sent (one sent empty is checked as it is)."""
 
     def __init__(self, label: str = "", parse: Callable[[str], object] = str, *, optional: bool = False,
                  default_text: str | None = None, **kwargs):
         super().__init__(label, **kwargs)
         self.parse, self.optional, self.default_text, self.value = parse, optional, default_text, None
+        self.optional_when_absent = False
         self.refusal_status = None  # the HTTP status the rule's error carries, when it refused
 
     def pre_validate(self, form) -> None:
-        text = self.data if self.data not in (None, "") else self.default_text
-        if self.optional and text in (None, ""):
+        text = self.data if self.raw_data or self.default_text is None else self.default_text
+        if (self.optional or self.optional_when_absent and not self.raw_data) and text in (None, ""):
             self.value = None
             return
         try:

@@ -3,21 +3,13 @@ normalise_mobile…) so a refusal shows next to its field, in the services' word
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField, TextAreaField
 
-from ...forms import RuleField
+from ...forms import RuleField, SubmissionForm
 from ...services.accounts import normalise_mobile
+from ...services.upgrades import ApplicationInput
 from ...services.withdrawals import parse_yuan
+from ...web import parse_id
 
 MAX_PAYEE_NAME = 64
-
-
-class SubmissionForm(FlaskForm):
-    """A button whose double tap must act once: the page's one-time key (services/submissions.py)."""
-
-    submission_key = HiddenField()
-
-    @property
-    def key(self) -> str | None:
-        return self.submission_key.data or None
 
 
 class PhoneForm(FlaskForm):
@@ -45,3 +37,28 @@ class WithdrawalForm(SubmissionForm):
 
 class RefundForm(SubmissionForm):
     reason = TextAreaField("退款原因")  # services/refunds.py trims it and says when it is missing
+
+
+class DemoPayForm(SubmissionForm):
+    """模拟支付 (demo mode): the button only, its one-time key making a double tap pay once."""
+
+
+class UpgradeForm(FlaskForm):
+    """身份升级's application. Its rules (the target, lengths, the region, the phone, the position) are
+    services/upgrades.py's, said in the page's message area while the form keeps what was typed."""
+
+    target = HiddenField()
+    region_id = RuleField("所在区域", parse_id)  # None for none chosen: the service asks for one
+    shop_name = StringField("店名")
+    address = StringField("详细地址")
+    phone = StringField("联系电话")
+    opening_hours = StringField("营业时间")
+    latitude = HiddenField()
+    longitude = HiddenField()
+
+    def application(self) -> ApplicationInput:
+        return ApplicationInput(
+            target=self.target.data or "", region_id=self.region_id.value, shop_name=self.shop_name.data or "",
+            address=self.address.data or "", latitude=self.latitude.data or "", longitude=self.longitude.data or "",
+            phone=self.phone.data or "", opening_hours=self.opening_hours.data or "",
+        )

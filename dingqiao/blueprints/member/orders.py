@@ -11,10 +11,10 @@ from ...models import OrderStatus
 from ...services import orders as order_service
 from ...services.payments import cancel_member_order, check_payment, demo_pay as pay_in_demo, start_payment
 from ...services.refunds import request_refund
-from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...wechat import WeChatError, pay_gateways
 from ...web import public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import DemoPayForm, RefundForm
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 bp.before_request(require_member)
@@ -79,8 +79,9 @@ def demo_pay(order_no: str):
     key, through the real verify-decrypt-apply path."""
     if not current_app.config["DINGQIAO_DEMO"]:
         abort(404)
+    form = DemoPayForm()
     pay_in_demo(db.session, pay_gateways(current_app).current,  # the demo merchant, on API v3
-                current_member(), order_no, submission_key=request.form.get(SUBMISSION_KEY))
+                current_member(), order_no, submission_key=form.key)
     return _back_to(order_no)
 
 
@@ -101,8 +102,10 @@ def cancel(order_no: str):
 
 @bp.post("/<order_no>/refund")
 def refund(order_no: str):
-    request_refund(db.session, current_member().id, order_no, request.form.get("reason", ""),
-                   submission_key=request.form.get(SUBMISSION_KEY))
+    """申请退款. The reason's rule is the service's: a refusal lands in the page's message area, the form (htmx)
+    keeping what was typed."""
+    form = RefundForm()
+    request_refund(db.session, current_member().id, order_no, form.reason.data or "", submission_key=form.key)
     return _back_to(order_no)
 
 

@@ -15,11 +15,13 @@ from ...services.logins import end_member_session, end_other_member_sessions, li
 from ...services.posters import poster_png, product_poster_input, share_reward_fen, shop_poster_input
 from ...services.redemption import staff_outlet_ids
 from ...services.team import team_board, team_trends
-from ...services.upgrades import ApplicationInput, apply_for_identity, upgrade_progress, withdraw_application
+from ...forms import refusal_status
+from ...services.upgrades import apply_for_identity, upgrade_progress, withdraw_application
 from ...services.wallet import wallet_view
 from ...wechat import WeChatError, js_sdk
-from ...web import arg_id, error_response, html_response, parse_id, public_url, redirect_after_post, render_page
+from ...web import arg_id, error_response, html_response, public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import PhoneForm, UpgradeForm
 
 bp = Blueprint("me", __name__, url_prefix="/me")
 bp.before_request(require_member)
@@ -27,11 +29,15 @@ bp.before_request(require_member)
 
 @bp.get("/")
 def index():
+    return _me_page(PhoneForm(formdata=None))
+
+
+def _me_page(phone_form: PhoneForm, *, block: str | None = None, status_code: int = 200):
     member = current_member()
     return render_page(
-        "me/index.html", member=member, wallet=wallet_view(db.session, member.id),
-        upline=member.binding.upline if member.binding else None,
-        is_staff=bool(staff_outlet_ids(db.session, member.id)),
+        "me/index.html", block=block, status_code=status_code, member=member,
+        wallet=wallet_view(db.session, member.id), upline=member.binding.upline if member.binding else None,
+        is_staff=bool(staff_outlet_ids(db.session, member.id)), phone_form=phone_form,
     )
 
 
@@ -42,8 +48,12 @@ def share_link(member, product_id: int | None = None) -> str:
 
 @bp.post("/phone")
 def change_phone():
-    """我的 → 手机号: the member records or changes their mobile number."""
-    set_member_phone(db.session, current_member().id, request.form.get("phone"))
+    """我的 → 手机号: the member records or changes their mobile number; a wrong one is said under the field
+    (htmx: the form's inside again), what was typed kept."""
+    form = PhoneForm()
+    if not form.validate():
+        return _me_page(form, block="phone_form", status_code=refusal_status(form))
+    set_member_phone(db.session, current_member().id, form.phone.value)
     return redirect_after_post(url_for("me.index"))
 
 
@@ -133,12 +143,11 @@ def upgrade():
 
 @bp.post("/upgrade")
 def apply():
-    form = request.form
-    apply_for_identity(db.session, current_member().id, ApplicationInput(
-        target=form.get("target", ""), region_id=parse_id(form.get("region_id")),
-        shop_name=form.get("shop_name", ""), address=form.get("address", ""), latitude=form.get("latitude", ""),
-        longitude=form.get("longitude", ""), phone=form.get("phone", ""), opening_hours=form.get("opening_hours", ""),
-    ))
+    """The application's rules are services/upgrades.py's: a refusal lands in the page's message area while the
+    form (htmx) keeps what was typed."""
+    form = UpgradeForm()
+    form.validate()  # parses only: nothing here refuses
+    apply_for_identity(db.session, current_member().id, form.application())
     return redirect_after_post(url_for("me.upgrade"))
 
 

@@ -5,9 +5,9 @@ from flask import Blueprint, current_app, request, url_for
 from ...extensions import db
 from ...models import CaseKind, CaseStatus
 from ...services import service_cases
-from ...services.submissions import FIELD_NAME as SUBMISSION_KEY
 from ...web import redirect_after_post, render_page
 from ..common import current_member, photo_storage, require_member, uploaded_photos
+from .forms import CaseForm, CaseMessageForm, CloseCaseForm
 
 bp = Blueprint("service", __name__, url_prefix="/service")
 bp.before_request(require_member)
@@ -29,10 +29,11 @@ def index():
 
 @bp.post("/")
 def open_case():
+    form = CaseForm()
     case = service_cases.open_case(
-        db.session, current_member().id, kind=request.form.get("kind", ""), subject=request.form.get("subject", ""),
-        body=request.form.get("body", ""), order_no=request.form.get("order_no"), photos=uploaded_photos(),
-        **photo_storage(), submission_key=request.form.get(SUBMISSION_KEY),
+        db.session, current_member().id, kind=form.kind.data or "", subject=form.subject.data or "",
+        body=form.body.data or "", order_no=form.order_no.data, photos=uploaded_photos(), **photo_storage(),
+        submission_key=form.key,
     )
     return redirect_after_post(url_for("service.detail", case_id=case.id))
 
@@ -45,16 +46,15 @@ def detail(case_id: int):
 
 @bp.post("/<int:case_id>/messages")
 def add_message(case_id: int):
-    service_cases.add_member_message(db.session, current_member().id, case_id, request.form.get("body", ""),
-                                     photos=uploaded_photos(), **photo_storage(),
-                                     submission_key=request.form.get(SUBMISSION_KEY))
+    form = CaseMessageForm()
+    service_cases.add_member_message(db.session, current_member().id, case_id, form.body.data or "",
+                                     photos=uploaded_photos(), **photo_storage(), submission_key=form.key)
     return redirect_after_post(url_for("service.detail", case_id=case_id))
 
 
 @bp.post("/<int:case_id>/close")
 def close(case_id: int):
-    service_cases.close_member_case(db.session, current_member().id, case_id,
-                                    submission_key=request.form.get(SUBMISSION_KEY))
+    service_cases.close_member_case(db.session, current_member().id, case_id, submission_key=CloseCaseForm().key)
     return redirect_after_post(url_for("service.detail", case_id=case_id))
 
 

@@ -8,12 +8,14 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
 from ...extensions import db, htmx
+from ...forms import refuse
 from ...services import cart as carts
 from ...services.accounts import set_member_phone
 from ...services.orders import place_order
 from ...services.outlets import parse_position, pickup_options
-from ...web import parse_id, redirect_after_post, render_page
+from ...web import redirect_after_post, render_page
 from ..common import current_member, require_member
+from .forms import BuyNowArgs, CartAddForm, CartQuantityForm, CheckoutForm
 from .routes import viewer_identity
 
 bp = Blueprint("cart", __name__)
@@ -34,13 +36,6 @@ def cart_quantities() -> dict[int, int]:
     return carts.member_cart(db.session, member.id) if member else guest_cart()
 
 
-def _product_id() -> int:
-    product_id = parse_id(request.form.get("product_id"))
-    if product_id is None:
-        raise carts.CartError("请选择商品。")
-    return product_id
-
-
 @bp.get("/cart/")
 def index():
     view = carts.view_cart(db.session, cart_quantities(), viewer_identity())
@@ -49,8 +44,11 @@ def index():
 
 @bp.post("/cart/items")
 def add():
-    product_id, quantity = _product_id(), carts.parse_quantity(request.form.get("quantity", "1"))
-    if request.form.get("then") == "checkout":  # 立即购买: this product only, the cart stays as it is
+    form = CartAddForm()
+    if not form.validate():
+        raise refuse(form)  # said in the product page's message area, right above its buy bar
+    product_id, quantity = form.product_id.value, form.quantity.value
+    if form.buy_now:  # 立即购买: this product only, the cart stays as it is
         carts.buy_now_line(db.session, product_id, quantity)
         return redirect_after_post(url_for("cart.checkout", buy=product_id, qty=quantity), 302)
     member = current_member()
@@ -66,7 +64,10 @@ def add():
 
 @bp.post("/cart/items/<int:product_id>")
 def update(product_id: int):
-    quantity = carts.parse_quantity(request.form.get("quantity", "0"))
+    form = CartQuantityForm()
+    if not form.validate():
+        raise refuse(form)  # the stepper's buttons carry the quantity: nothing typed to show again
+    quantity = form.quantity.value
     member = current_member()
     if member:
         carts.set_member_cart_quantity(db.session, member.id, product_id, quantity, check_stock=True)
@@ -83,12 +84,11 @@ def update(product_id: int):
 def checkout():
     if (guard := require_member()) is not None:
         return guard
-    buy = _buy_now(request.args)
+    buy = _buy_now(BuyNowArgs(request.args))
     view = carts.view_cart(db.session, buy or cart_quantities(), viewer_identity())
     if not view.lines:
         return redirect(url_for("shop.product", product_id=next(iter(buy))) if buy else url_for("cart.index"))
-    return render_page("cart/checkout.html", cart=view, buy=buy, located=False,
-                       needs_phone=not current_member().phone, **_pickup(view))
+    return _checkout_page(view, buy, CheckoutForm(formdata=None), block=None)
 
 
 @bp.get("/checkout/outlets")
@@ -96,7 +96,7 @@ def outlets():
     """The outlet list, nearest first once the page knows where the member is (browser or WeChat)."""
     if (guard := require_member()) is not None:
         return guard
-    buy = _buy_now(request.args if "buy" in request.args else _page_args())
+    buy = _buy_now(BuyNowArgs(request.args if "buy" in request.args else _page_args()))
     view = carts.view_cart(db.session, buy or cart_quantities(), viewer_identity())
     position = parse_position(request.args.get("lat"), request.args.get("lng"))
     return render_page("cart/checkout.html", block="outlet_list", cart=view, buy=buy,
@@ -107,32 +107,43 @@ def outlets():
 def place():
     if (guard := require_member()) is not None:
         return guard
-    buy = _buy_now(request.form, placing=True)
-    outlet_id = parse_id(request.form.get("outlet_id"))
+    member = current_member()
+    form = CheckoutForm(needs_phone=not member.phone)
+    form.validate()
+    if form.buy.errors or form.qty.errors:  # hidden fields, from the address the page was opened with
+        raise refuse(form)
+    buy = carts.buy_now_line(db.session, *form.line) if form.line else None
     # The lines the member saw: a product taken off sale since is left in the cart, not ordered.
     shown = carts.view_cart(db.session, buy or cart_quantities(), viewer_identity())
     quantities = {line.product.id: line.quantity for line in shown.lines}
-    if outlet_id is None:
-        raise carts.CartError(carts.no_pickup_message(db.session, quantities))
-    if not current_member().phone or request.form.get("phone"):  # asked once, at the first checkout
-        set_member_phone(db.session, current_member().id, request.form.get("phone"))
-    order = place_order(db.session, current_member(), outlet_id, quantities,
+    if form.outlet_id.value is None:  # none chosen, or none could be: the service says which product is short
+        form.outlet_id.errors = [carts.no_pickup_message(db.session, quantities)]
+    if form.outlet_id.errors or form.phone.errors:
+        return _checkout_page(shown, buy, form, status_code=400)
+    if form.phone.value:  # asked once, at the first checkout; a number typed later replaces it
+        set_member_phone(db.session, member.id, form.phone.value)
+    order = place_order(db.session, member, form.outlet_id.value, quantities,
                         timeout_minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"], from_cart=buy is None,
-                        submission_key=request.form.get("submission_key"))
+                        submission_key=form.key)
     return redirect_after_post(url_for("orders.detail", order_no=order.order_no), 302)
 
 
-def _buy_now(values, *, placing: bool = False) -> dict[int, int] | None:
-    """The 立即购买 line of a checkout (``buy``, ``qty``), or None for the cart's checkout. When ``placing``, the
-    line is checked like a cart line (on sale, within the line limit and what one outlet has): an address typed
-    by hand cannot order past the cap the product page shows."""
-    if values.get("buy") is None:
+def _checkout_page(view: carts.CartView, buy: dict[int, int] | None, form: CheckoutForm, *,
+                   block: str | None = "checkout_form", status_code: int = 200):
+    """确认订单, whole or (htmx, after a refusal) the order form's inside, each refusal under its field."""
+    return render_page("cart/checkout.html", block=block, status_code=status_code, cart=view, buy=buy,
+                       located=False, needs_phone=not current_member().phone, form=form, **_pickup(view))
+
+
+def _buy_now(form: BuyNowArgs) -> dict[int, int] | None:
+    """The 立即购买 line of a checkout page (``buy``, ``qty``), or None for the cart's checkout. The order form
+    checks it like a cart line (buy_now_line: on sale, within the line limit and what one outlet has), so an
+    address typed by hand cannot order past the cap the product page shows."""
+    if not form.validate():
+        raise refuse(form)
+    if form.line is None:
         return None
-    product_id, quantity = parse_id(values.get("buy")), carts.parse_quantity(values.get("qty", "1"))
-    if product_id is None:
-        raise carts.CartError("请选择商品。")
-    if placing:
-        return carts.buy_now_line(db.session, product_id, quantity)
+    product_id, quantity = form.line
     if quantity < 1:
         raise carts.CartError(carts.AT_LEAST_ONE)
     return {product_id: quantity}
