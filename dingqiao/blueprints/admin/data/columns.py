@@ -24,11 +24,11 @@ def percent(_view, _context, model, name):
     return format_percent(getattr(model, name))
 
 
-def link(endpoint: str, key: str, text):
+def link(endpoint: str, key: str, shown):
     """A cell that links to one of our own workflow pages (order detail, member detail)."""
 
     def formatter(_view, _context, model, _name):
-        return Markup('<a href="{}">{}</a>').format(url_for(endpoint, **{key: model.id}), text(model))
+        return Markup('<a href="{}">{}</a>').format(url_for(endpoint, **{key: model.id}), shown(model))
 
     return formatter
 
