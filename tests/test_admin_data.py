@@ -442,3 +442,40 @@ def test_audit_rows_commit_with_their_transaction_and_vanish_with_a_rolled_back_
         assert db.session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all() == [
             "kept.outer", "kept.released_savepoint"]
         assert verify_audit_chain(db.session) is None
+
+
+# ---------------------------------------------------------------- the query string and bulk ids of every list
+
+DATA_TABLES = ["categories", "products", "regions", "factory_stores", "outlets", "users", "orders", *MONEY_TABLES,
+               "admin_users"]
+
+
+def every_table_answers(client, query: str) -> dict[str, int]:
+    return {table: client.get(f"/admin/data/{table}/?{query}").status_code for table in DATA_TABLES}
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999999", str(2**63), "-1", "-99999999999999999999", "abc", "1e3",
+                                  "１", "1.5", "0x10"])
+def test_a_page_that_is_not_a_page_number_answers_404_on_every_data_list_and_writes_nothing(app, client, admins,
+                                                                                              page):
+    """Flask-Admin took any integer (and a word as page 0): a negative page or one past 64 bits reached the
+    database as an OFFSET it refuses — a 500. Now: the admin error page, 404, in Chinese."""
+    log_in_admin(client, admins[AdminRole.SUPERADMIN])
+    audit_before = len(audit_rows(app))
+    assert every_table_answers(client, f"page={page}") == {table: 404 for table in DATA_TABLES}
+    answer = client.get(f"/admin/data/orders/?page={page}")
+    body = answer.get_data(as_text=True)
+    assert "没有这一页" in body and "Traceback" not in body and "OFFSET" not in body
+    assert "dq-admin-error" in body and "错误代码 404" in body  # the admin's error page, with its menu
+    assert len(audit_rows(app)) == audit_before
+
+
+def test_a_page_number_within_bounds_is_a_page_even_past_the_last_row(app, client, admins):
+    from dingqiao.blueprints.admin.data.base import DataView
+    from dingqiao.web import MAX_ID
+
+    log_in_admin(client, admins[AdminRole.SUPERADMIN])
+    last = MAX_ID // max(DataView.page_size_options)  # its OFFSET still fits 64 bits at the largest page size
+    for query in ("page=0", "page=", "page=3", f"page={last}", f"page={last}&page_size=100"):
+        assert every_table_answers(client, query) == {table: 200 for table in DATA_TABLES}, query
+    assert client.get(f"/admin/data/orders/?page={last + 1}").status_code == 404

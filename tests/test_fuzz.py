@@ -29,6 +29,7 @@ from sqlalchemy import String, func, select
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.pay.utils import calculate_signature, dict_to_xml
 
+from dingqiao.blueprints.admin.data.base import DataView
 from dingqiao.extensions import db
 from dingqiao.models import (
     AdminRole,
@@ -77,6 +78,7 @@ from dingqiao.services.service_cases import MAX_BODY_LENGTH, MAX_SUBJECT_LENGTH,
 from dingqiao.services.stock import MAX_ADJUSTMENT, MAX_THRESHOLD, adjust_stock
 from dingqiao.services.upgrades import IdentityRuleInput, create_identity_rule, validate_identity_rule
 from dingqiao.services.withdrawals import MAX_WITHDRAWAL_FEN
+from dingqiao.web import MAX_ID, parse_id
 from dingqiao.wechat import pay_gateway
 from dingqiao.wechat.pay import InvalidNotification
 from tests.conftest import csrf_token, log_in_admin
@@ -873,3 +875,79 @@ def test_the_wechat_callback_answers_anything_without_a_500_and_binds_only_when_
             event("bound")
         nothing_leaked(db.session, answer)
         assert_consistent(db.session)
+
+
+# --------------------------------------------------------------- the data pages' query string and bulk ids
+
+DATA_TABLES = ("categories", "products", "regions", "factory_stores", "outlets", "users", "orders", "payments",
+               "refunds", "commission_lines", "ledger_entries", "wallets", "withdrawals", "audit_log", "admin_users")
+BULK_ACTIONS = (("products", "on_sale"), ("products", "off_sale"), ("outlets", "suspend"), ("outlets", "reopen"),
+                ("factory_stores", "suspend"), ("factory_stores", "reopen"))
+
+
+BOOKKEEPING = ("login_sessions",)  # a logged-in session's last-seen time, touched now and then by any request
+
+
+def superadmin(world: World):
+    """A client of a superadmin, who may open every data page (made once per world)."""
+    if "superadmin" not in world.clients:
+        with world.app.app_context():
+            boss_id = create_admin(db.session, "boss", "long-enough-password", AdminRole.SUPERADMIN).id
+        client = world.app.test_client()
+        log_in_admin(client, boss_id)
+        world.clients["superadmin"] = (client, csrf_token(client))
+    return world.clients["superadmin"]
+
+
+def a_page_number(raw: str) -> bool:
+    """What the data lists take as ?page=: blank (the first page) or a plain number whose OFFSET fits 64 bits."""
+    return raw == "" or (parse_id(raw) is not None and parse_id(raw) <= MAX_ID // max(DataView.page_size_options))
+
+
+@FUZZ
+@given(data=st.data())
+def test_any_page_number_on_any_data_list_is_a_page_or_a_404_and_writes_nothing(world, data):
+    client, _token = superadmin(world)
+    table = data.draw(st.sampled_from(DATA_TABLES), label="table")
+    page = data.draw(st.one_of(number_strings(), text_blobs(), st.integers(-(10**30), 10**30).map(str),
+                               st.sampled_from(("99999999999999999999999", "-1", "abc", "0", "2", "1\x00"))), label="page")
+    with world.app.app_context():
+        before = snapshot(db.session, BOOKKEEPING)
+    response = client.get(f"/admin/data/{table}/", query_string={"page": page})
+    body = answered(world, response)
+    if "\x00" in page:  # refused for every page before any view reads it
+        assert response.status_code == 400 and CJK.search(shown_message(body)), (page, response.status_code)
+    elif a_page_number(page):
+        assert response.status_code == 200, (page, body[:300])
+    else:
+        event("refused page")
+        assert response.status_code == 404, (page, response.status_code)
+        assert "没有这一页" in shown_message(body)
+    with world.app.app_context():
+        assert not changed_tables(before, snapshot(db.session, BOOKKEEPING))
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_bulk_action_with_junk_row_ids_is_refused_in_chinese_and_writes_nothing(world, data):
+    """Junk among the chosen rows refuses the whole action before any row is touched (back to the list with
+    the reason: tests/test_admin_rights.py keeps that answer)."""
+    client, token = superadmin(world)
+    table, action = data.draw(st.sampled_from(BULK_ACTIONS), label="action")
+    real = {"products": world.ids["product"], "outlets": world.ids["outlet"]}.get(table)
+    junk = data.draw(st.lists(st.one_of(number_strings(), text_blobs()).filter(lambda raw: parse_id(raw) is None),
+                              min_size=1, max_size=3), label="junk")
+    rowids = data.draw(st.permutations(junk + ([str(real)] if real else [])), label="rowids")
+    with world.app.app_context():
+        before = snapshot(db.session, BOOKKEEPING)
+    response = client.post(f"/admin/data/{table}/action/", data={"csrf_token": token, "action": action,
+                                                                 "rowid": rowids})
+    body = answered(world, response)
+    if response.status_code == 400:  # a NUL: refused for every form before any view reads it
+        event("refused before the view")
+        assert CJK.search(shown_message(body)), body[:300]
+    else:
+        assert response.status_code == 302 and response.headers["Location"].endswith(f"/admin/data/{table}/")
+        assert "所选记录无效" in answered(world, client.get(response.headers["Location"]))
+    with world.app.app_context():
+        assert not changed_tables(before, snapshot(db.session, BOOKKEEPING))

@@ -68,6 +68,10 @@ class CommissionStatus(StrEnum):
     REVERSED = "reversed"  # refund before pickup
     CLAWED_BACK = "clawed_back"  # refund after pickup
 
+    @property
+    def label(self) -> str:
+        return {"frozen": "待结算", "settled": "已结算", "reversed": "已撤销", "clawed_back": "已追回"}[self.value]
+
 
 # Lines that earned money (frozen until the pickup window ends, then settled); reversed and clawed-back ones did not.
 EARNING_COMMISSION_STATES = (CommissionStatus.FROZEN, CommissionStatus.SETTLED)
@@ -134,6 +138,13 @@ class LedgerKind(StrEnum):
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_RETURNED = "withdrawal_returned"
 
+    @property
+    def label(self) -> str:
+        return {"commission_frozen": "佣金入账（冻结）", "commission_settled": "佣金结算",
+                "commission_reversed": "佣金撤销", "commission_clawed_back": "佣金追回",
+                "withdrawal_requested": "申请提现", "withdrawal_paid": "提现已打款",
+                "withdrawal_returned": "提现退回"}[self.value]
+
 
 class LedgerEntry(db.Model):
     """Append-only. One row per movement, with the change to each balance bucket of the wallet."""
@@ -163,6 +174,11 @@ class WithdrawalStatus(StrEnum):
     PAID = "paid"
     REJECTED = "rejected"
     FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        return {"requested": "待审核", "approved": "打款中", "paid": "已打款", "rejected": "已拒绝",
+                "failed": "打款失败"}[self.value]
 
 
 WITHDRAWALS_PAYING_OUT = (WithdrawalStatus.APPROVED, WithdrawalStatus.PAID)  # money has left, or is leaving

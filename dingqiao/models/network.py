@@ -45,6 +45,10 @@ class SiteStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
 
+    @property
+    def label(self) -> str:
+        return {"pending": "待开通", "active": "营业中", "suspended": "已暂停"}[self.value]
+
 
 class FactoryStore(db.Model):
     """工厂店: holds one region exclusively — the unique region_id is the database's guarantee of it."""

@@ -104,6 +104,10 @@ class PaymentStatus(StrEnum):
     PAID = "paid"
     CLOSED = "closed"
 
+    @property
+    def label(self) -> str:
+        return {"created": "待支付", "paid": "已支付", "closed": "已关闭"}[self.value]
+
 
 class Payment(db.Model):
     """One WeChat Pay attempt for an order. out_trade_no and transaction_id are unique: idempotency keys."""
@@ -178,6 +182,11 @@ class RefundStatus(StrEnum):
     REJECTED = "rejected"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # refused by WeChat, or closed after it accepted it (then wechat_refund_id is set)
+
+    @property
+    def label(self) -> str:
+        return {"requested": "待审核", "approved": "已提交微信，结果未知", "processing": "微信退款处理中",
+                "rejected": "已拒绝", "succeeded": "已退款", "failed": "退款失败"}[self.value]
 
 
 REFUNDS_IN_FLIGHT = (RefundStatus.APPROVED, RefundStatus.PROCESSING)  # with WeChat, result not known yet

@@ -98,6 +98,10 @@ class AdminRole(StrEnum):
     FINANCE = "finance"
     SUPERADMIN = "superadmin"
 
+    @property
+    def label(self) -> str:
+        return {"operator": "运营", "finance": "财务", "superadmin": "超级管理员"}[self.value]
+
 
 # Money leaves the business only with finance's approval (refunds, withdrawals, stray payments).
 MONEY_REVIEWERS = frozenset({AdminRole.FINANCE, AdminRole.SUPERADMIN})

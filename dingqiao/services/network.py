@@ -3,7 +3,7 @@ with running them. The one home for opening a site — the admin's network pages
 approved identity application (services/upgrades.py) all open sites here, so each rule is kept in one place:
 
 - One platform warehouse (restocks read the first one; a second would hold stock nobody ships from) and one
-  factory store per region: each is looked for under a lock writers of the same kind queue on (an advisory
+  factory store per region (read in services/network_rules.py): each is looked for under a lock writers of the same kind queue on (an advisory
   lock on Postgres, BEGIN IMMEDIATE on SQLite), and for the region the unique ``region_id`` refuses anything
   that got past it.
 - A person runs one shop: an owner who already runs an outlet or a factory store is refused (an outlet
@@ -18,13 +18,12 @@ approved identity application (services/upgrades.py) all open sites here, so eac
   stock for them); the move is refused while one has shipped goods not yet received or is partly shipped.
 
 Every write is one transaction with its audit rows; bad input raises ``NetworkError`` in Chinese, nothing
-written.
+written. What the pages show is read in services/network_views.py.
 """
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,10 +45,32 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import Forbidden, NotFound
 from .accounts import admin_reason
 from .audit import record_audit
 from .messages import enqueue_message
+# The rules' reads and the pages' reads live beside this module; their names stay importable from here.
+from .network_rules import (  # noqa: F401
+    IN_TRANSIT,
+    NetworkError,
+    RegionTaken,
+    factory_stores_by_region,
+    open_restocks,
+    platform_location_id,
+    platform_warehouse,
+    refuse_taken_region,
+    taken_regions,
+)
+from .network_views import (  # noqa: F401
+    MemberMatch,
+    MovePreview,
+    NetworkOverview,
+    RegionRow,
+    Shop,
+    move_preview,
+    network_overview,
+    search_members,
+)
 from .outlets import OutletProfileInput, clean_profile, in_china, parse_position
 
 FACTORY_REGION_LOCK_KEY = 5_021_002  # advisory-lock keys: factory-store openings, warehouse creation one at a time
@@ -57,30 +78,9 @@ PLATFORM_LOCK_KEY = 5_021_003
 REGION_CODE = re.compile(r"[A-Z0-9-]{2,16}")
 SITE_IDENTITIES = (Identity.OUTLET, Identity.FACTORY)
 IDENTITY_NEEDS_FINANCE = "身份决定会员的价格档位和菜单，直接授予或撤销需财务或超级管理员操作。"
-IN_TRANSIT = (RestockStatus.SHIPPING, RestockStatus.SHIPPED)
-
-
-class NetworkError(DomainError):
-    pass
-
-
-class RegionTaken(NetworkError):
-    status = 409
 
 
 # ---------------------------------------------------------------- the warehouse and regions
-
-_PLATFORM = select(StockLocation).where(StockLocation.kind == LocationKind.PLATFORM).order_by(StockLocation.id).limit(1)
-
-
-def platform_warehouse(session: Session) -> StockLocation | None:
-    """The platform's own stock, which factory stores restock from (one at most: ``create_platform_warehouse``)."""
-    return session.scalar(_PLATFORM)
-
-
-def platform_location_id(session: Session) -> int | None:
-    return session.scalar(_PLATFORM.with_only_columns(StockLocation.id))
-
 
 def create_platform_warehouse(session: Session, *, name: str, admin_id: int) -> StockLocation:
     """The platform's own stock, which factory stores restock from. At most one."""
@@ -175,12 +175,6 @@ def open_outlet(session: Session, *, region: Region, owner: User, name: str, add
     _insert(session, outlet, NetworkError("该会员已经营一家核销网点。"))
     owner.identity = Identity.OUTLET
     return outlet
-
-
-def refuse_taken_region(session: Session, region: Region) -> None:
-    holder = session.scalar(select(FactoryStore).where(FactoryStore.region_id == region.id))
-    if holder is not None:
-        raise RegionTaken(f"「{region.name}」已有工厂店（{holder.name}），每个区域只设一家工厂店。")
 
 
 def typed_position(latitude: str | None, longitude: str | None) -> tuple[int, int]:
@@ -297,7 +291,7 @@ def move_outlet(session: Session, *, outlet_id: int, region_id: int, admin_id: i
         region = _region(session, region_id)
         if region.id == outlet.region_id:
             raise NetworkError(f"「{outlet.name}」已在「{region.name}」。")
-        orders = _open_restocks(session, outlet.location_id)
+        orders = open_restocks(session, outlet.location_id)
         if under_way := [order.restock_no for order in orders if order.status in IN_TRANSIT]:
             raise NetworkError(f"进货单 {'、'.join(under_way)} 已发货或部分发货：请待网点确认收货（部分发货的请供货方"
                                "发完）后再划转。")
@@ -308,13 +302,6 @@ def move_outlet(session: Session, *, outlet_id: int, region_id: int, admin_id: i
                                                   "cancelled_restocks": cancelled})
         outlet.region_id = region.id
     return OutletMoved(outlet, cancelled)
-
-
-def _open_restocks(session: Session, location_id: int) -> list[RestockOrder]:
-    return list(session.scalars(
-        select(RestockOrder).where(RestockOrder.to_location_id == location_id,
-                                   RestockOrder.status.in_((RestockStatus.PENDING, *IN_TRANSIT)))
-        .order_by(RestockOrder.id)))
 
 
 def _cancel_unshipped(session: Session, admin_id: int, order: RestockOrder, reason: str) -> str:
@@ -330,99 +317,6 @@ def _cancel_unshipped(session: Session, admin_id: int, order: RestockOrder, reas
     record_audit(session, actor_kind="admin", actor_id=admin_id, action="restock.cancel", target_type="restock_order",
                  target_id=order.restock_no, detail={"reason": reason})
     return order.restock_no
-
-
-# ---------------------------------------------------------------- what the pages show
-
-@dataclass(frozen=True)
-class Shop:
-    site: Outlet | FactoryStore
-    owner: User
-
-
-@dataclass(frozen=True)
-class RegionRow:
-    region: Region
-    factory_store: Shop | None
-    outlets: list[Shop]
-
-
-@dataclass(frozen=True)
-class NetworkOverview:
-    warehouse: StockLocation | None
-    regions: list[RegionRow]
-
-    @property
-    def regions_without_factory_store(self) -> list[Region]:
-        return [row.region for row in self.regions if row.factory_store is None]
-
-
-def network_overview(session: Session) -> NetworkOverview:
-    """Every region with its factory store and outlets (and their owners), and the platform warehouse."""
-    stores = {store.region_id: Shop(store, owner) for store, owner in session.execute(
-        select(FactoryStore, User).join(User, User.id == FactoryStore.owner_user_id))}
-    outlets: dict[int, list[Shop]] = defaultdict(list)
-    for outlet, owner in session.execute(select(Outlet, User).join(User, User.id == Outlet.owner_user_id)
-                                         .order_by(Outlet.name, Outlet.id)):
-        outlets[outlet.region_id].append(Shop(outlet, owner))
-    regions = session.scalars(select(Region).order_by(Region.code))
-    return NetworkOverview(
-        warehouse=platform_warehouse(session),
-        regions=[RegionRow(region, stores.get(region.id), outlets[region.id]) for region in regions],
-    )
-
-
-@dataclass(frozen=True)
-class MovePreview:
-    outlet: Outlet
-    supplier: FactoryStore | None  # the factory store of its region now
-    to_cancel: list[RestockOrder]  # not shipped yet: cancelled by the move
-    in_transit: list[RestockOrder]  # shipped, not all received: the move waits for them
-    regions: list[RegionRow]
-
-
-def move_preview(session: Session, outlet_id: int) -> MovePreview:
-    """What moving an outlet would do, for the page that asks where to."""
-    outlet = session.get(Outlet, outlet_id)
-    if outlet is None:
-        raise NotFound("网点不存在。")
-    orders = _open_restocks(session, outlet.location_id)
-    overview = network_overview(session)
-    return MovePreview(
-        outlet=outlet,
-        supplier=session.scalar(select(FactoryStore).where(FactoryStore.region_id == outlet.region_id)),
-        to_cancel=[order for order in orders if order.status == RestockStatus.PENDING],
-        in_transit=[order for order in orders if order.status in IN_TRANSIT],
-        regions=overview.regions,
-    )
-
-
-@dataclass(frozen=True)
-class MemberMatch:
-    member: User
-    shop: str  # the outlet or factory store they run, "" for none
-
-
-def search_members(session: Session, query: str, limit: int = 10) -> list[MemberMatch]:
-    """Members by id, phone number (its start), referral code or nickname (any part), newest first after an exact
-    id — to pick a shop's owner. A member exists once they have logged in through WeChat."""
-    query = " ".join((query or "").split())[:64]
-    if not query:
-        return []
-    conditions = [User.nickname.icontains(query, autoescape=True), User.referral_code == query.upper()]
-    exact_id_first = []
-    if query.isascii() and query.isdigit() and len(query) <= 18:
-        conditions.append(User.id == int(query))
-        exact_id_first.append(case((User.id == int(query), 0), else_=1))
-        if len(query) >= 3:  # "1" is an id; as the start of a phone number it would be every member
-            conditions.append(User.phone.startswith(query, autoescape=True))
-    members = list(session.scalars(select(User).where(or_(*conditions))
-                                   .order_by(*exact_id_first, User.id.desc()).limit(limit)))
-    ids = [member.id for member in members]
-    shops = dict(session.execute(select(Outlet.owner_user_id, Outlet.name).where(Outlet.owner_user_id.in_(ids))).all())
-    shops.update(session.execute(select(FactoryStore.owner_user_id, FactoryStore.name)
-                                 .where(FactoryStore.owner_user_id.in_(ids))).all())
-    return [MemberMatch(member, shops.get(member.id, "")) for member in members]
 
 
 # ---------------------------------------------------------------- helpers

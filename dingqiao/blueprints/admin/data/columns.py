@@ -1,0 +1,84 @@
+"""How the data pages show a cell: money in yuan, times in China time, a member's id as their name (linking to
+their page), an admin's id as the username, labels for stored words. Formatters take Flask-Admin's
+``(view, context, model, name)``."""
+from flask import g, url_for
+from markupsafe import Markup
+
+from ....extensions import db
+from ....money import format_yuan
+from ....services import data_pages
+from ....services.commissions import format_percent
+from ....templating import local_time
+
+
+def yuan(_view, _context, model, name):
+    return format_yuan(getattr(model, name))
+
+
+def local(_view, _context, model, name):
+    value = getattr(model, name)
+    return local_time(value) if value else ""
+
+
+def percent(_view, _context, model, name):
+    return format_percent(getattr(model, name))
+
+
+def link(endpoint: str, key: str, shown):
+    """A cell that links to one of our own workflow pages (order detail, member detail)."""
+
+    def formatter(_view, _context, model, _name):
+        return Markup('<a href="{}">{}</a>').format(url_for(endpoint, **{key: model.id}), shown(model))
+
+    return formatter
+
+
+def choices(labels) -> list[tuple[str, str]]:
+    """``column_choices`` for Flask-Admin: the list, the details and the filter's drop-down show the label.
+    ``labels`` is an enum whose members carry ``.label`` (the models' one home for them), or a dict."""
+    if isinstance(labels, type):
+        return [(member.value, member.label) for member in labels]
+    return [(str(value), label) for value, label in labels.items()]
+
+
+# A page of rows is read once per request: the names it shows are collected for the whole page
+# (``DataView.get_list``) and kept for the request, so each cell does not read its own.
+
+def people(user_ids) -> dict[int, str]:
+    """Members' display names by id."""
+    known = g.setdefault("data_people", {})
+    missing = {user_id for user_id in user_ids if user_id is not None} - known.keys()
+    if missing:
+        known.update(data_pages.display_names(db.session, missing))
+    return known
+
+
+def person_link(user_id: int | None):
+    if user_id is None:
+        return "—"
+    name = people([user_id]).get(user_id, f"#{user_id}")
+    return Markup('<a href="{}">{}</a>').format(url_for("admin_members.detail", user_id=user_id), name)
+
+
+def person(_view, _context, model, name):
+    """A member id shown as the member's name, linking to their page."""
+    return person_link(getattr(model, name))
+
+
+def wallet_owner(_view, _context, model, name):
+    owners = g.setdefault("data_wallet_owners", {})
+    wallet_id = getattr(model, name)
+    if wallet_id not in owners:
+        owners[wallet_id] = data_pages.wallet_owner(db.session, wallet_id)
+    return person_link(owners[wallet_id])
+
+
+def admin_names() -> dict[int, str]:
+    if "data_admin_names" not in g:
+        g.data_admin_names = data_pages.admin_usernames(db.session)
+    return g.data_admin_names
+
+
+def admin(_view, _context, model, name):
+    admin_id = getattr(model, name)
+    return "—" if admin_id is None else admin_names().get(admin_id, f"#{admin_id}")
