@@ -53,7 +53,7 @@ def test_the_merchant_walks_the_wizard_and_the_shop_opens(app, browser, site, tm
         page.goto(f"{site}/setup/{token}")
         page.get_by_label("店铺名称").fill("街坊洗护")
         page.get_by_label("管理员用户名").fill("boss")
-        page.get_by_label("密码（至少 10 位）").fill("correct-horse-9")
+        page.get_by_label("密码（至少 12 位）").fill("correct-horse-9")
         page.get_by_label("再次输入密码").fill("correct-horse-9")
         page.get_by_role("button", name="创建超级管理员").click()
         page.wait_for_url(f"{site}/admin/setup/")

@@ -125,3 +125,28 @@ def test_a_bump_rolled_back_changes_nothing_and_a_bump_joins_the_save(app):
         assert cache_versions.version(db.session, cache_versions.CATALOG) == before + 2
         with pytest.raises(ValueError):
             cache_versions.bump(db.session, "prices")
+
+
+def test_a_category_saved_on_the_data_pages_bumps_the_catalog_version(app, world):
+    """Categories are edited only on the Flask-Admin data page: its write (services/data_pages.py) bumps the
+    catalog's version in the same transaction, and a rolled-back save bumps nothing."""
+    from dingqiao.models import Category
+    from dingqiao.services import data_pages
+
+    _product_id, admin_id = world
+    with app.app_context():
+        category = db.session.scalars(select(Category)).first()
+        before = cache_versions.version(db.session, cache_versions.CATALOG)
+        db.session.rollback()
+        data_pages.update_row(db.session, admin_id, category, lambda: setattr(category, "name", "新的分类名") or None)
+        assert cache_versions.version(db.session, cache_versions.CATALOG) == before + 1
+        db.session.rollback()
+
+        def refused():
+            category.name = "不会保存"
+            raise RuntimeError("the form was refused")
+
+        with pytest.raises(RuntimeError):
+            data_pages.update_row(db.session, admin_id, category, refused)
+        db.session.rollback()
+        assert cache_versions.version(db.session, cache_versions.CATALOG) == before + 1

@@ -943,11 +943,11 @@ def test_a_bulk_action_with_junk_row_ids_is_refused_in_chinese_and_writes_nothin
     response = client.post(f"/admin/data/{table}/action/", data={"csrf_token": token, "action": action,
                                                                  "rowid": rowids})
     body = answered(world, response)
-    if response.status_code == 400:  # a NUL: refused for every form before any view reads it
+    assert response.status_code == 400, response.status_code  # a 4xx, never a 500 or a write
+    if "\x00" in "".join(rowids):  # a NUL: refused for every form before any view reads it
         event("refused before the view")
         assert CJK.search(shown_message(body)), body[:300]
     else:
-        assert response.status_code == 302 and response.headers["Location"].endswith(f"/admin/data/{table}/")
-        assert "所选记录无效" in answered(world, client.get(response.headers["Location"]))
+        assert "所选记录无效" in body, body[:300]
     with world.app.app_context():
         assert not changed_tables(before, snapshot(db.session, BOOKKEEPING))

@@ -29,6 +29,7 @@ from .content_reading import (  # noqa: F401  (part of this module's interface)
     HomeBanner,
     HomeContent,
     admin_page,
+    article_product,
     form_choices,
     load_home_content,
     published_article,

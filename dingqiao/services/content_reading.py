@@ -27,6 +27,12 @@ def published_article(session: Session, article_id: int) -> Article:
     return article
 
 
+def article_product(session: Session, article: Article) -> Product | None:
+    """The product an article is about, shown under it only while it is on sale."""
+    product = session.get(Product, article.product_id) if article.product_id else None
+    return product if product is not None and product.is_on_sale else None
+
+
 @dataclass(frozen=True)
 class HomeBanner:
     id: int

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ..china_time import CHINA_TIME
 from ..db import write_transaction
-from ..models import AdminUser, CommissionKind, CommissionLine, Order, OrderStatus, User, Withdrawal
+from ..models import (AdminUser, CommissionKind, CommissionLine, CommissionStatus, Order, OrderStatus, User, Withdrawal,
+                      WithdrawalStatus)
 from . import DomainError, Forbidden
 from .audit import record_audit
 from .periods import china_midnight
@@ -73,10 +74,7 @@ COLUMNS: dict[ExportKind, tuple[tuple[str, int], ...]] = {
     ),
 }
 
-# The wording members see for the same states (templates/wallet/*.html, templates/admin/withdrawals.html).
-COMMISSION_STATUS = {"frozen": "待结算", "settled": "已结算", "reversed": "已撤销", "clawed_back": "已追回"}
-WITHDRAWAL_STATUS = {"requested": "待审核", "approved": "打款中", "paid": "已打款", "rejected": "已拒绝",
-                     "failed": "打款失败"}
+# Statuses read as members see them (the enums' labels); the payout method has no enum of its own.
 PAYOUT_METHOD = {"wechat": "微信零钱", "wechat_bill": "微信商家转账", "offline": "线下打款"}
 
 
@@ -202,7 +200,7 @@ def _commission_rows(session: Session, in_range) -> Iterator[list[Cell]]:
             order_no, _local(line.created_at), CommissionKind(line.kind).label,
             line.level or None,  # 0 marks outlet and regional lines: no referral level to show
             beneficiary.display_name, _hundredths(line.base_fen), _hundredths(line.rate_bps),
-            _hundredths(line.amount_fen), COMMISSION_STATUS[line.status], _local(line.settled_at),
+            _hundredths(line.amount_fen), CommissionStatus(line.status).label, _local(line.settled_at),
         ]
 
 
@@ -215,7 +213,7 @@ def _withdrawal_rows(session: Session, in_range) -> Iterator[list[Cell]]:
     for withdrawal, member in session.execute(query):
         yield [
             withdrawal.withdrawal_no, _local(withdrawal.created_at), member.display_name, member.phone,
-            _hundredths(withdrawal.amount_fen), _hundredths(withdrawal.fee_fen), WITHDRAWAL_STATUS[withdrawal.status],
+            _hundredths(withdrawal.amount_fen), _hundredths(withdrawal.fee_fen), WithdrawalStatus(withdrawal.status).label,
             PAYOUT_METHOD.get(withdrawal.payout_method, withdrawal.payout_method), _local(withdrawal.reviewed_at),
             _local(withdrawal.paid_at), withdrawal.reject_reason or withdrawal.failure_reason,
         ]

@@ -2,6 +2,8 @@
 offer a choice read them here): one platform warehouse, and one factory store per region — ``factory_stores_by_region``
 is the one read of which region is held by whom, for the refusal (``refuse_taken_region``) and for the lists
 of free regions alike. The unique ``region_id`` refuses anything that got past a check."""
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,6 +45,21 @@ def factory_stores_by_region(session: Session, region_ids=None) -> dict[int, Fac
 def taken_regions(session: Session) -> dict[int, str]:
     """Region id → its factory store's name: what a page offering regions marks as taken."""
     return {region_id: store.name for region_id, store in factory_stores_by_region(session).items()}
+
+
+@dataclass(frozen=True)
+class RegionChoice:
+    id: int
+    name: str
+    taken_by: str | None  # the factory store that holds it, if one does
+
+
+def region_choices(session: Session) -> list[RegionChoice]:
+    """Every region by name, each with the factory store holding it: what a member applying to become a
+    factory store picks from (a taken region is shown, not offered)."""
+    taken = taken_regions(session)
+    return [RegionChoice(region.id, region.name, taken.get(region.id))
+            for region in session.scalars(select(Region).order_by(Region.name))]
 
 
 def refuse_taken_region(session: Session, region: Region) -> None:

@@ -69,6 +69,15 @@ class CaseThread:
     refunds: list[Refund]  # the order's refunds, newest first
 
 
+def photo_owner(session: Session, path: str) -> int | None:
+    """The member whose after-sales case holds the photo stored at ``path``; None when no case does."""
+    return session.scalar(
+        select(ServiceCase.user_id)
+        .join(ServiceMessage, ServiceMessage.case_id == ServiceCase.id)
+        .join(ServicePhoto, ServicePhoto.message_id == ServiceMessage.id)
+        .where(ServicePhoto.path == path))
+
+
 def new_case_no(now: datetime) -> str:
     return new_number("SV", now)
 

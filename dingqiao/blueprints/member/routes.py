@@ -5,13 +5,12 @@ from pathlib import Path
 import qrcode
 from flask import Blueprint, abort, current_app, jsonify, make_response, request, send_file, url_for
 from jinja2_fragments.flask import render_block
-from sqlalchemy import select
 
 from ...extensions import db
 from ...fonts import FontMissing
-from ...models import FactoryStore, Region
 from ...services.accounts import set_member_phone
 from ...services.logins import end_member_session, end_other_member_sessions, live_logins, member_policy
+from ...services.network_rules import region_choices
 from ...services.posters import poster_png, product_poster_input, share_reward_fen, shop_poster_input
 from ...services.redemption import staff_outlet_ids
 from ...services.team import team_board, team_trends
@@ -135,10 +134,8 @@ def share_reward():
 def upgrade():
     """身份升级: each identity's rule in one sentence, how far the member is, and the application form."""
     member = current_member()
-    regions = db.session.scalars(select(Region).order_by(Region.name)).all()
-    taken = dict(db.session.execute(select(FactoryStore.region_id, FactoryStore.name)).all())
     return render_page("me/upgrade.html", member=member, progress=upgrade_progress(db.session, member),
-                       regions=regions, taken=taken)
+                       regions=region_choices(db.session))
 
 
 @bp.post("/upgrade")

@@ -10,24 +10,15 @@ import posixpath
 from pathlib import PurePosixPath
 
 from flask import Blueprint, abort, current_app, send_from_directory
-from sqlalchemy import select
 
 from ...extensions import db
-from ...models import ServiceCase, ServiceMessage, ServicePhoto
-from ...services.service_cases import PHOTO_KIND
+from ...services.service_cases import PHOTO_KIND, photo_owner
 from ..common import current_admin, current_member
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 MAX_AGE = 86400
-
-_PHOTO_OWNER = (
-    select(ServiceCase.user_id)
-    .join(ServiceMessage, ServiceMessage.case_id == ServiceCase.id)
-    .join(ServicePhoto, ServicePhoto.message_id == ServiceMessage.id)
-)
-
 
 @bp.get("/<path:filename>")
 def file(filename: str):
@@ -36,7 +27,7 @@ def file(filename: str):
         abort(404)
     # Private when a stored after-sales photo has this path, and — should a file ever lie in the photo
     # folder without its row — by its folder too: nothing there is ever public.
-    owner_id = db.session.scalar(_PHOTO_OWNER.where(ServicePhoto.path == filename))
+    owner_id = photo_owner(db.session, filename)
     private = owner_id is not None or PurePosixPath(filename).parts[0] == PHOTO_KIND
     if private and not _may_see_photo(owner_id):
         abort(404)  # like a missing file, so photo addresses cannot be probed

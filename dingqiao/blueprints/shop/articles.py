@@ -2,7 +2,6 @@
 from flask import Blueprint
 
 from ...extensions import db
-from ...models import Product
 from ...services import content
 from ...web import render_page
 
@@ -17,6 +16,4 @@ def index():
 @bp.get("/<int:article_id>")
 def article(article_id: int):
     item = content.published_article(db.session, article_id)
-    product = db.session.get(Product, item.product_id) if item.product_id else None
-    return render_page("content/article.html", article=item,
-                       product=product if product is not None and product.is_on_sale else None)
+    return render_page("content/article.html", article=item, product=content.article_product(db.session, item))

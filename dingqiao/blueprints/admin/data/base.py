@@ -123,10 +123,9 @@ class DataView(AdminOnly, ModelView):
     def handle_action(self, return_view=None):
         """Bulk actions get the chosen rows' ids as the browser sent them: anything but plain row numbers is
         refused here, once for every action, before one of them turns it into an int: nothing is written, and
-        the list says why (tests/test_admin_rights.py keeps this answer: back to the list, in Chinese)."""
+        the answer is 400 with the reason in Chinese on the admin's error page."""
         if any(parse_id(raw) is None for raw in request.form.getlist("rowid")):
-            flash("所选记录无效，请刷新列表后重新选择。", "error")
-            return redirect(self.get_url(".index_view"))
+            raise DomainError("所选记录无效，请刷新列表后重新选择。")
         return super().handle_action(return_view)
 
     # ------------------------------------------------------------ writes: one service call each

@@ -63,7 +63,7 @@ class AdminUserView(DataView):
     form_columns = ["username", "role", "is_active", "new_password"]
     form_choices = {"role": choices(AdminRole)}
     form_extra_fields = {"new_password": StringField(
-        f"新密码（至少 {data_pages.DATA_PAGE_PASSWORD_LENGTH} 位；不改请留空）")}
+        f"新密码（至少 {data_pages.MIN_ADMIN_PASSWORD_LENGTH} 位；不改请留空）")}
     audit_exclude = frozenset({"password_hash"})
 
     def on_model_change(self, form, model, is_created):

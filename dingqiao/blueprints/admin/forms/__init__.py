@@ -14,6 +14,7 @@ from wtforms.validators import AnyOf, InputRequired, StopValidation
 
 from ....models import CommissionRuleVersion, CountsAt
 from ....services import DomainError
+from ....services.accounts import MIN_ADMIN_PASSWORD_LENGTH
 from ....services.commission_rules import rule_problems
 from ....services.commissions import PERCENT_FIELDS, RuleInput, percent_text, percent_to_bps
 from ....services.setup import DEFAULT_SHOP_NAME, PROPOSED_COMMISSION_RULE
@@ -293,7 +294,7 @@ class ReplyForm(FlaskForm):
 
 class ClaimForm(FlaskForm):
     username = StringField("管理员用户名", validators=[InputRequired("请填写用户名。")])
-    password = PasswordField("密码（至少 10 位）", validators=[InputRequired("请填写密码。")])
+    password = PasswordField(f"密码（至少 {MIN_ADMIN_PASSWORD_LENGTH} 位）", validators=[InputRequired("请填写密码。")])
     password_again = PasswordField("再次输入密码", validators=[InputRequired("请再次输入密码。")])
     shop_name = StringField("店铺名称", default=DEFAULT_SHOP_NAME, validators=[InputRequired("请填写店铺名称。")])
 
