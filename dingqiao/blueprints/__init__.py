@@ -12,7 +12,7 @@ from ..access_log import loggable_request, note_route
 from ..extensions import db, login_manager
 from ..services import DomainError
 from ..services.logins import load_principal
-from ..web import error_response, wants_fragment, wants_json
+from ..web import domain_error_status, error_response, wants_fragment, wants_json
 from .access import current_admin
 from .auth import admin_policy, member_policy
 
@@ -132,7 +132,7 @@ def register_blueprints(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
-        return show_error(exc.message, exc.status)
+        return show_error(exc.message, domain_error_status(exc))
 
     @app.errorhandler(CSRFError)
     def csrf_error(_exc):

@@ -26,7 +26,7 @@ from ..models import (
 )
 from ..money import format_yuan
 from ..uploads import SavedImage
-from . import DomainError, NotFound
+from . import DomainError, NeedsHigherRole, NotFound
 from .audit import changed_fields, record_audit, snapshot
 from .withdrawals import parse_yuan
 
@@ -205,10 +205,8 @@ class CatalogError(DomainError):
     pass
 
 
-class PriceChangeNeedsFinance(CatalogError):
+class PriceChangeNeedsFinance(CatalogError, NeedsHigherRole):
     """A change of what money comes in that only finance (or the superadmin) may make."""
-
-    status = 403
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ MAX_BODY_LENGTH = 100_000
 
 
 class ContentError(DomainError):
-    status = 400
+    pass
 
 
 @dataclass(frozen=True)

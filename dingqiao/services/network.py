@@ -46,7 +46,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import Conflict, DomainError, Forbidden, NotFound
 from .accounts import admin_reason
 from .audit import record_audit
 from .messages import enqueue_message
@@ -64,8 +64,8 @@ class NetworkError(DomainError):
     pass
 
 
-class RegionTaken(NetworkError):
-    status = 409
+class RegionTaken(NetworkError, Conflict):
+    pass
 
 
 # ---------------------------------------------------------------- the warehouse and regions

@@ -29,7 +29,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..wechat.pay import PayError, PayGateway, RefundResult, RefundState
-from . import DomainError, Forbidden, NotFound, submissions
+from . import Conflict, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .orders import release_order_stock, transition
 from .payments import record_late_result
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 _FINAL_STATUS = {RefundState.SUCCEEDED: RefundStatus.SUCCEEDED, RefundState.FAILED: RefundStatus.FAILED}
 
 
-class RefundError(DomainError):
-    status = 409
+class RefundError(Conflict):
+    pass
 
 
 def request_refund(session: Session, user_id: int, order_no: str, reason: str,

@@ -8,15 +8,15 @@ from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
 from ..models import FactoryStore, Outlet, Product, StockLevel, StockLocation, StockMovement, StockReason
-from . import DomainError, NotFound
+from . import Conflict, DomainError, NotFound
 from .audit import record_audit
 
 MAX_ADJUSTMENT = 100_000
 MAX_THRESHOLD = 100_000
 
 
-class OutOfStock(DomainError):
-    status = 409
+class OutOfStock(Conflict):
+    pass
 
 
 # Prebuilt (see db.run): every order reserves, every pickup hands over, every unpaid cancel releases.

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 from ..db import run
 from ..models import CommissionKind, CommissionLine, CommissionStatus, LedgerEntry, Wallet
 from ..models.base import utcnow
-from . import DomainError
+from . import Conflict
 from .audit import record_audit
 from .periods import CHINA, bucket_sums, last_months, to_utc
 
 
-class InsufficientBalance(DomainError):
-    status = 409
+class InsufficientBalance(Conflict):
+    pass
 
 
 def wallet_for(session: Session, user_id: int) -> Wallet:

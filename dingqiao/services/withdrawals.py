@@ -13,7 +13,7 @@ from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay import PayGateway, TransferResult, TransferState
 from ..wechat.pay_v3 import REAL_NAME_FROM_FEN, BillState, TransferBill
-from . import DomainError, Forbidden, NotFound, submissions
+from . import Conflict, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
@@ -28,8 +28,8 @@ TRANSFER_REMARK = "顶俏收益提现"  # what the member reads on the transfer,
 MAX_WITHDRAWAL_FEN = 20_000_00  # WeChat's single-transfer ceiling for 企业付款 is ¥20,000
 
 
-class WithdrawalError(DomainError):
-    status = 409
+class WithdrawalError(Conflict):
+    pass
 
 
 @dataclass(frozen=True)
