@@ -50,6 +50,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     cache.init_app(app, config={**app.config, **settings.cache_settings(app.config)})
     with app.app_context():
         configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    from .services.audit import install_audit_chain
+
+    install_audit_chain(db.session)  # the audit rows a write transaction records join the hash chain at its commit
 
     from . import models  # noqa: F401  (registers every table)
     from .web import BoundedIntConverter

@@ -15,7 +15,10 @@ time, and across the workers on an ``flock`` of a file beside the database, poll
 steps. BEGIN IMMEDIATE then finds the lock free. The queue only orders writers that SQLite would serialise
 anyway — correctness still rests on SQLite's own lock, and a writer that waited half the busy timeout in
 the queue goes on to BEGIN IMMEDIATE and SQLite decides, as before (so the queue can never deadlock).
+It buys a bounded tail, not throughput: without it, under contention, p99 was 4–6× higher and some writers
+met "database is locked" (bench/concurrent_writers.py; DINGQIAO_WRITER_QUEUE=0 switches it off to measure).
 """
+import dataclasses
 import fcntl
 import os
 import sqlite3
@@ -23,7 +26,8 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Iterator
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, text
@@ -106,7 +110,8 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     on_disk = database and database != ":memory:" and not database.startswith("file:")
     # Half the busy timeout in the queue, so a writer behind a stuck one meets "database is locked" after at
     # most 1.5 × SQLITE_BUSY_TIMEOUT_MS (queue, then SQLite's own wait), well inside gunicorn's timeout.
-    _writer_queues[engine] = WriterQueue(os.path.abspath(database) if on_disk else None, busy_timeout_ms / 2000)
+    if os.environ.get("DINGQIAO_WRITER_QUEUE", "1") != "0":  # "0": off, for the A/B in docs/performance.md
+        _writer_queues[engine] = WriterQueue(os.path.abspath(database) if on_disk else None, busy_timeout_ms / 2000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -130,13 +135,36 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
 
+class PendingChanges(RuntimeError):
+    """A programming error: changes were made to the session outside a write transaction. They are never
+    committed on the side; make them inside ``write_transaction``."""
+
+
+def _refuse_pending_changes(session: Session) -> None:
+    if session.new or session.dirty or session.deleted:
+        changed = sorted({type(obj).__name__ for obj in (*session.new, *session.dirty, *session.deleted)})
+        raise PendingChanges(
+            f"write_transaction found changes made outside a write transaction ({', '.join(changed)}): "
+            f"{len(session.new)} new, {len(session.dirty)} changed, {len(session.deleted)} deleted. Make them "
+            "inside write_transaction, or roll them back, rather than have them committed on the side.")
+
+
+def in_write_transaction(session: Session) -> bool:
+    """Whether ``session`` is inside ``write_transaction`` now."""
+    if isinstance(session, scoped_session):
+        session = session()
+    return _write_intent.get() and session.in_transaction()
+
+
 @contextmanager
 def write_transaction(session: Session) -> Iterator[Session]:
     """Run one write transaction: commit once at the end, roll back on any exception.
 
     A read transaction left open by the request (the login lookup, say) is ended first, so the write
-    transaction starts fresh and, on SQLite, with the write lock already held. A call nested inside another
-    write transaction joins it, so services compose into one transaction.
+    transaction starts fresh and, on SQLite, with the write lock already held; a session holding changes
+    made outside a write transaction is refused (``PendingChanges``) instead, as committing them would write
+    what no write transaction decided. A call nested inside another write transaction joins it, so services
+    compose into one transaction.
     """
     if isinstance(session, scoped_session):
         session = session()
@@ -144,8 +172,9 @@ def write_transaction(session: Session) -> Iterator[Session]:
         # Called from inside another write transaction: join it, the outer one commits.
         yield session
         return
+    _refuse_pending_changes(session)
     if session.in_transaction():
-        session.commit()
+        session.commit()  # a clean read transaction: nothing to write, only its snapshot (and SQLite lock) ends
     queue = writer_queue(session.get_bind())
     token = _write_intent.set(True)
     try:
@@ -178,13 +207,51 @@ def run(session: Session, statement: Executable, params: dict | list[dict] | Non
     return session.connection().execute(statement, params)
 
 
-def insert_or_ignore(session: Session, model, rows, key: str, *, returning=None):
+def insert_or_ignore(session: Session, model, rows, key: str | tuple[str, ...], *, returning=None):
     """INSERT … ON CONFLICT (key) DO NOTHING for the session's database: rows that processes starting together all
     try to create end up made once, and nobody fails. SQLite and Postgres spell it alike, in their own dialects.
-    ``returning`` (a column) makes the result list the rows actually inserted — the way to ask "was it me?"
-    (the driver's rowcount is -1 for this statement on psycopg)."""
+    ``key`` is the unique column, or the columns of a unique constraint. ``returning`` (a column) makes the result
+    list the rows actually inserted — the way to ask "was it me?" (the driver's rowcount is -1 for this statement
+    on psycopg)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite_dialect.insert
-    statement = insert(model).values(rows).on_conflict_do_nothing(index_elements=[key])
+    index_elements = [key] if isinstance(key, str) else list(key)
+    statement = insert(model).values(rows).on_conflict_do_nothing(index_elements=index_elements)
     if returning is not None:
         statement = statement.returning(returning)
     return session.execute(statement)
+
+
+R = TypeVar("R")
+_PICKERS: dict[tuple[type, tuple[str, ...]], Callable[[Any], tuple]] = {}
+
+
+def _picker(cls: type, columns: tuple[str, ...]) -> Callable[[Any], tuple]:
+    """Picks, from a row with these ``columns``, the values of ``cls``'s fields in the fields' order, each from
+    the column of the same name. Worked out once per class and column list (a handful in the whole app)."""
+    picker = _PICKERS.get((cls, columns))
+    if picker is None:
+        names = cls._fields if hasattr(cls, "_fields") else tuple(f.name for f in dataclasses.fields(cls) if f.init)
+        unmatched = [name for name in names if columns.count(name) != 1]
+        if unmatched:
+            raise KeyError(f"{cls.__name__}: {', '.join(unmatched)} not exactly one column of {columns}")
+        getter = itemgetter(*(columns.index(name) for name in names))
+        picker = getter if len(names) > 1 else (lambda row: (getter(row),))
+        _PICKERS[cls, columns] = picker
+    return picker
+
+
+def row_as(cls: type[R], row) -> R:
+    """A result row as a ``cls`` (a dataclass or NamedTuple), every field from the column of its own name (label
+    computed columns so): never by position, so reordering fields or columns cannot swap two prices. Columns
+    no field names are ignored; a field without its column is a KeyError."""
+    return cls(*_picker(cls, row._fields)(row))
+
+
+def rows_as(cls: type[R], rows: Iterable) -> list[R]:
+    """``row_as`` over a result or a list of rows."""
+    made, pick = [], None
+    for row in rows:
+        if pick is None:
+            pick = _picker(cls, row._fields)
+        made.append(cls(*pick(row)))
+    return made

@@ -10,7 +10,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import StopValidation
 
 from .services import DomainError
-from .web import parse_id
+from .web import domain_error_status, parse_id
 
 
 def first_error(form: FlaskForm) -> str:
@@ -20,17 +20,20 @@ def first_error(form: FlaskForm) -> str:
 
 def refuse(form: FlaskForm) -> DomainError:
     """A refused form whose fields the page cannot show again (a stepper's buttons, hidden ids, an htmx form that
-    keeps what was typed): its first message as the DomainError the views raise, with the rule's own status, so it
+    keeps what was typed): its first message as the DomainError the views raise, of the rule's own kind, so it
     lands where every refusal does (the page's #flash for htmx, the error page otherwise)."""
-    error = DomainError(first_error(form))
-    error.status = refusal_status(form)
-    return error
+    return _first_refusal(form) or DomainError(first_error(form))
 
 
 def refusal_status(form: FlaskForm) -> int:
-    """The status a refused form answers with: its first rule's own (the service's, e.g. 409), else 400."""
-    return next((field.refusal_status for field in form if field.errors and getattr(field, "refusal_status", None)),
-                400)
+    """The status a refused form answers with: its first rule's own (the service's kind, e.g. a conflict's 409),
+    else 400."""
+    refusal = _first_refusal(form)
+    return domain_error_status(refusal) if refusal is not None else 400
+
+
+def _first_refusal(form: FlaskForm) -> DomainError | None:
+    return next((field.refusal for field in form if field.errors and getattr(field, "refusal", None)), None)
 
 
 class SubmissionForm(FlaskForm):
@@ -56,7 +59,7 @@ class RuleField(StringField):
         super().__init__(label, **kwargs)
         self.parse, self.optional, self.default_text, self.value = parse, optional, default_text, None
         self.optional_when_absent = False
-        self.refusal_status = None  # the HTTP status the rule's error carries, when it refused
+        self.refusal: DomainError | None = None  # the rule's own refusal, when it refused
 
     def pre_validate(self, form) -> None:
         text = self.data if self.raw_data or self.default_text is None else self.default_text
@@ -66,7 +69,7 @@ class RuleField(StringField):
         try:
             self.value = self.parse(text or "")
         except DomainError as exc:
-            self.value, self.refusal_status = None, exc.status
+            self.value, self.refusal = None, exc
             raise StopValidation(exc.message) from exc
 
 

@@ -23,7 +23,7 @@ THUMBNAIL_SIDE = 400  # product lists and the cart show this copy (a 300 px card
 
 
 class UploadRefused(DomainError):
-    status = 400
+    pass
 
 
 def too_large_message(max_bytes: int) -> str:

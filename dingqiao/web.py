@@ -13,6 +13,7 @@ from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
 from .extensions import cache, htmx
+from .services import Conflict, DomainError, Forbidden, NeedsHigherRole, NotAuthenticated, NotFound, TooManyAttempts
 
 
 def wants_fragment() -> bool:
@@ -78,6 +79,19 @@ def error_response(message: str, status: int) -> Response:
         response = make_response(render_template("error.html", message=message, status=status), status)
     response.vary.add("HX-Request")
     return response
+
+
+# What each kind of refusal is in HTTP (dingqiao.services): the first class the error is an instance of.
+_DOMAIN_ERROR_STATUS = ((NotFound, 404), (Forbidden, 403), (NeedsHigherRole, 403), (Conflict, 409),
+                        (NotAuthenticated, 401), (TooManyAttempts, 429))
+
+
+def domain_error_status(exc: DomainError) -> int:
+    """The HTTP status for a refusal from the services: by its kind, 400 for a plain one (the request is wrong)."""
+    for kind, status in _DOMAIN_ERROR_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
 
 
 T = TypeVar("T")

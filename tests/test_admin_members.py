@@ -29,6 +29,7 @@ from dingqiao.services.accounts import (
 )
 from dingqiao.services.audit import verify_audit_chain
 from dingqiao.services.referrals import CorrectionRefused, bind_upline, correct_upline
+from dingqiao.web import domain_error_status
 from tests.conftest import csrf_token, log_in_admin, run_concurrently
 from tests.factories import make_order, make_outlet, make_product, make_user, team_paths_from_bindings
 from tests.fake_wechat import FakeWeChatUser
@@ -173,7 +174,7 @@ def test_refused_corrections_write_nothing(session, tree, case):
     before = snapshot()
     with pytest.raises(DomainError) as refused:
         correct_upline(session, admin_of(tree), tree.member, raw, reason)
-    assert refused.value.status == expected[0] and expected[1] in refused.value.message
+    assert domain_error_status(refused.value) == expected[0] and expected[1] in refused.value.message
     assert snapshot() == before
 
 
@@ -232,7 +233,7 @@ def test_disabling_needs_a_reason_and_a_member(session, tree):
         set_member_active(session, admin_of(tree), tree.member, False, " ")
     with pytest.raises(DomainError) as missing:
         set_member_active(session, admin_of(tree), 999_999, False, REASON)
-    assert missing.value.status == 404
+    assert domain_error_status(missing.value) == 404
     assert snapshot() == before
 
 

@@ -15,6 +15,7 @@ from dingqiao.services.audit import verify_audit_chain
 from dingqiao.services.catalog import PriceChangeNeedsFinance, TierPrices, set_product_terms, set_products_on_sale
 from dingqiao.services.dashboards import admin_overview
 from dingqiao.services.referrals import correct_upline
+from dingqiao.web import domain_error_status
 from tests.conftest import csrf_token, log_in_admin, run_concurrently
 from tests.factories import make_outlet, make_product, make_user
 from tests.test_admin_data import admins, audit_rows  # noqa: F401  (admins is a fixture)
@@ -101,7 +102,7 @@ def test_the_rule_is_the_services_and_the_threshold_a_setting(app, admins, produ
         with pytest.raises(PriceChangeNeedsFinance) as refused:
             set_product_terms(db.session, operator, product, TierPrices(10_600, 8_000, 6_500), on_sale=True,
                               is_new=False, operator_max_bps=500)
-        assert refused.value.status == 403 and "超过 5%" in refused.value.message
+        assert domain_error_status(refused.value) == 403 and "超过 5%" in refused.value.message
         set_product_terms(db.session, operator, product, TierPrices(10_500, 8_000, 6_500), on_sale=True,
                           is_new=False, operator_max_bps=500)
         assert product.member_price_fen == 10_500
@@ -233,7 +234,7 @@ def test_an_operator_cannot_correct_an_upline_at_the_service(app, session, tree)
     before = snapshot()
     with pytest.raises(Forbidden) as refused:
         correct_upline(session, operator, tree.member, code(tree.other), REASON)
-    assert refused.value.status == 403 and "需财务或超级管理员" in refused.value.message
+    assert domain_error_status(refused.value) == 403 and "需财务或超级管理员" in refused.value.message
     session.rollback()
     assert snapshot() == before
 

@@ -26,6 +26,7 @@ from dingqiao.services import NotFound, catalog, demo_data
 from dingqiao.services import cart as carts
 from dingqiao.services import outlets as pickup
 from dingqiao.services.demo_data import CATEGORIES, OUTLETS, PRODUCTS, seed_demo
+from dingqiao.web import domain_error_status
 from tests.conftest import csrf_token
 from tests.factories import make_outlet, make_product, make_user, stock
 from tests.fake_wechat import FakeWeChatUser
@@ -372,7 +373,7 @@ def test_a_line_holds_at_most_99(session):
     assert carts.add_to_member_cart(session, user.id, product.id, 99) == 99
     with pytest.raises(carts.CartError, match="最多购买 99 件") as refused:
         carts.add_to_member_cart(session, user.id, product.id, 1)
-    assert refused.value.status == 400
+    assert domain_error_status(refused.value) == 400
     with pytest.raises(carts.CartError, match="最多购买 99 件"):
         carts.set_member_cart_quantity(session, user.id, product.id, 100)
     with pytest.raises(carts.CartError, match="最多购买 99 件"):

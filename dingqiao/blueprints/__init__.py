@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from ..access_log import loggable_request, note_route
 from ..extensions import db, login_manager
 from ..services import DomainError
-from ..web import error_response, wants_fragment, wants_json
+from ..web import domain_error_status, error_response, wants_fragment, wants_json
 from ..services.logins import admin_policy, load_principal, member_policy
 from .common import current_admin
 
@@ -120,7 +120,7 @@ def register_blueprints(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
-        return show_error(exc.message, exc.status)
+        return show_error(exc.message, domain_error_status(exc))
 
     @app.errorhandler(CSRFError)
     def csrf_error(_exc):

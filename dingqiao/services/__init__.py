@@ -3,9 +3,12 @@
 
 
 class DomainError(Exception):
-    """A rule said no. ``message`` is shown to the user as is; ``status`` is the HTTP status for it."""
+    """A rule said no: the request, as asked, is refused. ``message`` is shown to the user as is.
 
-    status = 400
+    What kind of "no" it is, is said by the class and nothing else: a plain DomainError (or a subclass of it
+    alone) means the request itself is wrong; the subclasses below say it names nothing that exists, is not the
+    asker's to make, or clashes with how things stand now. Services know nothing of HTTP: the web edge turns
+    the kind into a status (``dingqiao.web.domain_error_status``)."""
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -13,8 +16,25 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    status = 404
+    """What the request names does not exist (or is not the asker's to see)."""
 
 
 class Forbidden(DomainError):
-    status = 403
+    """The asker may not do this (a role, an owner, a disabled account)."""
+
+
+class NeedsHigherRole(DomainError):
+    """The asker may do this kind of thing, but not this much of it: a higher role must (a price change beyond
+    an operator's limit). Unlike Forbidden, the page the asker is on stays theirs, with the reason shown."""
+
+
+class Conflict(DomainError):
+    """The request was fine but clashes with how things stand now: already done, sold out, changed meanwhile."""
+
+
+class NotAuthenticated(DomainError):
+    """Who is asking could not be established (a wrong name or password)."""
+
+
+class TooManyAttempts(DomainError):
+    """Refused for now because of how often it was tried (a locked account); later it may succeed."""

@@ -29,7 +29,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..wechat.oauth import WeChatProfile
-from . import DomainError, NotFound
+from . import DomainError, NotFound, Forbidden, NotAuthenticated, TooManyAttempts
 from .audit import record_audit
 from .logins import LoginClient, open_login_session
 from .policy import Duty, require
@@ -44,16 +44,16 @@ MAX_ADMIN_REASON_LENGTH = 200
 DISABLED_MESSAGE = "该账号已停用，如有疑问请联系客服。"
 
 
-class InvalidCredentials(DomainError):
-    status = 401
+class InvalidCredentials(NotAuthenticated):
+    pass
 
 
-class AccountDisabled(DomainError):
-    status = 403
+class AccountDisabled(Forbidden):
+    pass
 
 
-class AccountLocked(DomainError):
-    status = 429
+class AccountLocked(TooManyAttempts):
+    pass
 
 
 def new_referral_code() -> str:
@@ -356,7 +356,7 @@ MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
 class PhoneError(DomainError):
-    status = 400
+    pass
 
 
 def normalise_mobile(raw: str | None) -> str:

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, event, func, insert, inspect, select, update
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from ..db import run
+from ..db import in_write_transaction, run
 from ..models import AuditChainHead, AuditLog
 from ..models.base import utcnow
 
@@ -55,6 +55,10 @@ def record_audit(
     locked mid-transaction), and the head is held only for the append itself."""
     if isinstance(session, scoped_session):
         session = session()
+    if type(session) not in _CHAINED or not in_write_transaction(session):
+        raise RuntimeError("record_audit needs a write transaction (dingqiao.db.write_transaction) of a session whose "
+                           "commits append the chain (install_audit_chain, which create_app calls for the app's "
+                           "session): the row would otherwise be lost or committed on the side")
     marker = session.get_nested_transaction() or session.get_transaction()
     session.info.setdefault(PENDING, []).append((marker, dict(
         created_at=utcnow(), actor_kind=actor_kind, actor_id=actor_id, action=action, target_type=target_type,
@@ -114,8 +118,19 @@ def _forget_rolled_back(session: Session, rolled_back) -> None:
     session.info[PENDING] = [(marker, fields) for marker, fields in pending if not inside(marker)]
 
 
-event.listen(Session, "before_commit", _append_pending)
-event.listen(Session, "after_soft_rollback", _forget_rolled_back)
+_CHAINED: set[type] = set()  # the session classes whose commits append the chain
+
+
+def install_audit_chain(sessions: scoped_session | sessionmaker) -> None:
+    """Make every commit of ``sessions`` (a scoped session or a sessionmaker) append the audit rows its
+    transaction recorded, and every rollback forget those of the transaction or savepoint rolled back.
+    ``create_app`` calls it for the app's session (Flask-SQLAlchemy's, one per process); other sessions (the
+    rate limiter's own, say) get no listener and cannot record audit rows. Installing twice changes nothing."""
+    factory = sessions.session_factory if isinstance(sessions, scoped_session) else sessions
+    for name, listener in (("before_commit", _append_pending), ("after_soft_rollback", _forget_rolled_back)):
+        if not event.contains(factory.class_, name, listener):
+            event.listen(factory.class_, name, listener)
+    _CHAINED.add(factory.class_)
 
 
 @dataclass(frozen=True)

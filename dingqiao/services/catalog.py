@@ -6,12 +6,12 @@ are built once, here, with bound parameters, so SQLAlchemy reuses the compiled f
 hashing them again; each is one query, its stock and cover picture as correlated subqueries. They run on the
 session's connection, past the ORM's bookkeeping (half the cost): they see what is committed or flushed.
 """
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import run, write_transaction
+from ..db import row_as, rows_as, run, write_transaction
 from ..models import (
     MONEY_REVIEWERS,
     AdminUser,
@@ -26,8 +26,7 @@ from ..models import (
 )
 from ..money import format_yuan
 from ..uploads import SavedImage
-from . import DomainError, NotFound
-from . import cache_versions
+from . import DomainError, NotFound, cache_versions, NeedsHigherRole
 from .audit import changed_fields, record_audit, snapshot
 from .withdrawals import parse_yuan
 
@@ -113,20 +112,21 @@ def _paged(query):
     return query.order_by(Product.sort_order, Product.id).offset(bindparam("offset")).limit(bindparam("limit"))
 
 
-# A card's fields in ProductCard's order, then its available units.
+# A card's fields, each under its field's name (rows_as), and its available units.
 _ON_SALE = select(
     Product.id, Product.category_id, Product.name, Product.subtitle, Product.member_price_fen,
     Product.outlet_price_fen, Product.factory_price_fen,
-    _first_image(func.coalesce(ProductImage.thumb_path, ProductImage.path)), _AVAILABLE.label("available"),
+    _first_image(func.coalesce(ProductImage.thumb_path, ProductImage.path)).label("cover_thumb_path"),
+    _AVAILABLE.label("available"),
 ).where(Product.is_on_sale.is_(True))
 _PAGE = _paged(_ON_SALE)
 _PAGE_OF_CATEGORY = _paged(_ON_SALE.where(Product.category_id == bindparam("category_id")))
 
-# ProductDetail's fields in order, then whether it is on sale.
+# ProductDetail's fields, each under its field's name (row_as), and whether it is on sale.
 _DETAIL = select(
     Product.id, Product.name, Product.subtitle, Product.description, Product.unit, Product.member_price_fen,
-    Product.outlet_price_fen, Product.factory_price_fen, _first_image(ProductImage.path), _AVAILABLE,
-    _MOST_AT_ONE_OUTLET, Product.is_on_sale,
+    Product.outlet_price_fen, Product.factory_price_fen, _first_image(ProductImage.path).label("cover_path"),
+    _AVAILABLE.label("available"), _MOST_AT_ONE_OUTLET.label("most_at_one_outlet"), Product.is_on_sale,
 ).where(Product.id == bindparam("product_id"))
 
 _ACTIVE_CATEGORIES = select(Category).where(Category.is_active.is_(True)).order_by(Category.sort_order, Category.id)
@@ -168,7 +168,7 @@ def list_products(session: Session, *, category_id: int | None = None, keyword: 
         query = _PAGE
     rows = run(session, query, params).all()
     shown = rows[:PAGE_SIZE]
-    return ProductPage([ProductCard(*row[:-1]) for row in shown], {row.id: row.available for row in shown},
+    return ProductPage(rows_as(ProductCard, shown), {row.id: row.available for row in shown},
                        page, len(rows) > PAGE_SIZE)
 
 
@@ -176,7 +176,7 @@ def get_product(session: Session, product_id: int) -> ProductDetail:
     row = run(session, _DETAIL, {"product_id": product_id}).first()
     if row is None or not row.is_on_sale:
         raise NotFound("商品不存在或已下架。")
-    return ProductDetail(*row[:-1])
+    return row_as(ProductDetail, row)
 
 
 def available_units(session: Session, product_ids: list[int]) -> dict[int, int]:
@@ -206,21 +206,21 @@ class CatalogError(DomainError):
     pass
 
 
-class PriceChangeNeedsFinance(CatalogError):
+class PriceChangeNeedsFinance(CatalogError, NeedsHigherRole):
     """A change of what money comes in that only finance (or the superadmin) may make."""
-
-    status = 403
 
 
 @dataclass(frozen=True)
 class TierPrices:
-    member_fen: int
-    outlet_fen: int
-    factory_fen: int
+    """A product's three prices, each field named as the product's column it sets (read and written by name)."""
+
+    member_price_fen: int
+    outlet_price_fen: int
+    factory_price_fen: int
 
 
-PRICE_COLUMNS = ("member_price_fen", "outlet_price_fen", "factory_price_fen")  # in TierPrices' order
-PRICE_LABELS = ("会员价", "网点价", "工厂店价")
+PRICE_COLUMNS = ("member_price_fen", "outlet_price_fen", "factory_price_fen")
+PRICE_LABELS = ("会员价", "网点价", "工厂店价")  # PRICE_COLUMNS' labels, in the same order
 
 
 def parse_tier_prices(member: str | None, outlet: str | None, factory: str | None) -> TierPrices:
@@ -238,7 +238,7 @@ def parse_tier_prices(member: str | None, outlet: str | None, factory: str | Non
     member_fen, outlet_fen, factory_fen = prices
     if not factory_fen <= outlet_fen <= member_fen:
         raise CatalogError("价格需满足：工厂店价 ≤ 网点价 ≤ 会员价。")
-    return TierPrices(member_fen, outlet_fen, factory_fen)
+    return TierPrices(member_price_fen=member_fen, outlet_price_fen=outlet_fen, factory_price_fen=factory_fen)
 
 
 def change_bps(old_fen: int, new_fen: int) -> int:
@@ -265,9 +265,8 @@ def set_product_terms(session: Session, admin: AdminUser, product: Product, pric
             # The prices the change is measured against, held until commit so two edits cannot add up unseen.
             session.refresh(product, [*PRICE_COLUMNS, "price_review_pending"], with_for_update=True)
             if not reviewer and not product.price_review_pending:
-                current = (getattr(product, column) for column in PRICE_COLUMNS)
-                too_far = [label for label, old, new in zip(PRICE_LABELS, current, astuple(prices))
-                           if change_bps(old, new) > operator_max_bps]
+                too_far = [label for label, column in zip(PRICE_LABELS, PRICE_COLUMNS)
+                           if change_bps(getattr(product, column), getattr(prices, column)) > operator_max_bps]
                 if too_far:
                     raise PriceChangeNeedsFinance(f"{'、'.join(too_far)}调整超过 {operator_max_bps / 100:g}%"
                                                   "（与现价相比），需财务或超级管理员修改。")
@@ -275,8 +274,8 @@ def set_product_terms(session: Session, admin: AdminUser, product: Product, pric
                 raise PriceChangeNeedsFinance(_awaiting_review([product.name]))
         if on_sale and reviewer:
             product.price_review_pending = False
-        for column, fen in zip(PRICE_COLUMNS, astuple(prices)):
-            setattr(product, column, fen)
+        for column in PRICE_COLUMNS:
+            setattr(product, column, getattr(prices, column))
         product.is_on_sale = on_sale and not product.price_review_pending
         # Every product save comes through here (the product form and bulk on/off sale): the shop's cached
         # lists, product pages and banners are left behind in every worker when this commits.
@@ -291,7 +290,7 @@ def set_products_on_sale(session: Session, admin: AdminUser, product_ids: list[i
     with write_transaction(session):
         for product in session.scalars(select(Product).where(Product.id.in_(product_ids)).order_by(Product.id)):
             before = snapshot(product)
-            current = TierPrices(*(getattr(product, column) for column in PRICE_COLUMNS))
+            current = TierPrices(**{column: getattr(product, column) for column in PRICE_COLUMNS})
             set_product_terms(session, admin, product, current, on_sale=on_sale, is_new=False, operator_max_bps=0)
             changes = changed_fields(before, snapshot(product))
             if changes:

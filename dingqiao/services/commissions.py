@@ -20,7 +20,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..db import run, write_transaction
+from ..db import rows_as, run, write_transaction
 from ..models import (
     AdminRole,
     AdminUser,
@@ -302,19 +302,20 @@ def reverse_order_lines(session: Session, order: Order, now: datetime | None = N
             .returning(CommissionLine.id, CommissionLine.beneficiary_user_id, CommissionLine.amount_fen)
             .execution_options(synchronize_session=False)
         ).all()
-        for line_id, user_id, amount in sorted(moved, key=lambda row: (row.beneficiary_user_id, row.id)):
+        for line in sorted(moved, key=lambda row: (row.beneficiary_user_id, row.id)):
+            amount = line.amount_fen
             if new == CommissionStatus.REVERSED:
-                post_entry(session, user_id, kind, frozen=-amount, commission_line_id=line_id, order_id=order.id,
-                           memo=memo)
-            else:
-                post_entry(session, user_id, kind, available=-amount, earned=-amount, commission_line_id=line_id,
+                post_entry(session, line.beneficiary_user_id, kind, frozen=-amount, commission_line_id=line.id,
                            order_id=order.id, memo=memo)
+            else:
+                post_entry(session, line.beneficiary_user_id, kind, available=-amount, earned=-amount,
+                           commission_line_id=line.id, order_id=order.id, memo=memo)
 
 
 def _settle(session: Session, statement, params: dict) -> int:
     """Run one of the _SETTLE_DUE statements and credit what it settled. A line a concurrent refund moved
     first no longer matches (Postgres re-checks the row), so it is neither settled nor credited."""
-    settled = [Line(*row) for row in run(session, statement, params)]
+    settled = rows_as(Line, run(session, statement, params))
     _credit_settled(session, settled)
     return len(settled)
 

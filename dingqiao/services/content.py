@@ -48,8 +48,6 @@ MAX_BODY_LENGTH = 100_000
 class ContentError(DomainError):
     """A refusal the admin can fix in the form; ``field`` names the form field it is about (None: the form)."""
 
-    status = 400
-
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import FactoryStore, LocationKind, Region, RestockOrder, RestockStatus, StockLocation
-from . import DomainError
+from . import Conflict, DomainError
 
 IN_TRANSIT = (RestockStatus.SHIPPING, RestockStatus.SHIPPED)
 
@@ -17,8 +17,8 @@ class NetworkError(DomainError):
     pass
 
 
-class RegionTaken(NetworkError):
-    status = 409
+class RegionTaken(NetworkError, Conflict):
+    pass
 
 
 _PLATFORM = select(StockLocation).where(StockLocation.kind == LocationKind.PLATFORM).order_by(StockLocation.id).limit(1)

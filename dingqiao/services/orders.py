@@ -20,7 +20,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, NotFound, submissions
+from . import Conflict, NotFound, submissions
 from .commissions import current_rule
 from .stock import release_stock, reserve_stock
 
@@ -30,8 +30,8 @@ NOT_OPEN_YET = "本店还在筹备中，暂未开业，请稍后再来下单。"
 EXPIRED_REASON = "超时未支付"
 
 
-class OrderError(DomainError):
-    status = 409
+class OrderError(Conflict):
+    pass
 
 
 def new_number(prefix: str, now: datetime) -> str:

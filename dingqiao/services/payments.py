@@ -1,5 +1,9 @@
 """WeChat Pay: starting a payment, and the one transition to PAID that the notify, the "I have paid"
-check and demo pay all go through."""
+check and demo pay all go through.
+
+Payment and PaymentEvent rows are written one way only, by the prebuilt statements below (``db.run``): every
+pay notify writes them, so the money path needs them fast, and the rarer writers (the prepay id, a late
+result) use the same ones."""
 import json
 import secrets
 
@@ -51,9 +55,20 @@ _MARK_PAID = (update(Order).where(Order.id == bindparam("order_id"), Order.statu
 _ORDER_STATUS = select(Order.status).where(Order.id == bindparam("order_id"))
 _PAYMENT_OF = select(Payment.id, Payment.transaction_id).where(Payment.out_trade_no == bindparam("out_trade_no"))
 _ADD_PAYMENT = insert(Payment)
+_PAYMENT_PREPAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
+                    .values(prepay_id=bindparam("prepay_id"), api=bindparam("api")))
 _PAYMENT_PAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
                  .values(status=PaymentStatus.PAID, transaction_id=bindparam("paid_by"), paid_at=bindparam("now")))
 _ADD_EVENT = insert(PaymentEvent)
+_LATE_RESULT_OF = select(PaymentEvent.id).where(PaymentEvent.kind == PaymentEventKind.LATE_RESULT,
+                                                PaymentEvent.transaction_id == bindparam("transaction_id"))
+
+
+def _add_event(session: Session, kind: PaymentEventKind, *, out_trade_no: str, transaction_id: str, amount_fen: int,
+               detail: str, needs_attention: bool) -> None:
+    """One row of what happened to a payment, for finance."""
+    run(session, _ADD_EVENT, {"kind": kind, "out_trade_no": out_trade_no, "transaction_id": transaction_id,
+                              "amount_fen": amount_fen, "detail": detail, "needs_attention": needs_attention})
 
 
 def _count_refused(dialect_insert):
@@ -106,12 +121,12 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     )
     try:
         with write_transaction(session):
-            payment = session.scalar(select(Payment).where(Payment.out_trade_no == order.order_no))
-            if payment is None:
-                session.add(Payment(order_id=order.id, out_trade_no=order.order_no, amount_fen=order.total_fen,
-                                    prepay_id=prepay_id, api=gateway.api))
+            stored = run(session, _PAYMENT_OF, {"out_trade_no": order.order_no}).one_or_none()
+            if stored is None:
+                run(session, _ADD_PAYMENT, {"order_id": order.id, "out_trade_no": order.order_no,
+                                            "amount_fen": order.total_fen, "prepay_id": prepay_id, "api": gateway.api})
             else:
-                payment.prepay_id, payment.api = prepay_id, gateway.api
+                run(session, _PAYMENT_PREPAID, {"payment_id": stored.id, "prepay_id": prepay_id, "api": gateway.api})
     except IntegrityError:
         session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
@@ -180,7 +195,7 @@ def check_payment(session: Session, gateway: PayGateway, user_id: int, order_no:
         raise NotFound("订单不存在。")
     if order.status == OrderStatus.PENDING_PAYMENT:
         result = gateway.query_order(order.order_no)
-        if result.trade_state == "SUCCESS":
+        if result.paid:
             apply_payment(session, gateway.settings, out_trade_no=result.out_trade_no,
                           transaction_id=result.transaction_id, total_fee=result.total_fee or 0,
                           mch_id=result.mch_id, appid=result.appid, raw={"source": "orderquery"})
@@ -242,12 +257,12 @@ def expire_unpaid_orders(session: Session, gateway: PayGateway | None, now=None,
             if reached_wechat and gateway is not None:
                 try:
                     result = gateway.query_order(order.order_no)
-                    if result.trade_state == "SUCCESS":
+                    if result.paid:
                         apply_payment(session, gateway.settings, out_trade_no=result.out_trade_no,
                                       transaction_id=result.transaction_id, total_fee=result.total_fee or 0,
                                       mch_id=result.mch_id, appid=result.appid, raw={"source": "expiry-query"})
                         continue
-                    if result.trade_state in ("NOTPAY", "USERPAYING"):
+                    if result.awaiting_payment:
                         gateway.close_order(order.order_no)
                 except WeChatError:
                     continue  # WeChat unreachable: decide on the next run rather than guess
@@ -265,8 +280,8 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
         order = run(session, _ORDER_TO_PAY, {"order_no": out_trade_no}).one_or_none()
 
         def record(kind: PaymentEventKind, attention: bool) -> None:
-            run(session, _ADD_EVENT, {"kind": kind, "out_trade_no": out_trade_no, "transaction_id": transaction_id,
-                                      "amount_fen": total_fee, "detail": detail, "needs_attention": attention})
+            _add_event(session, kind, out_trade_no=out_trade_no, transaction_id=transaction_id, amount_fen=total_fee,
+                       detail=detail, needs_attention=attention)
 
         if order is None:
             record(PaymentEventKind.UNKNOWN_ORDER, True)
@@ -316,10 +331,7 @@ def record_late_result(session: Session, *, reference: str, wechat_id: str, amou
     rejected; a payout paid after its money went back to the wallet): never dropped silently, one event for
     finance per WeChat id. Joins the caller's transaction."""
     with write_transaction(session):
-        known = session.scalar(select(PaymentEvent.id).where(PaymentEvent.kind == PaymentEventKind.LATE_RESULT,
-                                                             PaymentEvent.transaction_id == wechat_id[:64]))
-        if known is None:
-            session.add(PaymentEvent(kind=PaymentEventKind.LATE_RESULT, out_trade_no=reference[:64],
-                                     transaction_id=wechat_id[:64], amount_fen=amount_fen, detail=detail,
-                                     needs_attention=True))
+        if run(session, _LATE_RESULT_OF, {"transaction_id": wechat_id[:64]}).scalar() is None:
+            _add_event(session, PaymentEventKind.LATE_RESULT, out_trade_no=reference[:64],
+                       transaction_id=wechat_id[:64], amount_fen=amount_fen, detail=detail, needs_attention=True)
 

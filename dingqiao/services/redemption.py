@@ -24,7 +24,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound, submissions
+from . import Conflict, Forbidden, NotFound, submissions
 from .audit import record_audit
 from .settlement import on_order_redeemed
 from .stock import hand_over_stock
@@ -32,8 +32,8 @@ from .stock import hand_over_stock
 CODE_PATTERN = re.compile(r"^\d{12}$")
 
 
-class RedeemError(DomainError):
-    status = 409
+class RedeemError(Conflict):
+    pass
 
 
 @dataclass(frozen=True)

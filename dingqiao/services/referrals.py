@@ -25,7 +25,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import Conflict, DomainError, Forbidden, NotFound
 from .accounts import admin_reason, clean_referral_code, new_referral_code
 from .audit import record_audit
 
@@ -37,18 +37,19 @@ REFUSALS = {
     "cycle": "对方已在您的团队中，不能互相绑定。",
     "already_bound": "您已有推荐人，推荐关系已锁定。",
 }
-CORRECTION_REFUSALS = {  # reason → (status, message): what an admin is told, nothing written
-    "unknown_code": (400, "推广码不存在，或该推荐人账号已停用。"),
-    "self": (400, "不能把会员设为自己的推荐人。"),
-    "cycle": (409, "新推荐人在该会员的团队中，改绑会形成循环。"),
-    "unchanged": (409, "新推荐人与现在的相同，无需修改。"),
-    "already_root": (409, "该会员现在没有推荐人，无需修改。"),
+CORRECTION_REFUSALS = {  # reason → what an admin is told, nothing written
+    "unknown_code": "推广码不存在，或该推荐人账号已停用。",
+    "self": "不能把会员设为自己的推荐人。",
+    "cycle": "新推荐人在该会员的团队中，改绑会形成循环。",
+    "unchanged": "新推荐人与现在的相同，无需修改。",
+    "already_root": "该会员现在没有推荐人，无需修改。",
 }
+CORRECTION_CONFLICTS = {"cycle", "unchanged", "already_root"}  # not a wrong request: the tree as it stands says no
 CORRECTION_NEEDS_FINANCE = "改绑推荐人会改变之后佣金的去向，需财务或超级管理员操作。"
 
 
-class BindingRefused(DomainError):
-    status = 409
+class BindingRefused(Conflict):
+    pass
 
     def __init__(self, reason: str):
         super().__init__(REFUSALS[reason])
@@ -56,10 +57,19 @@ class BindingRefused(DomainError):
 
 
 class CorrectionRefused(DomainError):
+    """An admin's correction refused for ``reason`` (a key of CORRECTION_REFUSALS); raise ``because(reason)``."""
+
     def __init__(self, reason: str):
-        self.status, message = CORRECTION_REFUSALS[reason]
-        super().__init__(message)
+        super().__init__(CORRECTION_REFUSALS[reason])
         self.reason = reason
+
+    @staticmethod
+    def because(reason: str) -> "CorrectionRefused":
+        return (CorrectionConflict if reason in CORRECTION_CONFLICTS else CorrectionRefused)(reason)
+
+
+class CorrectionConflict(CorrectionRefused, Conflict):
+    """A correction the tree as it stands refuses (a cycle, no change, no upline to change)."""
 
 
 def bind_upline(session: Session, user_id: int, raw_code: str, source: BindingSource, *,
@@ -142,7 +152,7 @@ def correct_upline(session: Session, admin: AdminUser, user_id: int, raw_code: s
         old_upline_id = existing.upline_id if existing else None
         refusal = _correction_refusal(session, user_id, wanted, upline, old_upline_id)
         if refusal:
-            raise CorrectionRefused(refusal)
+            raise CorrectionRefused.because(refusal)
         if upline is None:
             _unbind(session, user_id)
             binding = None

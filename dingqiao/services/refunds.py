@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import AdminUser, Order, OrderStatus, PaymentEvent, PaymentEventKind, Refund, RefundStatus
 from ..models.base import utcnow
-from ..wechat.pay import PayError, PayGateway
-from . import DomainError, NotFound, submissions
+from ..wechat.pay import PayError, PayGateway, RefundResult, RefundState
+from . import DomainError, NotFound, submissions, Conflict, Forbidden
 from .audit import record_audit
 from .refund_results import (_api_of, _next_refund_number, accept_refund_notification,  # noqa: F401 - re-exported
                              apply_refund_result, apply_stray_refund_result, reconcile_refunds)
@@ -29,8 +29,8 @@ from .policy import Duty, require
 MAX_REASON_LENGTH = 200
 
 
-class RefundError(DomainError):
-    status = 409
+class RefundError(Conflict):
+    pass
 
 
 def request_refund(session: Session, user_id: int, order_no: str, reason: str,

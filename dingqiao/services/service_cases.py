@@ -37,7 +37,7 @@ from ..models.base import utcnow
 from ..money import format_yuan
 from ..paging import Page, page_of
 from ..uploads import SavedImage, UploadRefused, delete_stored, removed_on_failure, save_image
-from . import DomainError, NotFound, submissions
+from . import Conflict, DomainError, NotFound, submissions
 from .audit import record_audit
 from .messages import enqueue_message
 from .orders import new_number
@@ -52,11 +52,11 @@ ORDER_CHOICES = 20
 
 
 class CaseError(DomainError):
-    status = 400
+    pass
 
 
-class CaseClosed(DomainError):
-    status = 409
+class CaseClosed(Conflict):
+    pass
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..models import (
     User,
 )
 from ..models.base import utcnow
-from . import DomainError
+from . import DomainError, NotFound
 from .accounts import create_admin
 from .audit import record_audit
 from .commissions import RuleInput, current_rule
@@ -56,13 +56,11 @@ PROPOSED_IDENTITY_RULES = (
 
 
 class SetupError(DomainError):
-    status = 400
+    pass
 
 
-class SetupLinkInvalid(DomainError):
+class SetupLinkInvalid(NotFound):
     """The link is unknown, used, expired, or the shop already has an admin."""
-
-    status = 404
 
 
 def _hash(token: str) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ..db import write_transaction
 from ..models import FactoryStore, Outlet, OutletStaff, StaffInvite, User
 from ..models.base import utcnow
-from . import DomainError, Forbidden, NotFound
+from . import Conflict, Forbidden, NotFound
 from .audit import record_audit
 from .messages import enqueue_message
 from .outlets import outlet_owned_by
@@ -24,8 +24,8 @@ INVITE_HOURS = 24
 MAX_STAFF = 20
 
 
-class StaffError(DomainError):
-    status = 409
+class StaffError(Conflict):
+    pass
 
 
 def _hash(token: str) -> str:

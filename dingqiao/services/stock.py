@@ -1,22 +1,25 @@
 """Stock changes at one location. Each is one conditional UPDATE (never read-then-write) plus its movement row,
-in the caller's transaction; ``flask check-stock`` checks that every level is the sum of its movements."""
+in the caller's transaction; ``flask check-stock`` checks that every level is the sum of its movements.
+
+Levels and movements are written one way only: the prebuilt statements below, run with ``db.run`` (every order
+reserves, every pickup hands over, so the money path needs them fast; the rarer moves use the same ones). No
+``StockLevel`` or ``StockMovement`` object is loaded or added while they are written, so none goes stale."""
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import run, write_transaction
+from ..db import insert_or_ignore, run, write_transaction
 from ..models import FactoryStore, Outlet, Product, StockLevel, StockLocation, StockMovement, StockReason
-from . import DomainError, NotFound
+from . import Conflict, DomainError, NotFound
 from .audit import record_audit
 
 MAX_ADJUSTMENT = 100_000
 MAX_THRESHOLD = 100_000
 
 
-class OutOfStock(DomainError):
-    status = 409
+class OutOfStock(Conflict):
+    pass
 
 
 # Prebuilt (see db.run): every order reserves, every pickup hands over, every unpaid cancel releases.
@@ -34,7 +37,34 @@ _HAND_OVER = (update(StockLevel)
                      StockLevel.reserved >= bindparam("units"), StockLevel.on_hand >= bindparam("units"))
               .values(on_hand=StockLevel.on_hand - bindparam("units"),
                       reserved=StockLevel.reserved - bindparam("units")))
+_TAKE = (update(StockLevel)
+         .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
+                StockLevel.on_hand - StockLevel.reserved >= bindparam("units"))
+         .values(on_hand=StockLevel.on_hand - bindparam("units")))
+_ADD = (update(StockLevel)
+        .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"))
+        .values(on_hand=StockLevel.on_hand + bindparam("units")))
+_ADJUST = (update(StockLevel)  # by a signed delta, never below what is reserved
+           .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
+                  StockLevel.on_hand + bindparam("delta") >= StockLevel.reserved)
+           .values(on_hand=StockLevel.on_hand + bindparam("delta")))
+_SET_THRESHOLD = (update(StockLevel)
+                  .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"))
+                  .values(low_stock_threshold=bindparam("threshold")))
+_AVAILABLE = select(StockLevel.on_hand - StockLevel.reserved).where(StockLevel.location_id == bindparam("at"),
+                                                                    StockLevel.product_id == bindparam("product"))
+_LEVEL_ID = select(StockLevel.id).where(StockLevel.location_id == bindparam("at"),
+                                        StockLevel.product_id == bindparam("product"))
 _ADD_MOVEMENT = insert(StockMovement)
+
+
+def _add_movement(session: Session, *, location_id: int, product_id: int, reason: StockReason, on_hand_delta: int = 0,
+                  reserved_delta: int = 0, order_id: int | None = None, restock_order_id: int | None = None,
+                  note: str = "") -> None:
+    """The movement row that goes with every change of a level."""
+    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reason": reason,
+                                 "on_hand_delta": on_hand_delta, "reserved_delta": reserved_delta,
+                                 "order_id": order_id, "restock_order_id": restock_order_id, "note": note})
 
 
 def reserve_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int,
@@ -42,8 +72,8 @@ def reserve_stock(session: Session, *, location_id: int, product_id: int, quanti
     where = {"at": location_id, "product": product_id, "units": quantity}
     if run(session, _RESERVE, where).rowcount != 1:
         raise OutOfStock(f"{product_name or '商品'}在该门店库存不足，请减少数量或换一家门店。")
-    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reserved_delta": quantity,
-                                 "reason": StockReason.RESERVE, "order_id": order_id})
+    _add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=quantity,
+                  reason=StockReason.RESERVE, order_id=order_id)
 
 
 def release_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
@@ -51,8 +81,8 @@ def release_stock(session: Session, *, location_id: int, product_id: int, quanti
     if run(session, _RELEASE, where).rowcount != 1:
         # The reservation this order made is gone: stock bookkeeping is broken, stop rather than guess.
         raise RuntimeError(f"no reservation of {quantity} for product {product_id} at location {location_id}")
-    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reserved_delta": -quantity,
-                                 "reason": StockReason.RELEASE, "order_id": order_id})
+    _add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=-quantity,
+                  reason=StockReason.RELEASE, order_id=order_id)
 
 
 def hand_over_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
@@ -60,48 +90,35 @@ def hand_over_stock(session: Session, *, location_id: int, product_id: int, quan
     where = {"at": location_id, "product": product_id, "units": quantity}
     if run(session, _HAND_OVER, where).rowcount != 1:
         raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
-    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "on_hand_delta": -quantity,
-                                 "reserved_delta": -quantity, "reason": StockReason.REDEEM, "order_id": order_id})
+    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
+                  reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id)
 
 
 def take_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
                restock_order_id: int | None = None, note: str = "", product_name: str = "") -> None:
     """Goods leave a location (shipped to another): only from what is on hand and not reserved for buyers."""
-    taken = session.execute(
-        update(StockLevel)
-        .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
-               StockLevel.available >= quantity)
-        .values(on_hand=StockLevel.on_hand - quantity)
-    ).rowcount
-    if taken != 1:
-        available = session.scalar(select(StockLevel.available).where(
-            StockLevel.location_id == location_id, StockLevel.product_id == product_id)) or 0
+    where = {"at": location_id, "product": product_id, "units": quantity}
+    if run(session, _TAKE, where).rowcount != 1:
+        available = run(session, _AVAILABLE, where).scalar() or 0
         raise OutOfStock(f"{product_name or '商品'}可发库存只有 {available} 件，不够发 {quantity} 件。")
-    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
-                              reason=reason, restock_order_id=restock_order_id, note=note))
+    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity, reason=reason,
+                  restock_order_id=restock_order_id, note=note)
 
 
 def add_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
               restock_order_id: int | None = None, note: str = "") -> None:
-    """Goods arrive at a location; its level row is created on first arrival (a savepoint absorbs a race)."""
+    """Goods arrive at a location; its level row is created on first arrival."""
     _ensure_level(session, location_id, product_id)
-    session.execute(
-        update(StockLevel).where(StockLevel.location_id == location_id, StockLevel.product_id == product_id)
-        .values(on_hand=StockLevel.on_hand + quantity)
-    )
-    session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=quantity,
-                              reason=reason, restock_order_id=restock_order_id, note=note))
+    run(session, _ADD, {"at": location_id, "product": product_id, "units": quantity})
+    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=quantity, reason=reason,
+                  restock_order_id=restock_order_id, note=note)
 
 
 def _ensure_level(session: Session, location_id: int, product_id: int) -> None:
-    exists = session.scalar(select(StockLevel.id).where(StockLevel.location_id == location_id,
-                                                        StockLevel.product_id == product_id))
-    if exists is None:
-        try:
-            with session.begin_nested():
-                session.add(StockLevel(location_id=location_id, product_id=product_id, on_hand=0, reserved=0))
-        except IntegrityError:
-            pass
+    """The location's (empty) level row of the product, unless it has one: made once, however many try at once."""
+    if run(session, _LEVEL_ID, {"at": location_id, "product": product_id}).scalar() is None:
+        insert_or_ignore(session, StockLevel, [{"location_id": location_id, "product_id": product_id, "on_hand": 0,
+                                                "reserved": 0, "low_stock_threshold": 0}], ("location_id", "product_id"))
 
 
 # ---------------------------------------------------------------- the owner's stock page
@@ -163,16 +180,10 @@ def adjust_stock(session: Session, *, location_id: int, product_id: int, delta: 
         if session.get(Product, product_id) is None or session.get(StockLocation, location_id) is None:
             raise NotFound("商品不存在。")
         _ensure_level(session, location_id, product_id)
-        changed = session.execute(
-            update(StockLevel)
-            .where(StockLevel.location_id == location_id, StockLevel.product_id == product_id,
-                   StockLevel.on_hand + delta >= StockLevel.reserved)
-            .values(on_hand=StockLevel.on_hand + delta)
-        ).rowcount
-        if changed != 1:
+        if run(session, _ADJUST, {"at": location_id, "product": product_id, "delta": delta}).rowcount != 1:
             raise StockError("调整后库存会少于已被订单预留的数量，不能调整。")
-        session.add(StockMovement(location_id=location_id, product_id=product_id, on_hand_delta=delta,
-                                  reason=StockReason.ADJUST, note=note))
+        _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=delta,
+                      reason=StockReason.ADJUST, note=note)
         record_audit(session, actor_kind=actor_kind, actor_id=actor_id, action="stock.adjust",
                      target_type="stock_location", target_id=location_id,
                      detail={"product_id": product_id, "delta": delta, "note": note})
@@ -185,9 +196,7 @@ def set_low_stock_threshold(session: Session, *, location_id: int, product_id: i
         if session.get(Product, product_id) is None:
             raise NotFound("商品不存在。")
         _ensure_level(session, location_id, product_id)
-        session.execute(update(StockLevel).where(StockLevel.location_id == location_id,
-                                                 StockLevel.product_id == product_id)
-                        .values(low_stock_threshold=threshold))
+        run(session, _SET_THRESHOLD, {"at": location_id, "product": product_id, "threshold": threshold})
 
 
 class StockError(DomainError):

@@ -28,15 +28,15 @@ from sqlalchemy.orm import Session
 from ..db import insert_or_ignore, write_transaction
 from ..models import SubmissionKey
 from ..models.base import utcnow
-from . import DomainError, NotFound
+from . import Conflict, DomainError, NotFound
 
 FIELD_NAME = "submission_key"
 KEEP_FOR = timedelta(days=7)
 _SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
-class SubmissionRefused(DomainError):
-    status = 409
+class SubmissionRefused(Conflict):
+    pass
 
 
 def new_key() -> str:

@@ -12,13 +12,13 @@ from ..db import run
 from ..models import (EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, LedgerEntry, Order, User, Wallet,
                       Withdrawal)
 from ..models.base import utcnow
-from . import DomainError, NotFound
+from . import Conflict, NotFound
 from .audit import record_audit
 from .periods import bucket_sums, last_months, to_utc
 
 
-class InsufficientBalance(DomainError):
-    status = 409
+class InsufficientBalance(Conflict):
+    pass
 
 
 def wallet_for(session: Session, user_id: int) -> Wallet:

@@ -13,7 +13,7 @@ from ..models import LedgerEntry, LedgerKind, User, Wallet, Withdrawal, Withdraw
 from ..models.base import utcnow
 from ..money import format_yuan
 from ..wechat.pay_v3 import REAL_NAME_FROM_FEN
-from . import DomainError, Forbidden, submissions
+from . import Conflict, Forbidden, submissions
 from .orders import new_number
 from .periods import china_midnight, china_today
 from .wallet import post_entry
@@ -22,8 +22,8 @@ BPS = 10_000
 MAX_WITHDRAWAL_FEN = 20_000_00  # WeChat's single-transfer ceiling for 企业付款 is ¥20,000
 
 
-class WithdrawalError(DomainError):
-    status = 409
+class WithdrawalError(Conflict):
+    pass
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from ...models import MONEY_REVIEWERS
 from ...services import DomainError
 from ...services.accounts import member_overview, set_member_active
 from ...services.referrals import CORRECTION_NEEDS_FINANCE, REFUSALS, correct_upline
-from ...web import redirect_after_post
+from ...web import domain_error_status, redirect_after_post
 from ..common import current_admin, require_admin
 from .forms import ActiveForm, UplineForm
 
@@ -30,7 +30,7 @@ def upline(user_id: int):
     try:
         binding = correct_upline(db.session, current_admin(), user_id, form.code.data or "", form.reason.data or "")
     except DomainError as exc:
-        return _detail_page(user_id, error=exc.message, status=exc.status, form=form, typed_into="upline")
+        return _detail_page(user_id, error=exc.message, status=domain_error_status(exc), form=form, typed_into="upline")
     session[NOTICE_KEY] = "已改绑推荐人。" if binding else "已解除推荐关系，该会员现在没有推荐人。"
     return redirect_after_post(url_for("admin_members.detail", user_id=user_id))
 
@@ -44,7 +44,7 @@ def active(user_id: int):
     try:
         changed = set_member_active(db.session, current_admin(), user_id, enable, form.reason.data or "")
     except DomainError as exc:
-        return _detail_page(user_id, error=exc.message, status=exc.status, form=form, typed_into="active")
+        return _detail_page(user_id, error=exc.message, status=domain_error_status(exc), form=form, typed_into="active")
     if changed:
         session[NOTICE_KEY] = "已启用该会员账号。" if enable else "已停用该会员账号，其登录已立即失效。"
     else:

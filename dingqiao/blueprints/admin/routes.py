@@ -20,7 +20,7 @@ from ...services.withdrawals import (
     reject_withdrawal,
 )
 from ...wechat import pay_gateways
-from ...web import arg_id, redirect_after_post
+from ...web import arg_id, domain_error_status, redirect_after_post
 from ..common import current_admin, login_client, require_admin, safe_next
 from .forms import CommissionRuleForm, IdentityRuleForm, LoginForm, ReasonForm, WithdrawalReviewForm, first_error
 
@@ -60,7 +60,7 @@ def login():
     except (InvalidCredentials, AccountLocked) as exc:
         # Which of the two was wrong is not said: the message sits with the password, the name stays typed.
         form.password.errors = [exc.message]
-        return render_template("admin/login.html", next_url=next_url, form=form), exc.status
+        return render_template("admin/login.html", next_url=next_url, form=form), domain_error_status(exc)
     login_user(admin)
     return redirect(safe_next(next_url))
 

@@ -7,11 +7,12 @@ from flask_wtf import FlaskForm
 
 from ...extensions import db
 from ...models import AdminRole
-from ...services import DomainError, commissions, network, setup
+from ...services import DomainError, NotFound, commissions, network, setup
 from ...services.commissions import MAX_PAYOUT_CAP_BPS
 from ...services.logins import admin_policy
 from ...services.setup import PROPOSED_IDENTITY_RULES
 from ...templating import forget_shop_name
+from ...web import domain_error_status
 from ..common import current_admin, login_client, require_admin
 from .forms import (
     ClaimForm,
@@ -114,7 +115,8 @@ def _step(form_name: str, form: FlaskForm, action):
     try:
         action(form)
     except DomainError as exc:
-        return _render_wizard(exc.message, exc.status if exc.status != 404 else 400, **{form_name: form})
+        status = 400 if isinstance(exc, NotFound) else domain_error_status(exc)  # a picked row gone: the form's fault
+        return _render_wizard(exc.message, status, **{form_name: form})
     return redirect(url_for("admin_setup.wizard") + f"#{form_name.removesuffix('_form')}")
 
 

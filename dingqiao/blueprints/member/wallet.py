@@ -18,7 +18,7 @@ from ...services.wallet import (
 )
 from ...services.withdrawals import WithdrawalRules, check_transfer, quote_withdrawal, request_withdrawal
 from ...wechat import pay_gateways, transfer_merchant
-from ...web import redirect_after_post, render_page
+from ...web import domain_error_status, redirect_after_post, render_page
 from ..common import current_member, require_member
 from .forms import WithdrawalForm
 
@@ -78,7 +78,7 @@ def review_withdrawal():
         quote = quote_withdrawal(db.session, member.id, form.amount.value, _rules(), payee_name=form.payee_name.data)
     except DomainError as exc:  # too little, too much today, a name needed…: said where the amount is typed
         form.amount.errors = [exc.message]
-        return _refused(form, exc.status)
+        return _refused(form, domain_error_status(exc))
     return _wallet_page(block="withdraw_form", quote=quote, phone=form.phone.value or "",
                         payee_name=form.payee_name.data)
 

@@ -17,7 +17,7 @@ from ...services.outlets import clean_address, clean_name, clean_opening_hours, 
 from ...services.redemption import RedeemError, clean_code
 from ...services.restock import parse_quantities
 from ...services.submissions import FIELD_NAME
-from ...web import error_response, parse_id, parse_signed_int, render_page, wants_fragment
+from ...web import domain_error_status, error_response, parse_id, parse_signed_int, render_page, wants_fragment
 
 
 class ServiceRule:
@@ -53,7 +53,7 @@ class OutletForm(FlaskForm):
     def refuse(self, error: DomainError, field: Field | None = None) -> None:
         """A service said no after the form passed: its message goes next to ``field``, else above the form."""
         (field.errors if field is not None else self.form_errors).append(error.message)
-        self.refusal_status = error.status
+        self.refusal_status = domain_error_status(error)
 
 
 def refused(form: OutletForm, page: str, part: str, **context) -> Response:
@@ -71,7 +71,7 @@ def refused(form: OutletForm, page: str, part: str, **context) -> Response:
 class RedeemLookupForm(OutletForm):
     """The typed (or scanned) pickup code, from the query string."""
 
-    refusal_status = RedeemError.status
+    refusal_status = domain_error_status(RedeemError(""))
     code = StringField("核销码", [ServiceRule(clean_code)])
 
     class Meta:

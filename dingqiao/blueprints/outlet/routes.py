@@ -19,7 +19,7 @@ from ...services.outlets import outlet_owned_by
 from ...services.redemption import find_for_redemption, mask_name, outlet_orders, redeem, staff_outlet_ids
 from ...services.staff import accept_invite, create_invite, invite_preview, remove_staff, staff_of
 from ...services.team import team_board
-from ...web import public_url, redirect_after_post, render_page
+from ...web import domain_error_status, public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
 from .forms import DateRangeForm, InviteForm, JoinForm, RedeemForm, RedeemLookupForm, RemoveStaffForm
 
@@ -107,7 +107,7 @@ def confirm(code: str):
         order = redeem(db.session, current_member().id, code, submission_key=form.submission_key.data)
     except DomainError as exc:
         return render_page("outlet/redeem.html", block="result", view=None, error=exc.message,
-                           status_code=exc.status)
+                           status_code=domain_error_status(exc))
     return render_page("outlet/redeem.html", block="result", view=None, error=None, done=order)
 
 
@@ -117,7 +117,7 @@ def _confirm(code: str, form: RedeemLookupForm | None = None):
         view = find_for_redemption(db.session, current_member().id, code)
     except DomainError as exc:
         return render_page("outlet/redeem.html", block="result", view=None, error=exc.message, code=code, form=form,
-                           status_code=exc.status)
+                           status_code=domain_error_status(exc))
     return render_page("outlet/redeem.html", block="result", view=view, error=None, code=view.order.pickup_code,
                        form=form)
 
