@@ -211,13 +211,18 @@ def open_for_business(session) -> None:
 
 
 def empty_database(app) -> None:
-    """After a test: Postgres (shared by the run) is emptied; a SQLite file is per test anyway."""
+    """After a test: Postgres (shared by the worker's tests) is emptied and its ids start again at 1; a SQLite file is
+    per test anyway. DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes every table's and index's
+    files anew (seconds a test on a busy disk), while deleting a few rows is milliseconds."""
     with app.app_context():
         db.session.remove()
         if on_postgres():
-            tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                conn.exec_driver_sql("; ".join(f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)))
+                used = conn.execute(text("SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) "
+                                         "FROM pg_sequences WHERE last_value IS NOT NULL")).scalars().all()
+                if used:
+                    conn.exec_driver_sql("; ".join(f"ALTER SEQUENCE {name} RESTART" for name in used))
         db.engine.dispose()
 
 
