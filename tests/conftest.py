@@ -2,8 +2,8 @@
 TEST_DATABASE_URL points there (the same suite runs on both; see scripts/test).
 
 The suite runs in parallel under pytest-xdist (scripts/test: ``-n auto``) as well as plainly: every worker has its
-own scratch Postgres database, its own fake WeChat on a free port and its own tmp_path; the load tests take the
-whole machine for themselves (``pytest_runtest_protocol`` below)."""
+own scratch Postgres database, its own fake WeChat on a free port and its own tmp_path; the load tests and the
+single-file build take the whole machine for themselves (``pytest_runtest_protocol`` below)."""
 import fcntl
 import os
 import re
@@ -62,7 +62,10 @@ def drop_postgres_database(admin_url: str, url: str) -> None:
 # --------------------------------------------------------------------------------------- parallel workers
 
 # Markers of tests that need the machine to themselves: under xdist nothing else runs while one of them does.
-WHOLE_MACHINE_MARKERS = ("load",)
+# load: many clients against a real gunicorn, with deadlines. single_file: scripts/build runs `scripts/bootstrap
+# build`, which reinstalls the project into .venv (`pip install -e .`): a test starting .venv/bin/dingqiao or
+# gunicorn meanwhile could find it half-installed.
+WHOLE_MACHINE_MARKERS = ("load", "single_file")
 
 
 @contextmanager
@@ -98,8 +101,8 @@ def machine_share(config, exclusive: bool):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Under xdist, a load test (many clients against a real gunicorn, with deadlines) runs alone, as it does in a
-    plain run: the other workers wait for it, and it waits for their tests in flight."""
+    """Under xdist, a whole-machine test runs alone, as it does in a plain run: the other workers wait for it, and it
+    waits for their tests in flight."""
     if not hasattr(item.config, "workerinput"):
         return (yield)
     exclusive = any(item.get_closest_marker(name) for name in WHOLE_MACHINE_MARKERS)
