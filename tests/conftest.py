@@ -1,8 +1,16 @@
 """Fixtures: a fresh app and database per test, on a real SQLite file by default, or on Postgres when
-TEST_DATABASE_URL points there (the same suite runs on both; see scripts/test)."""
+TEST_DATABASE_URL points there (the same suite runs on both; see scripts/test).
+
+The suite runs in parallel under pytest-xdist (scripts/test: ``-n auto``) as well as plainly: every worker has its
+own scratch Postgres database, its own fake WeChat on a free port and its own tmp_path; the load tests and the
+single-file build take the whole machine for themselves (``pytest_runtest_protocol`` below)."""
+import fcntl
 import os
 import re
+import tempfile
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,11 +39,16 @@ def _libpq(url: str) -> str:
     return make_url(normalise_database_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_postgres_database(admin_url: str) -> str:
-    """A brand-new database next to the one ``admin_url`` names; returns its SQLAlchemy URL."""
+def create_postgres_database(admin_url: str, template: str | None = None) -> str:
+    """A brand-new database next to the one ``admin_url`` names (a copy of the database ``template``, when given:
+    nobody may be connected to that one); returns its SQLAlchemy URL."""
     name = f"dingqiao_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        if template:
+            assert re.fullmatch(r"dingqiao_test_[0-9a-f]{12}", template)
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
     return make_url(normalise_database_url(admin_url)).set(database=name).render_as_string(hide_password=False)
 
 
@@ -44,6 +57,57 @@ def drop_postgres_database(admin_url: str, url: str) -> None:
     assert re.fullmatch(r"dingqiao_test_[0-9a-f]{12}", name)
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------------------- parallel workers
+
+# Markers of tests that need the machine to themselves: under xdist nothing else runs while one of them does.
+# load: many clients against a real gunicorn, with deadlines. single_file: scripts/build runs `scripts/bootstrap
+# build`, which reinstalls the project into .venv (`pip install -e .`): a test starting .venv/bin/dingqiao or
+# gunicorn meanwhile could find it half-installed.
+WHOLE_MACHINE_MARKERS = ("load", "single_file")
+
+
+@contextmanager
+def _flock(path: Path, mode: int):
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def machine_share(config, exclusive: bool):
+    """A readers-writer lock shared by the xdist workers of one run: every test holds it shared, a whole-machine
+    test exclusively. A waiting writer goes first: readers pass the gate one at a time and the writer keeps it."""
+    folder = Path(tempfile.gettempdir()) / f"dingqiao-pytest-{config.workerinput['testrunuid']}"
+    folder.mkdir(exist_ok=True)
+    gate, share = folder / "gate", folder / "share"
+    if exclusive:
+        with _flock(gate, fcntl.LOCK_EX), _flock(share, fcntl.LOCK_EX):
+            yield
+    else:
+        with _flock(gate, fcntl.LOCK_EX):
+            handle = share.open("a")
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a whole-machine test runs alone, as it does in a plain run: the other workers wait for it, and it
+    waits for their tests in flight."""
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    exclusive = any(item.get_closest_marker(name) for name in WHOLE_MACHINE_MARKERS)
+    with machine_share(item.config, exclusive):
+        return (yield)
 
 
 def on_postgres() -> bool:
@@ -150,13 +214,18 @@ def open_for_business(session) -> None:
 
 
 def empty_database(app) -> None:
-    """After a test: Postgres (shared by the run) is emptied; a SQLite file is per test anyway."""
+    """After a test: Postgres (shared by the worker's tests) is emptied and its ids start again at 1; a SQLite file is
+    per test anyway. DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes every table's and index's
+    files anew (seconds a test on a busy disk), while deleting a few rows is milliseconds."""
     with app.app_context():
         db.session.remove()
         if on_postgres():
-            tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                conn.exec_driver_sql("; ".join(f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)))
+                used = conn.execute(text("SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) "
+                                         "FROM pg_sequences WHERE last_value IS NOT NULL")).scalars().all()
+                if used:
+                    conn.exec_driver_sql("; ".join(f"ALTER SEQUENCE {name} RESTART" for name in used))
         db.engine.dispose()
 
 

@@ -1,16 +1,19 @@
 """The H5 in a real headless Chromium at phone size, against the real app on a real HTTP server.
 
-Each test gets its own seeded demo database (a SQLite file in tmp_path, or the suite's Postgres database
-when TEST_DATABASE_URL is set) and its own server; the browser is started once for the module.
+Each test gets its own seeded demo database (a SQLite file in tmp_path, or a Postgres database of its own when
+TEST_DATABASE_URL is set; a copy of the module's seed, ``DemoSeeds``) and its own server; the browser is started once
+for the module.
 """
 import importlib.util
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from dingqiao import create_app
 from dingqiao.extensions import db
@@ -25,7 +28,14 @@ from dingqiao.services.demo_data import (
     seed_demo_history,
 )
 from dingqiao.money import format_yuan as yuan
-from tests.conftest import empty_database, make_config
+from tests.conftest import (
+    TEST_DATABASE_URL,
+    create_postgres_database,
+    drop_postgres_database,
+    empty_database,
+    make_config,
+    on_postgres,
+)
 from tests.live_server import live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the `test` extra)")
@@ -65,40 +75,114 @@ def seeded_products(category: str | None = None) -> list[tuple[str, int]]:
 
 # --------------------------------------------------------------------------------------------- fixtures
 
+def demo_config(database_url, tmp_path) -> dict:
+    return make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
+                       WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
+
+
+class DemoSeeds:
+    """The seeded demo database, made once per module for each kind (with a few weeks of trade or without) and
+    copied for each test: seeding draws every product image and trades for weeks through the real services, seconds
+    a time, while a copy is a file copy (SQLite) or a database made from it as a template (Postgres). Each test
+    still gets a database of its own, with what the seed made and nothing else."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.made: dict[bool, tuple[str, Path]] = {}  # history -> (the seed's database URL, its upload folder)
+
+    def seeded(self, history: bool) -> tuple[str, Path]:
+        if history not in self.made:
+            folder = self.folder / ("history" if history else "plain")
+            folder.mkdir()
+            url = (create_postgres_database(TEST_DATABASE_URL) if on_postgres()
+                   else f"sqlite:///{folder / 'demo.sqlite3'}")
+            config = demo_config(url, folder)
+            self.made[history] = (url, Path(config["UPLOAD_FOLDER"]))
+            app = create_app(config)
+            with app.app_context():
+                db.create_all()
+                summary = seed_demo(db.session, config["UPLOAD_FOLDER"], None)
+                assert summary.created, "the seed database must start empty"
+                if history:
+                    seed_demo_history(db.session)
+                db.session.remove()
+                db.engine.dispose()  # SQLite: the WAL folded into the file; Postgres: a template has no one on it
+        return self.made[history]
+
+    def copy(self, history: bool, database_url: str, tmp_path) -> str:
+        """The seed copied for one test (its uploads into tmp_path/uploads); returns the copy's database URL."""
+        url, uploads = self.seeded(history)
+        shutil.copytree(uploads, tmp_path / "uploads")
+        if on_postgres():
+            return create_postgres_database(TEST_DATABASE_URL, template=make_url(url).database)
+        target = Path(make_url(database_url).database)
+        assert not target.exists(), "the test database must start empty"
+        shutil.copyfile(make_url(url).database, target)
+        return database_url
+
+    def remove(self, database_url: str) -> None:
+        """After a test: its copy goes (Postgres; a SQLite copy is in the test's tmp_path)."""
+        if on_postgres() and database_url != TEST_DATABASE_URL:
+            drop_postgres_database(TEST_DATABASE_URL, database_url)
+
+    def drop(self) -> None:
+        if on_postgres():
+            for url, _uploads in self.made.values():
+                drop_postgres_database(TEST_DATABASE_URL, url)
+
+
+@pytest.fixture(scope="module")
+def demo_seeds(tmp_path_factory):
+    seeds = DemoSeeds(tmp_path_factory.mktemp("demo-seeds"))
+    yield seeds
+    seeds.drop()
+
+
 @contextmanager
-def demo_app_site(database_url, tmp_path, *, history: bool = False, prepare=None) -> Iterator[tuple[str, object]]:
+def demo_app_site(database_url, tmp_path, *, history: bool = False, prepare=None,
+                  seeds: DemoSeeds | None = None) -> Iterator[tuple[str, object]]:
     """The seeded demo app (with a few weeks of trade: ``history``; then ``prepare(session)`` for what a test needs
     beyond it) on a live server; yields its base URL and the app (the server's database, for counting what the
-    clicks wrote) and leaves the database empty."""
-    config = make_config(database_url, tmp_path, DINGQIAO_DEMO=True, WECHAT_APP_ID="", WECHAT_APP_SECRET="",
-                         WECHAT_MCH_ID="", WECHAT_MCH_KEY="")
+    clicks wrote) and leaves the database empty. With ``seeds`` (the module's ``demo_seeds``) the database is a
+    copy of the module's seed, else seeded here."""
+    if seeds is not None:
+        database_url = seeds.copy(history, database_url, tmp_path)
+    config = demo_config(database_url, tmp_path)
     app = create_app(config)
     try:
         with app.app_context():
-            db.create_all()
-            summary = seed_demo(db.session, config["UPLOAD_FOLDER"], None)
-            assert summary.created, "the test database must start empty"
-            if history:
-                seed_demo_history(db.session)
+            if seeds is None:
+                db.create_all()
+                summary = seed_demo(db.session, config["UPLOAD_FOLDER"], None)
+                assert summary.created, "the test database must start empty"
+                if history:
+                    seed_demo_history(db.session)
             if prepare:
                 prepare(db.session)
             db.session.remove()
         with live_server(app) as url:
             yield url, app
     finally:
-        empty_database(app)
+        if seeds is not None and on_postgres():
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+            seeds.remove(database_url)
+        else:
+            empty_database(app)
 
 
 @contextmanager
-def demo_site(database_url, tmp_path, *, history: bool = False, prepare=None) -> Iterator[str]:
+def demo_site(database_url, tmp_path, *, history: bool = False, prepare=None,
+              seeds: DemoSeeds | None = None) -> Iterator[str]:
     """``demo_app_site``'s base URL alone."""
-    with demo_app_site(database_url, tmp_path, history=history, prepare=prepare) as (url, _app):
+    with demo_app_site(database_url, tmp_path, history=history, prepare=prepare, seeds=seeds) as (url, _app):
         yield url
 
 
 @pytest.fixture
-def base_url(database_url, tmp_path):
-    with demo_site(database_url, tmp_path) as url:
+def base_url(database_url, tmp_path, demo_seeds):
+    with demo_site(database_url, tmp_path, seeds=demo_seeds) as url:
         yield url
 
 
@@ -446,8 +530,8 @@ DESKTOP = {"width": 1366, "height": 900}
 
 
 @pytest.fixture
-def admin_site(database_url, tmp_path):
-    with demo_site(database_url, tmp_path, history=True) as url:
+def admin_site(database_url, tmp_path, demo_seeds):
+    with demo_site(database_url, tmp_path, history=True, seeds=demo_seeds) as url:
         yield url
 
 

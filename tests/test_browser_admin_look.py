@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import DESKTOP, admin_site, browser, desktop, expect, fits_the_screen  # noqa: F401 - fixtures
+from tests.test_browser import (  # noqa: F401 - fixtures
+    DESKTOP,
+    admin_site,
+    browser,
+    demo_seeds,
+    desktop,
+    expect,
+    fits_the_screen,
+)
 
 pytestmark = pytest.mark.browser
 

@@ -30,6 +30,7 @@ from tests.test_browser import (
     browser,  # noqa: F401 (the module-wide Chromium fixture)
     confirm_dialog,
     demo_app_site,
+    demo_seeds,  # noqa: F401 (the module's seeded demo database)
     demo_login,
     expect,
     no_sideways_scroll,
@@ -44,8 +45,8 @@ DISH_SOAP = "顶俏洗洁精 1.5kg"
 
 
 @pytest.fixture
-def shop(database_url, tmp_path):
-    with demo_app_site(database_url, tmp_path) as site:
+def shop(database_url, tmp_path, demo_seeds):  # noqa: F811
+    with demo_app_site(database_url, tmp_path, seeds=demo_seeds) as site:
         yield site
 
 

@@ -16,6 +16,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     base_url,
     browser,
     demo_login,
+    demo_seeds,
     demo_site,
     desktop,
     expect,
@@ -225,8 +226,8 @@ def test_back_after_paying_shows_the_paid_order_and_the_emptied_cart(page, base_
 
 
 @pytest.fixture
-def history_site(database_url, tmp_path):
-    with demo_site(database_url, tmp_path, history=True) as url:
+def history_site(database_url, tmp_path, demo_seeds):  # noqa: F811
+    with demo_site(database_url, tmp_path, history=True, seeds=demo_seeds) as url:
         yield url
 
 

@@ -15,6 +15,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     VIEWPORT,
     browser,
     demo_login,
+    demo_seeds,
     demo_site,
     expect,
     fresh_session,
@@ -37,9 +38,9 @@ def unpaid_and_cancelled_orders(session) -> None:
 
 
 @pytest.fixture
-def base_url(database_url, tmp_path, request):
+def base_url(database_url, tmp_path, request, demo_seeds):  # noqa: F811
     with demo_site(database_url, tmp_path, history="order_list" in request.node.name,
-                   prepare=unpaid_and_cancelled_orders) as url:
+                   prepare=unpaid_and_cancelled_orders, seeds=demo_seeds) as url:
         yield url
 
 

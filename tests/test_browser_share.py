@@ -11,6 +11,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     base_url,
     browser,
     demo_login,
+    demo_seeds,
     expect,
     wait_for_htmx,
 )

@@ -26,6 +26,7 @@ from tests.test_browser import (
     admin_desktop,
     browser,  # noqa: F401 - a fixture
     demo_app_site,
+    demo_seeds,  # noqa: F401 (the module's seeded demo database)
     demo_login,
     expect,
     phone_page,
@@ -48,9 +49,9 @@ class Site:
 
 
 @pytest.fixture
-def site(database_url, tmp_path) -> Iterator[Site]:
+def site(database_url, tmp_path, demo_seeds) -> Iterator[Site]:  # noqa: F811
     """The seeded demo with its weeks of trade (members with money, one withdrawal waiting) on a live server."""
-    with demo_app_site(database_url, tmp_path, history=True) as (url, app):
+    with demo_app_site(database_url, tmp_path, history=True, seeds=demo_seeds) as (url, app):
         yield Site(url, app)
 
 

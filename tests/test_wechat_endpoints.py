@@ -95,7 +95,10 @@ def test_workers_share_one_token_and_ticket_through_redis(app_config, fake_wecha
         assert len(fake_wechat.calls("/cgi-bin/ticket/getticket")) == 1
     finally:
         fake_wechat.app_id = original_app_id  # the fake outlives the test: later tests (and its pay_v3) expect it
-        redis_client.Redis.from_url(url).flushdb()
+        # Only this test's keys (its app id is its own): other runs may be using the same Redis database.
+        store = redis_client.Redis.from_url(url)
+        for key in store.scan_iter(match=f"*{app_config['WECHAT_APP_ID']}*"):
+            store.delete(key)
         for worker in workers:
             with worker.app_context():
                 db.engine.dispose()
