@@ -10,6 +10,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import StopValidation
 
 from .services import DomainError
+from .services.dashboards import parse_day, parse_range
 from .web import domain_error_status, parse_id
 
 
@@ -83,3 +84,30 @@ def id_rule(message: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+BAD_DAY = "日期格式应为 年-月-日，例如 2024-05-01；已按最近 30 天显示。"
+
+
+class DateRangeForm(FlaskForm):
+    """A dashboard's 从/到 (YYYY-MM-DD), from the query string (the outlet's and the factory store's). Never
+    refused: a missing or wrong day means the last 30 days (services/dashboards.parse_range); a wrong one is
+    said next to its field."""
+
+    first = StringField("从", name="from")
+    last = StringField("到", name="to")
+
+    class Meta:
+        csrf = False  # a GET: nothing is written
+
+    def validate_first(self, field) -> None:
+        if field.data and parse_day(field.data) is None:
+            raise StopValidation(BAD_DAY)
+
+    def validate_last(self, field) -> None:
+        if field.data and parse_day(field.data) is None:
+            raise StopValidation(BAD_DAY)
+
+    def buckets(self):
+        self.validate()
+        return parse_range(self.first.data, self.last.data)

@@ -407,7 +407,7 @@ def test_a_refused_form_keeps_what_was_typed_and_says_why_in_chinese(app, admin_
 def field_error(html: str, name: str) -> str | None:
     """The refusal shown right after the input (or select, textarea) named ``name``, if any."""
     found = re.search(rf'name="{name}"[^>]*>(?:[^<]*</(?:select|textarea)>)?\s*'
-                      r'<span class="dq-field-error" role="alert">([^<]+)</span>', html)
+                      r'<span class="dq-field-error"[^>]*>([^<]+)</span>', html)
     return found.group(1) if found else None
 
 

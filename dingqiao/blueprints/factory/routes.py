@@ -7,7 +7,7 @@ from ...services.dashboards import factory_dashboard
 from ...services.outlets import factory_owned_by
 from ...web import render_page
 from ..common import current_member, require_member
-from .forms import DateRangeForm
+from ...forms import DateRangeForm
 
 bp = Blueprint("factory", __name__, url_prefix="/factory")
 

@@ -13,6 +13,7 @@ import qrcode
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 
 from ...extensions import db, limiter
+from ...forms import DateRangeForm
 from ...services import DomainError
 from ...services.dashboards import outlet_summary, outlet_trend
 from ...services.outlets import outlet_owned_by
@@ -21,7 +22,7 @@ from ...services.staff import accept_invite, create_invite, invite_preview, remo
 from ...services.team import team_board
 from ...web import domain_error_status, public_url, redirect_after_post, render_page
 from ..common import current_member, require_member
-from .forms import DateRangeForm, InviteForm, JoinForm, RedeemForm, RedeemLookupForm, RemoveStaffForm
+from .forms import InviteForm, JoinForm, RedeemForm, RedeemLookupForm, RemoveStaffForm
 
 bp = Blueprint("outlet", __name__, url_prefix="/outlet")
 
