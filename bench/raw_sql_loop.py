@@ -224,7 +224,8 @@ class RawLoop:
                      "paid_at) VALUES (?, ?, ?, ?, 'paid', ?, ?)", order_id, order_no, transaction_id, total_fee,
                      self.stamp(utcnow()), self.stamp(now))
         self.sql("INSERT INTO payment_events (kind, out_trade_no, transaction_id, amount_fen, detail, needs_attention, "
-                 "created_at) VALUES ('accepted', ?, ?, ?, '{}', ?, ?)", order_no, transaction_id, total_fee, False,
+                 "refund_reason, created_at) VALUES ('accepted', ?, ?, ?, '{}', ?, '', ?)", order_no, transaction_id,
+                 total_fee, False,
                  self.stamp(utcnow()))
         self.audit("system", None, "payment.accepted", "order", order_no,
                    {"amount": total_fee, "transaction_id": transaction_id})

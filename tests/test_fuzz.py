@@ -247,6 +247,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 MESSAGES = (
     re.compile(r'<h2 class="weui-msg__title">(.*?)</h2>', re.S),  # error.html
     re.compile(r'role="alert">(.*?)</div>', re.S),  # the toast of the admin pages
+    re.compile(r'<(?:span|p) class="dq-field-error[^"]*"[^>]*>(.*?)</(?:span|p)>', re.S),  # next to its field
     re.compile(r'<div class="alert alert-danger[^>]*>(.*?)</div>', re.S),  # Flask-Admin's flashed error
     re.compile(r'<ul class="form-text text-danger[^>]*>(.*?)</ul>', re.S),  # Flask-Admin's error under a field
 )
