@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from ..db import rows_as, run, write_transaction
 from ..models import (
-    AdminRole,
     AdminUser,
     CommissionKind,
     CommissionLine,
@@ -40,9 +39,10 @@ from ..models import (
 )
 from ..models.base import utcnow
 from ..money import format_yuan
-from . import DomainError, Forbidden
+from . import DomainError
 from .audit import record_audit
 from .messages import enqueue_rows, message_row
+from .policy import Duty, require
 from .wallet import post_entry
 
 MAX_REFERRAL_DEPTH = 3
@@ -144,8 +144,7 @@ def current_rule(session: Session) -> CommissionRuleVersion | None:
 
 def create_rule_version(session: Session, admin: AdminUser, rule: RuleInput) -> CommissionRuleVersion:
     """Rules are never edited: a change is a new version; paid orders keep the version they were paid under."""
-    if admin.role not in (AdminRole.FINANCE, AdminRole.SUPERADMIN):
-        raise Forbidden("只有财务或超级管理员可以修改佣金规则。")
+    require(admin, Duty.MONEY, "只有财务或超级管理员可以修改佣金规则。")
     validate_rule(rule)
     with write_transaction(session):
         version = CommissionRuleVersion(**rule.__dict__, created_by_admin_id=admin.id)
