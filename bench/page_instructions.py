@@ -90,6 +90,8 @@ def serve_in_child(page: str, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--page", choices=PAGES, action="append",
+                        help="count only this page (repeatable; the bare app is always counted)")
     parser.add_argument("--child", choices=PAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,7 +100,8 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian package valgrind)")
     print(f"instructions per request, in-process, SQLite, {args.requests} requests each (callgrind)")
-    counts = {page: count_one(page, args.requests) / args.requests for page in PAGES}
+    pages = [page for page in PAGES if page == PAGES[0] or not args.page or page in args.page]
+    counts = {page: count_one(page, args.requests) / args.requests for page in pages}
     for page, count in counts.items():
         share = f"   bare = {counts['bare JSON'] / count:5.1%} of it" if page != "bare JSON" else ""
         print(f"  {page:<14} {count:12,.0f}{share}")

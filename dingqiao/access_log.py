@@ -19,8 +19,9 @@ QUERY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
 
 def note_route() -> None:
     """Called for every request the app answers; a request no route matched keeps no note."""
-    if request.url_rule is not None:
-        request.environ[ROUTE_ENVIRON_KEY] = request.url_rule.rule
+    answered = request._get_current_object()  # once: each access through the proxy costs a lookup
+    if answered.url_rule is not None:
+        answered.environ[ROUTE_ENVIRON_KEY] = answered.url_rule.rule
 
 
 def loggable_request() -> str:

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from flask import Flask, current_app, request, url_for
+from flask import Flask, current_app, url_for
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,7 +18,7 @@ from .services.message_templates import subscribe_template_ids
 from .services.messages import target_label
 from .services.setup import DEFAULT_SHOP_NAME, shop_name
 from .uploads import ACCEPTED_TYPES, WRONG_TYPE_MESSAGE, too_large_message
-from .web import cached, current_path, forget, is_no_store_page, keep_out_of_caches, mark_no_store_page
+from .web import cached, current_path, forget, page_url, request_context, is_no_store_page, keep_out_of_caches, mark_no_store_page
 from .wechat import talks_to_wechat
 
 T = TypeVar("T")
@@ -82,8 +83,9 @@ SHOP_NAME_CACHE_SECONDS = 30
 
 
 def _layout_part(key: tuple, make: Callable[[], T]) -> T:
-    parts = current_app.extensions.setdefault("dingqiao.layout_parts", {})
-    key = (request.script_root, *key)
+    context = request_context()
+    parts = context.app.extensions.setdefault("dingqiao.layout_parts", {})
+    key = (context.request.script_root, *key)
     try:
         return parts[key]
     except KeyError:
@@ -104,15 +106,27 @@ def tab_links(identity: Identity) -> list[TabLink]:
 
 
 def static_url(filename: str) -> str:
-    """``url_for("static", filename=…)`` for the assets every page's head links."""
-    return _layout_part(("static", filename), lambda: url_for("static", filename=filename))
+    """``url_for("static", filename=…)`` for the assets pages link."""
+    return page_url("static", filename=filename)
 
 
 def jssdk_url() -> str:
     """Where pages load WeChat's JS-SDK from; none in a demo without its simulated WeChat (nothing to sign with)."""
-    if not talks_to_wechat(current_app.config):
+    config = request_context().app.config
+    if not talks_to_wechat(config):
         return ""
-    return current_app.config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
+    return config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
+
+
+def head_assets() -> Markup:
+    """base.html's head after the title (templates/_head_assets.html): the same for every page of one app and mount
+    point, rendered on first use. Keyed by the settings it shows, so an app whose settings change (tests) draws
+    it anew."""
+    config = request_context().app.config
+    demo_mode, jssdk = config["DINGQIAO_DEMO"], jssdk_url()
+    key = ("head_assets", demo_mode, jssdk, config["WECHAT_BASE_URL"], config["UPLOAD_MAX_BYTES"])
+    return _layout_part(key, lambda: Markup(current_app.jinja_env.get_template("_head_assets.html").render(
+        demo_mode=demo_mode, wechat_jssdk_url=jssdk)))
 
 
 SHOP_NAME_KEY = ("shop_name",)
@@ -131,6 +145,20 @@ def forget_shop_name() -> None:
     """After a rename: this worker (every worker, with Redis) shows the new name at once, others within
     SHOP_NAME_CACHE_SECONDS."""
     forget(SHOP_NAME_KEY)
+
+
+_CSRF_TOKEN = "dingqiao.csrf_token"
+
+
+def csrf_token() -> str:
+    """Flask-WTF's ``csrf_token()`` for templates, worked out once per request: a page draws it two or three
+    times (the layout's meta tag and htmx header, its forms), and each call of Flask-WTF's own reads the settings,
+    ``g`` and the session again."""
+    environ = request_context().request.environ
+    token = environ.get(_CSRF_TOKEN)
+    if token is None:
+        token = environ[_CSRF_TOKEN] = generate_csrf()
+    return token
 
 
 def submission_key_field() -> Markup:
@@ -162,7 +190,9 @@ def register_templating(app: Flask) -> None:
     app.jinja_env.filters["application_status"] = lambda status: ApplicationStatus(status).label
     app.jinja_env.filters["upgrade_target"] = lambda target: UpgradeTarget(target).label
     app.jinja_env.globals["current_path"] = current_path
+    app.jinja_env.globals["url_for"] = page_url
     app.jinja_env.globals["static_url"] = static_url
+    app.jinja_env.globals["head_assets"] = head_assets
     app.jinja_env.globals["submission_key_field"] = submission_key_field
     app.jinja_env.globals["upload_limits"] = upload_limits
     app.jinja_env.globals["mark_no_store_page"] = mark_no_store_page
@@ -173,20 +203,21 @@ def register_templating(app: Flask) -> None:
 
     @app.context_processor
     def navigation():
-        from .blueprints.common import current_member
+        from .blueprints.common import current_member, identity_of
         from .services.messages import unread_count
 
         member = current_member()
-        identity = member.identity_enum if member else Identity.MEMBER
+        identity = identity_of(member)
         return {
             "shop_name": current_shop_name(),
             "demo_mode": app.config["DINGQIAO_DEMO"],
             "wechat_jssdk_url": jssdk_url(),
             "tabs": tab_links(identity),
-            "active_endpoint": request.endpoint,
+            "active_endpoint": request_context().request.endpoint,
             "no_store_page": is_no_store_page(),
             "member": member,
             "viewer_identity": identity,
+            "csrf_token": csrf_token,  # in place of Flask-WTF's (its context processor runs before this one)
             # The tab bar's 消息中心 badge: one indexed count, made only when a whole page draws the tab bar
             # (htmx fragments never do).
             "count_unread": (lambda: unread_count(db.session, member.id)) if member else None,

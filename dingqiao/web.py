@@ -8,12 +8,21 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import Response, current_app, g, make_response, redirect, render_template, request
+from flask import Response, current_app, g, make_response, redirect, render_template, request, url_for
+from flask.ctx import RequestContext
+from flask.globals import _cv_request
 from jinja2_fragments.flask import render_block
 from werkzeug.routing import IntegerConverter
 
 from .extensions import cache, htmx
 from .services import Conflict, DomainError, Forbidden, NeedsHigherRole, NotAuthenticated, NotFound, TooManyAttempts
+
+
+def request_context() -> RequestContext | None:
+    """The request being answered (``.app``, ``.request``), or None outside one: read straight from Flask's context
+    variable. Each access through werkzeug's proxies (``request``, ``current_app``) costs about a microsecond, so
+    the helpers every page calls many times (``page_url``, ``cached``, the layout's parts) read it once this way."""
+    return _cv_request.get(None)
 
 
 def wants_fragment() -> bool:
@@ -52,7 +61,7 @@ NO_STORE = "private, no-store"
 
 
 def is_no_store_page() -> bool:
-    return request.blueprint in NO_STORE_BLUEPRINTS or g.get("no_store_page", False)
+    return request_context().request.blueprint in NO_STORE_BLUEPRINTS or g.get("no_store_page", False)
 
 
 def mark_no_store_page() -> str:
@@ -106,21 +115,55 @@ def cached(key: tuple, ttl_seconds: int, make: Callable[[], T]) -> T:
     request asks for."""
     if ttl_seconds <= 0:
         return make()
-    name = _cache_name(key)
-    value = cache.get(name)
+    context = request_context()
+    name = _cache_name(context.request.script_root, key)
+    backend = context.app.extensions["cache"][cache]  # what ``cache.get`` finds through current_app
+    value = backend.get(name)
     if value is None:
         value = make()
-        cache.set(name, value, timeout=ttl_seconds)
+        backend.set(name, value, timeout=ttl_seconds)
     return value
 
 
 def forget(key: tuple) -> None:
     """Drop what ``cached`` keeps for ``key``: in this worker, or in every worker with Redis."""
-    cache.delete(_cache_name(key))
+    cache.delete(_cache_name(request.script_root, key))
 
 
-def _cache_name(key: tuple) -> str:
-    return repr((request.script_root, *key))
+def _cache_name(script_root: str, key: tuple) -> str:
+    return repr((script_root, *key))
+
+
+# Addresses drawn into pages: werkzeug builds each one anew (about 5% of a product page's instructions, by
+# bench/page_instructions.py), though an address depends only on its endpoint and values and on where the request
+# came in — mount point, host, port and scheme, all in the WSGI environ once ProxyFix has read the proxy's headers.
+# So they are remembered per app under exactly those (a memo, nothing expires: the URL map never changes while the
+# app runs), at most URLS_PER_APP of them.
+URLS_PER_APP = 4096
+_URL_ENVIRON = ("SCRIPT_NAME", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
+
+
+def page_url(endpoint: str, **values) -> str:
+    """``url_for`` for pages (templates' ``url_for`` is this one): the same address, built once per app."""
+    context = request_context()
+    if context is None or context.app.url_default_functions:
+        return url_for(endpoint, **values)
+    environ = context.request.environ
+    if endpoint[:1] == ".":  # relative to the request's blueprint
+        blueprint = context.request.blueprint
+        endpoint = f"{blueprint}{endpoint}" if blueprint else endpoint[1:]
+    key = (endpoint, *map(environ.get, _URL_ENVIRON), *sorted(values.items()))
+    urls = context.app.extensions.setdefault("dingqiao.page_urls", {})
+    try:
+        return urls[key]
+    except KeyError:
+        pass
+    except TypeError:  # a value that cannot be a key (a list of query values): built each time
+        return url_for(endpoint, **values)
+    if len(urls) >= URLS_PER_APP:
+        urls.clear()
+    address = urls[key] = url_for(endpoint, **values)
+    return address
 
 
 def public_url(path: str = "") -> str:

@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from ..extensions import htmx
 from ..web import current_path
-from ..models import AdminRole, AdminUser, User
+from ..models import AdminRole, AdminUser, Identity, User
 from ..services.logins import LoginClient
 from ..services.policy import has_role
 
@@ -16,6 +16,11 @@ from ..services.policy import has_role
 def current_member() -> User | None:
     principal = current_user._get_current_object()
     return principal if isinstance(principal, User) else None
+
+
+def identity_of(member: User | None) -> Identity:
+    """The prices and tabs a viewer gets: their identity, or a member's for a visitor."""
+    return member.identity_enum if member else Identity.MEMBER
 
 
 def current_admin() -> AdminUser | None:

@@ -7,7 +7,7 @@ from (services/cache_versions.py), so an admin's save shows at once in every wor
 the login button, the share link, the CSRF token, the tab bar and its unread badge — is rendered on every request
 and never kept.
 """
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request
 from jinja2_fragments.flask import render_block
 from markupsafe import Markup
 
@@ -16,15 +16,14 @@ from ...models import Identity
 from ...models.base import utcnow
 from ...services import cache_versions, catalog, commissions, content
 from ...services import cart as carts
-from ...web import arg_id, cached, html_response, render_page, wants_fragment
-from ..common import current_member
+from ...web import arg_id, cached, html_response, page_url, render_page, wants_fragment
+from ..common import current_member, identity_of
 
 bp = Blueprint("shop", __name__)
 
 
 def viewer_identity() -> Identity:
-    member = current_member()
-    return member.identity_enum if member else Identity.MEMBER
+    return identity_of(current_member())
 
 
 def _versions(*kinds: str) -> tuple[int, ...]:
@@ -104,10 +103,10 @@ def product(product_id: int):
                   lambda: catalog.get_product(db.session, product_id))
     member = current_member()
     # Shared from inside WeChat (JS-SDK share), the link carries the sharer's code.
-    share_link = url_for("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
+    share_link = page_url("shop.product", product_id=item.id, ref=member.referral_code, _external=True) if member else None
     max_quantity = carts.line_cap(item.most_at_one_outlet)
-    quantity, quantity_note = carts.stepped_quantity(request.args.get("quantity"), request.args.get("step"),
-                                                     max_quantity)
-    return render_page("shop/product.html", block="quantity_stepper" if "step" in request.args else None,
-                       product=item, identity=viewer_identity(), share_link=share_link, quantity=quantity,
+    args = request.args
+    quantity, quantity_note = carts.stepped_quantity(args.get("quantity"), args.get("step"), max_quantity)
+    return render_page("shop/product.html", block="quantity_stepper" if "step" in args else None,
+                       product=item, identity=identity_of(member), share_link=share_link, quantity=quantity,
                        quantity_note=quantity_note, max_quantity=max_quantity)
