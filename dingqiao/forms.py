@@ -1,6 +1,7 @@
-"""What the member-facing forms (each blueprint package's forms.py) share: a field checked by a rule the services
-already own (web.parse_id, cart.parse_quantity, withdrawals.parse_yuan, accounts.normalise_mobile…), so the rule is
-written once and its Chinese message shows next to the field; and the first message of a refused form.
+"""What the forms of every blueprint package (each one's forms.py) share: a field checked by a rule the services
+already own (web.parse_id, cart.parse_quantity, withdrawals.parse_yuan, accounts.normalise_mobile,
+commissions.percent_to_bps…), so the rule is written once and its Chinese message shows next to the field; and the
+first message of a refused form.
 
 Not a blueprint module: every package may use it without importing another package."""
 from collections.abc import Callable
@@ -53,25 +54,36 @@ class RuleField(StringField):
     whose message becomes the field's error. ``optional`` leaves an empty field as ``None`` unchecked. The text as
     typed stays in ``data`` so the form shows it again. ``optional_when_absent`` leaves it unchecked only when
     the request did not send it at all (``?buy=`` is checked, no ``buy`` is the cart's checkout).
-    ``default_text`` stands in for a field not sent (one sent empty is checked as it is)."""
+    ``default_text`` stands in for a field not sent (one sent empty is checked as it is).
+
+    ``message`` puts the refusal in the field's own words (the rule's message otherwise), and with it ``parse``
+    returning None is a refusal too (without it None is the value: "nothing chosen" for the service to judge);
+    ``empty`` is what to say when nothing but spaces was typed."""
 
     def __init__(self, label: str = "", parse: Callable[[str], object] = str, *, optional: bool = False,
-                 default_text: str | None = None, **kwargs):
+                 default_text: str | None = None, message: str = "", empty: str = "", **kwargs):
         super().__init__(label, **kwargs)
         self.parse, self.optional, self.default_text, self.value = parse, optional, default_text, None
+        self.message, self.empty = message, empty
         self.optional_when_absent = False
         self.refusal: DomainError | None = None  # the rule's own refusal, when it refused
 
     def pre_validate(self, form) -> None:
+        self.value, self.refusal = None, None
         text = self.data if self.raw_data or self.default_text is None else self.default_text
         if (self.optional or self.optional_when_absent and not self.raw_data) and text in (None, ""):
-            self.value = None
             return
+        if self.empty and not (text or "").strip():
+            raise StopValidation(self.empty)
         try:
-            self.value = self.parse(text or "")
+            value = self.parse(text or "")
         except DomainError as exc:
-            self.value, self.refusal = None, exc
-            raise StopValidation(exc.message) from exc
+            self.refusal = DomainError(self.message) if self.message else exc
+            raise StopValidation(self.refusal.message) from exc
+        if value is None and self.message:
+            self.refusal = DomainError(self.message)
+            raise StopValidation(self.message)
+        self.value = value
 
 
 def id_rule(message: str) -> Callable[[str], int]:

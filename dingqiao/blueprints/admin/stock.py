@@ -33,7 +33,7 @@ def adjust():
     valid = form.validate()
     location = _location(locations, form.location_id.value)
     if valid and location is None:
-        form.location_id.errors = [form.location_id.refusal]
+        form.location_id.errors = [form.location_id.message]
     try:
         if not valid or location is None:
             raise DomainError(form.first_error())

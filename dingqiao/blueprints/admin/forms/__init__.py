@@ -6,6 +6,7 @@ page comes back with every value as typed.
 
 The network's forms (services/network.py's arguments as typed) are shared by 网络 (network.py) and the 开店向导
 (setup.py)."""
+from collections.abc import Callable
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
@@ -13,79 +14,62 @@ from wtforms import Field, PasswordField, SelectField, StringField, TextAreaFiel
 from wtforms.validators import AnyOf, InputRequired, StopValidation
 
 from ....models import CommissionRuleVersion, CountsAt
-from ....services import DomainError
 from ....services.accounts import MIN_ADMIN_PASSWORD_LENGTH
 from ....services.commission_rules import rule_problems
 from ....services.commissions import PERCENT_FIELDS, RuleInput, percent_text, percent_to_bps
 from ....services.setup import DEFAULT_SHOP_NAME, PROPOSED_COMMISSION_RULE
 from ....services.withdrawals import parse_yuan
+from ....forms import RuleField, first_error
 from ....web import parse_id, parse_signed_int
 
 
-def first_error(form: FlaskForm) -> str:
-    """The first thing wrong with a refused form, to show above it."""
-    return next((str(message) for messages in form.errors.values() for message in messages), "请检查填写的内容。")
+def _stripped(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An admin's typed number with the spaces around it ignored (pasted from a spreadsheet)."""
+    return lambda text: parse(text.strip())
 
 
-class ParsedField(StringField):
-    """Text kept as typed (so a refused form shows it again); ``value`` is what ``parse`` made of it, and a
-    refusal — ``parse`` returned None or raised a DomainError — is the field's error, in Chinese (``empty``, if
-    given, when nothing was typed)."""
-
-    def __init__(self, label: str, refusal: str = "", empty: str = "", **kwargs):
-        super().__init__(label, **kwargs)
-        self.refusal, self.empty = refusal, empty
-        self.value = None
-
-    def parse(self, text: str):  # pragma: no cover - each field says
-        raise NotImplementedError
-
-    def pre_validate(self, form) -> None:
-        self.value = None
-        text = (self.data or "").strip()
-        if not text and self.empty:
-            raise StopValidation(self.empty)
-        try:
-            self.value = self.parse(text)
-        except DomainError as exc:
-            raise StopValidation(self.refusal or exc.message) from None
-        if self.value is None:
-            raise StopValidation(self.refusal)
+def _whole_number(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 4 else None
 
 
-class IdField(ParsedField):
+class _AdminRuleField(RuleField):
+    """A RuleField as the admin's forms declare it: label, then the refusal in the field's words, then what to say
+    when it is empty."""
+
+    rule: Callable[[str], object] = staticmethod(str)
+
+    def __init__(self, label: str, message: str = "", empty: str = "", **kwargs):
+        super().__init__(label, _stripped(self.rule), message=message, empty=empty, **kwargs)
+
+
+class IdField(_AdminRuleField):
     """A row picked from a list, or a member's id typed: ASCII digits (web.parse_id), else the field's message."""
 
-    def parse(self, text: str) -> int | None:
-        return parse_id(text)
+    rule = staticmethod(parse_id)
 
 
-class WholeNumberField(ParsedField):
+class WholeNumberField(_AdminRuleField):
     """A count typed as ASCII digits (at most four)."""
 
-    def parse(self, text: str) -> int | None:
-        return int(text) if text.isascii() and text.isdigit() and len(text) <= 4 else None
+    rule = staticmethod(_whole_number)
 
 
-class SignedNumberField(ParsedField):
+class SignedNumberField(_AdminRuleField):
     """"+5", "-2", "7": a change of a quantity (web.parse_signed_int)."""
 
-    def parse(self, text: str) -> int | None:
-        return parse_signed_int(text)
+    rule = staticmethod(parse_signed_int)
 
 
-class PercentField(ParsedField):
+class PercentField(_AdminRuleField):
     """A rate in percent, at most two decimals ("12.5" → 1250 basis points: commissions.percent_to_bps)."""
 
-    def parse(self, text: str) -> int:
-        return percent_to_bps(text)
+    rule = staticmethod(percent_to_bps)
 
 
-class YuanField(ParsedField):
+class YuanField(_AdminRuleField):
     """An amount in yuan, at most two decimals, as fen (withdrawals.parse_yuan)."""
 
-    def parse(self, text: str) -> int:
-        return parse_yuan(text)
+    rule = staticmethod(parse_yuan)
 
 
 class IdListField(Field):
@@ -229,7 +213,7 @@ class CommissionRuleForm(FlaskForm):
     def validate_values(self) -> None:
         """Parse the values shown without checking CSRF (a form filled in from the data, not posted)."""
         for field in self:
-            if isinstance(field, ParsedField):
+            if isinstance(field, RuleField):
                 try:
                     field.pre_validate(self)
                 except StopValidation:
