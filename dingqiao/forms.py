@@ -27,6 +27,16 @@ def refuse(form: FlaskForm) -> DomainError:
     return _first_refusal(form) or DomainError(first_error(form))
 
 
+def place_refusal(form: FlaskForm, exc: DomainError, default: str | None = None) -> bool:
+    """A service's refusal shown next to the field it is about (``exc.field``, else ``default``), as if the form had
+    found it; False when the form has no such field (the page shows it in its message area then)."""
+    name = exc.field or default
+    if not name or name not in form:
+        return False
+    form[name].errors = [*form[name].errors, exc.message]
+    return True
+
+
 def refusal_status(form: FlaskForm) -> int:
     """The status a refused form answers with: its first rule's own (the service's kind, e.g. a conflict's 409),
     else 400."""

@@ -77,13 +77,21 @@ def keep_out_of_caches(response: Response) -> Response:
     return response
 
 
-def error_response(message: str, status: int) -> Response:
+# The response header naming the form field a refusal is about (a DomainError's ``field``): app.js shows the
+# message in that field's slot of the form that was sent (templates/_field_errors.html, ``slot``), if it has one.
+FIELD_HEADER = "DQ-Field"
+
+
+def error_response(message: str, status: int, field: str | None = None) -> Response:
     """A human message in Chinese: a small fragment for htmx, a whole page otherwise."""
     if wants_fragment():
         response = make_response(render_template("_error.html", message=message), status)
-        # Errors land in the page's one message area, whatever the request targeted.
+        # Errors land in the page's one message area, whatever the request targeted, unless the form sent has a
+        # place for them next to ``field`` (app.js moves it there).
         response.headers["HX-Retarget"] = "#flash"
         response.headers["HX-Reswap"] = "innerHTML"
+        if field:
+            response.headers[FIELD_HEADER] = field
     else:
         response = make_response(render_template("error.html", message=message, status=status), status)
     response.vary.add("HX-Request")

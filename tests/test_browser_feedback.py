@@ -289,3 +289,40 @@ def test_an_admin_approval_posted_as_a_whole_page_shows_it_is_under_way_and_post
     assert page.evaluate("() => JSON.parse(sessionStorage.getItem('seen'))") == {
         "approve": True, "reject": True, "spinner": True, "bar": True}
     assert len(posts) == 1, posts
+
+
+def test_a_refusal_about_one_field_is_said_next_to_it_and_what_was_typed_stays(page, base_url):
+    demo_login(page, base_url, MEMBER)
+    page.goto(f"{base_url}/service/")
+    wait_for_htmx(page)
+    form = page.locator("#new-case form")
+    form.locator("select[name=kind]").select_option(index=1)
+    form.locator("input[name=subject]").fill("洗衣液漏了")
+    body = form.locator("textarea[name=body]")
+    body.fill("   ")  # passes the browser's "required", not the service's rule
+    form.get_by_role("button", name="提交").click()
+
+    said = form.locator('[data-field-slot="body"] .dq-field-error')
+    expect(said).to_have_text("请填写留言内容。")
+    expect(body).to_have_attribute("aria-invalid", "true")
+    expect(form.locator("input[name=subject]")).to_have_value("洗衣液漏了")  # nothing typed is lost
+    assert page.locator("#flash .dq-toast--error").count() == 0  # said once, where it belongs
+    assert page.url.endswith("/service/")
+
+    body.fill("瓶盖破了，漏了一半。")
+    form.get_by_role("button", name="提交").click()
+    page.wait_for_url(re.compile(r".*/service/\d+$"))
+    expect(page.locator("body")).to_contain_text("瓶盖破了，漏了一半。")
+
+
+def test_a_refusal_the_form_has_no_place_for_stays_in_the_message_area(page, base_url):
+    """The slot is found in the form that was sent only: a refusal about a field it does not show goes to #flash."""
+    demo_login(page, base_url, MEMBER)
+    page.goto(f"{base_url}/service/")
+    wait_for_htmx(page)
+    page.evaluate("document.querySelector('[data-field-slot=body]').remove()")
+    form = page.locator("#new-case form")
+    form.locator("select[name=kind]").select_option(index=1)
+    form.locator("textarea[name=body]").fill("   ")
+    form.get_by_role("button", name="提交").click()
+    expect(page.locator("#flash .dq-toast--error")).to_contain_text("请填写留言内容。")  # and its × button

@@ -443,8 +443,18 @@ def test_bad_input_on_the_pages_is_refused_in_chinese_refilled_and_writes_nothin
     answer = post(client, path, **{key: str(owner_id) if value == "OWNER" else value for key, value in data.items()})
     assert answer.status_code == 400 and message in alert(answer), alert(answer)
     assert typed in answer.get_data(as_text=True)
+    # Said right after the field it is about (the form's own check or the service's), not above the form.
+    field = next(name for start, name in NEXT_TO.items() if message.startswith(start))
+    html = answer.get_data(as_text=True)
+    assert re.search(rf'name="{field}"[^>]*>(?:[^<]*<option[^>]*>[^<]*</option>)*\s*(?:</select>)?'
+                     rf'<span class="dq-field-error"[^>]*>{message}', html), field
+    assert "dq-toast--error" not in html
     with app.app_context():
         assert written() == before
+
+
+NEXT_TO = {"区域编号需为": "code", "坐标无效": "latitude", "请填写店主的会员 ID": "owner_user_id", "请选择区域": "region_id",
+           "店名需为": "name", "仓库名称需为": "name"}
 
 
 def test_an_operator_cannot_grant_or_revoke_an_identity_and_finance_can(app, client, team):

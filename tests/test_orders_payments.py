@@ -493,6 +493,13 @@ def test_refund_request_then_finance_approval_refunds_at_wechat_and_releases_sto
     start_wechat_payment(client, order_no)
     post_notify(client, fake_wechat.pay(order_no))
     token = csrf_token(client)
+    blank = client.post(f"/orders/{order_no}/refund", data={"reason": " \n "},
+                        headers={"X-CSRFToken": token, "HX-Request": "true"})
+    # Said next to the reason (the order page's refund form has its place: app.js moves it there), nothing opened.
+    assert blank.status_code >= 400 and "请填写退款原因" in blank.get_data(as_text=True)
+    assert blank.headers["DQ-Field"] == "reason"
+    assert 'data-field-slot="reason"' in client.get(f"/orders/{order_no}").get_data(as_text=True)
+    assert order_state(app, order_no).after_sales_open is False
     client.post(f"/orders/{order_no}/refund", data={"reason": "买错了"}, headers={"X-CSRFToken": token})
     again = client.post(f"/orders/{order_no}/refund", data={"reason": "再次"},
                         headers={"X-CSRFToken": token, "HX-Request": "true"})

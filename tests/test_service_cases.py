@@ -170,7 +170,8 @@ def test_a_file_that_is_not_an_image_is_refused_with_a_message_in_the_page(app, 
     assert response.status_code == 400
     body = response.get_data(as_text=True)
     assert "无法识别的图片文件" in body and "<html" not in body
-    assert response.headers["HX-Retarget"] == "#flash"
+    assert response.headers["HX-Retarget"] == "#flash"  # where it goes in a form without a place for it
+    assert response.headers["DQ-Field"] == "photos"  # app.js puts it next to the form's photos, which has one
     assert row_counts(app) == (0, 0, 0)
     assert stored_files(app) == []
 
@@ -186,15 +187,19 @@ def test_an_empty_message_is_refused_before_any_photo_is_stored(app, client, peo
 def test_seven_photos_or_a_long_subject_are_refused(app, people):
     photos = [io.BytesIO(image_bytes()) for _ in range(7)]
     with app.app_context():
-        with pytest.raises(service_cases.CaseError, match="最多 6 张"):
+        # Each refusal names the field it is about, for the form to show it there.
+        with pytest.raises(service_cases.CaseError, match="最多 6 张") as refused:
             service_cases.open_case(db.session, people.alice, kind="quality", subject="", body="七张图",
                                     photos=photos, **storage(app))
-        with pytest.raises(service_cases.CaseError, match="标题不能超过 64 个字"):
+        assert refused.value.field == "photos"
+        with pytest.raises(service_cases.CaseError, match="标题不能超过 64 个字") as refused:
             service_cases.open_case(db.session, people.alice, kind="other", subject="长" * 65, body="内容",
                                     **storage(app))
-        with pytest.raises(service_cases.CaseError, match="请选择问题类型"):
+        assert refused.value.field == "subject"
+        with pytest.raises(service_cases.CaseError, match="请选择问题类型") as refused:
             service_cases.open_case(db.session, people.alice, kind="complaint", subject="", body="内容",
                                     **storage(app))
+        assert refused.value.field == "kind"
     assert row_counts(app) == (0, 0, 0)
     assert stored_files(app) == []
 

@@ -1,5 +1,7 @@
 """Identity upgrades: rules that refuse disguised entry fees, applications, the upgrade inside the payment (or
 redemption) transaction, factory-store region exclusivity, admin review, and the pages."""
+import re
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -393,7 +395,21 @@ def test_the_member_applies_on_the_upgrade_page_and_the_menu_follows(app, client
     bad = client.post("/me/upgrade", data={"target": "outlet", "region_id": str(region_id), "shop_name": "小周便利店",
                                            "address": "杭州市拱墅区大关路 8 号", "phone": "13800000000"}, headers=headers)
     assert bad.status_code == 400 and "使用我的位置" in bad.get_data(as_text=True)
-    assert bad.headers["HX-Retarget"] == "#flash"
+    # The refusal is the position's: said under the 使用我的位置 button, the form (only) coming back as typed.
+    form = bad.get_data(as_text=True).strip()
+    assert "HX-Retarget" not in bad.headers and form.startswith("<form") and "<html" not in form
+    assert re.search(r'data-locate-button aria-invalid="true"[^>]*>使用我的位置</button>.*'
+                     r'<span class="dq-field-error"[^>]*>请点击「使用我的位置」', form, re.S)
+    assert 'value="小周便利店"' in form and 'value="杭州市拱墅区大关路 8 号"' in form and 'value="13800000000"' in form
+    assert re.search(rf'<option value="{region_id}" selected>拱墅区', form)
+    short = client.post("/me/upgrade", data={"target": "outlet", "region_id": str(region_id), "shop_name": "小", "csrf_token": token,
+                                             "address": "杭州市拱墅区大关路 8 号", "phone": "13800000000"})
+    page = short.get_data(as_text=True)  # without htmx: the whole page, the message after the shop's name
+    assert short.status_code == 400 and "<html" in page
+    assert re.search(r'name="shop_name"[^>]*value="小" aria-invalid="true"[^>]*>'
+                     r'<span class="dq-field-error" id="shop_name-error" role="alert">店名需为 2 到 32 个字。', page)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(IdentityApplication)) == 0  # nothing written
     home_before = client.get("/me/").get_data(as_text=True)
     assert "/outlet/redeem" not in home_before
     done = client.post("/me/upgrade", data={"target": "outlet", "region_id": str(region_id), "shop_name": "小周便利店",

@@ -70,11 +70,11 @@ def _redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def show_error(message: str, status: int) -> Response:
+def show_error(message: str, status: int, field: str | None = None) -> Response:
     """``web.error_response``, except that a whole page under /admin/ is the admin's: its menu, no member tab
-    bar (an htmx fragment lands in #flash on either kind of page)."""
+    bar (an htmx fragment lands in #flash, or next to ``field``, on either kind of page)."""
     if not request.path.startswith("/admin/") or wants_fragment():
-        return error_response(message, status)
+        return error_response(message, status, field)
     try:
         page = render_template("admin/error.html", admin=current_admin(), message=message, status=status)
     except Exception:  # noqa: BLE001 - the admin layout needs the database; when that is what failed, the plain page
@@ -121,7 +121,7 @@ def register_blueprints(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
-        return show_error(exc.message, domain_error_status(exc))
+        return show_error(exc.message, domain_error_status(exc), exc.field)
 
     @app.errorhandler(CSRFError)
     def csrf_error(_exc):

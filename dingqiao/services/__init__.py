@@ -8,11 +8,14 @@ class DomainError(Exception):
     What kind of "no" it is, is said by the class and nothing else: a plain DomainError (or a subclass of it
     alone) means the request itself is wrong; the subclasses below say it names nothing that exists, is not the
     asker's to make, or clashes with how things stand now. Services know nothing of HTTP: the web edge turns
-    the kind into a status (``dingqiao.web.domain_error_status``)."""
+    the kind into a status (``dingqiao.web.domain_error_status``).
 
-    def __init__(self, message: str):
+    ``field``, when given, names the argument the refusal is about (``shop_name``, ``reason``): a form with a field
+    of that name shows the message next to it (``dingqiao.forms.place_refusal``)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
-        self.message = message
+        self.message, self.field = message, field
 
 
 class NotFound(DomainError):

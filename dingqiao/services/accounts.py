@@ -262,9 +262,9 @@ def admin_reason(raw: str | None, missing: str = "") -> str:
     the audit keeps what was written; with ``missing`` given, an empty reason is refused with that message."""
     reason = " ".join((raw or "").split())
     if len(reason) > MAX_ADMIN_REASON_LENGTH:
-        raise DomainError(f"原因最多 {MAX_ADMIN_REASON_LENGTH} 字。")
+        raise DomainError(f"原因最多 {MAX_ADMIN_REASON_LENGTH} 字。", field="reason")
     if missing and not reason:
-        raise DomainError(missing)
+        raise DomainError(missing, field="reason")
     return reason
 
 

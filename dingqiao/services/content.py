@@ -49,8 +49,7 @@ class ContentError(DomainError):
     """A refusal the admin can fix in the form; ``field`` names the form field it is about (None: the form)."""
 
     def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 @dataclass(frozen=True)

@@ -102,14 +102,14 @@ def create_platform_warehouse(session: Session, *, name: str, admin_id: int) -> 
 def create_region(session: Session, *, code: str, name: str, admin_id: int) -> Region:
     code = (code or "").strip().upper()
     if not REGION_CODE.fullmatch(code):
-        raise NetworkError("区域编号需为 2 到 16 位字母、数字或 -，例如 HZXH。")
+        raise NetworkError("区域编号需为 2 到 16 位字母、数字或 -，例如 HZXH。", field="code")
     name = _name(name, "区域名称")
     with write_transaction(session):
         _acting_admin(session, admin_id)
         taken = session.scalar(select(Region).where(or_(Region.code == code, Region.name == name)).limit(1))
         if taken is not None:
             raise NetworkError(f"区域编号 {code} 已被「{taken.name}」使用。" if taken.code == code
-                               else f"已有名为「{name}」的区域。")
+                               else f"已有名为「{name}」的区域。", field="code" if taken.code == code else "name")
         region = Region(code=code, name=name)
         _insert(session, region, NetworkError("区域编号或名称刚被占用，请换一个。"))
         record_audit(session, actor_kind="admin", actor_id=admin_id, action="region.create", target_type="region",
@@ -160,7 +160,7 @@ def open_factory_store(session: Session, *, region: Region, owner: User, name: s
     refuse_taken_region(session, region)
     store = FactoryStore(region_id=region.id, owner_user_id=owner.id, name=name, address=address, phone=phone,
                          location=StockLocation(kind=LocationKind.FACTORY, name=name))
-    _insert(session, store, RegionTaken(f"「{region.name}」已有工厂店，每个区域只设一家工厂店。"))
+    _insert(session, store, RegionTaken(f"「{region.name}」已有工厂店，每个区域只设一家工厂店。", field="region_id"))
     owner.identity = Identity.FACTORY
     return store
 
@@ -181,26 +181,31 @@ def typed_position(latitude: str | None, longitude: str | None) -> tuple[int, in
     """A position typed by a person, in degrees → micro-degrees; refused when missing, not a number, or outside
     China (the usual typo: latitude and longitude swapped)."""
     if not (latitude or "").strip() or not (longitude or "").strip():
-        raise NetworkError("请填写门店坐标：纬度和经度（GCJ-02，单位为度）。")
+        raise NetworkError("请填写门店坐标：纬度和经度（GCJ-02，单位为度）。", field="latitude")
     position = parse_position(latitude, longitude)
     if position is None:
-        raise NetworkError("坐标无效：纬度需为 -90 到 90、经度为 -180 到 180 之间的数字（单位为度，例如 30.274150）。")
+        raise NetworkError("坐标无效：纬度需为 -90 到 90、经度为 -180 到 180 之间的数字（单位为度，例如 30.274150）。",
+                           field="latitude")
     if not in_china(position):
-        raise NetworkError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
+        raise NetworkError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。", field="latitude")
     return position
+
+
+OWNER = "owner_user_id"  # the argument (and form field) naming a new shop's owner
 
 
 def _new_shop_owner(session: Session, user_id: int) -> User:
     """The member about to open a shop, their row locked (Postgres) so two openings for one person queue."""
-    owner = _locked_member(session, user_id)
+    owner = _locked_member(session, user_id, field=OWNER)
     outlet, store = _shops_of(session, owner.id)
     if store is not None:
-        raise NetworkError(f"该会员已经营工厂店「{store.name}」，一人只经营一家店。")
+        raise NetworkError(f"该会员已经营工厂店「{store.name}」，一人只经营一家店。", field=OWNER)
     if outlet is not None:
-        raise NetworkError(f"该会员已经营核销网点「{outlet.name}」，一人只经营一家店；网点升级为工厂店请走身份申请。")
+        raise NetworkError(f"该会员已经营核销网点「{outlet.name}」，一人只经营一家店；网点升级为工厂店请走身份申请。",
+                           field=OWNER)
     if session.scalar(select(IdentityApplication.id).where(IdentityApplication.user_id == owner.id,
                                                            IdentityApplication.status.in_(OPEN_APPLICATION))):
-        raise NetworkError("该会员有一份身份申请正在处理中，请先在「身份申请」中处理它。")
+        raise NetworkError("该会员有一份身份申请正在处理中，请先在「身份申请」中处理它。", field=OWNER)
     return owner
 
 
@@ -226,13 +231,14 @@ def grant_identity(session: Session, *, user_id: int, identity: str, reason: str
         _acting_admin(session, admin_id, IDENTITY_NEEDS_FINANCE)
         member = _locked_member(session, user_id)
         if member.identity == wanted:
-            raise NetworkError(f"该会员已是{wanted.label}。")
+            raise NetworkError(f"该会员已是{wanted.label}。", field="user_id")
         if member.identity == Identity.FACTORY:
-            raise NetworkError("该会员是工厂店：如需改为核销网点，请撤销工厂店身份。")
+            raise NetworkError("该会员是工厂店：如需改为核销网点，请撤销工厂店身份。", field="user_id")
         outlet, store = _shops_of(session, member.id)
         site = store if wanted == Identity.FACTORY else outlet
         if site is None or site.status != SiteStatus.ACTIVE:
-            raise NetworkError(f"该会员名下没有营业中的{wanted.label}：请先开设（开设即授予身份）或恢复其营业。")
+            raise NetworkError(f"该会员名下没有营业中的{wanted.label}：请先开设（开设即授予身份）或恢复其营业。",
+                               field="user_id")
         _change_identity(session, admin_id, member, wanted, "identity.grant", reason)
     return member
 
@@ -246,12 +252,12 @@ def revoke_identity(session: Session, *, user_id: int, identity: str, reason: st
         _acting_admin(session, admin_id, IDENTITY_NEEDS_FINANCE)
         member = _locked_member(session, user_id, active_only=False)
         if member.identity != revoked:
-            raise NetworkError(f"该会员当前不是{revoked.label}，无需撤销。")
+            raise NetworkError(f"该会员当前不是{revoked.label}，无需撤销。", field="user_id")
         outlet, store = _shops_of(session, member.id)
         site = store if revoked == Identity.FACTORY else outlet
         if site is not None and site.status == SiteStatus.ACTIVE:
             raise NetworkError(f"该会员仍在经营{revoked.label}「{site.name}」：请先暂停其营业（暂停后不能下单到此、"
-                               "不能核销或进货），再撤销身份。")
+                               "不能核销或进货），再撤销身份。", field="user_id")
         keeps = (Identity.OUTLET if revoked == Identity.FACTORY and outlet is not None
                  and outlet.status == SiteStatus.ACTIVE else Identity.MEMBER)
         _change_identity(session, admin_id, member, keeps, "identity.revoke", reason)
@@ -260,7 +266,7 @@ def revoke_identity(session: Session, *, user_id: int, identity: str, reason: st
 
 def _site_identity(identity: str) -> Identity:
     if identity not in SITE_IDENTITIES:
-        raise NetworkError("请选择核销网点或工厂店身份（会员身份人人都有）。")
+        raise NetworkError("请选择核销网点或工厂店身份（会员身份人人都有）。", field="identity")
     return Identity(identity)
 
 
@@ -290,7 +296,7 @@ def move_outlet(session: Session, *, outlet_id: int, region_id: int, admin_id: i
             raise NotFound("网点不存在。")
         region = _region(session, region_id)
         if region.id == outlet.region_id:
-            raise NetworkError(f"「{outlet.name}」已在「{region.name}」。")
+            raise NetworkError(f"「{outlet.name}」已在「{region.name}」。", field="region_id")
         orders = open_restocks(session, outlet.location_id)
         if under_way := [order.restock_no for order in orders if order.status in IN_TRANSIT]:
             raise NetworkError(f"进货单 {'、'.join(under_way)} 已发货或部分发货：请待网点确认收货（部分发货的请供货方"
@@ -331,14 +337,14 @@ def _acting_admin(session: Session, admin_id: int, refusal: str = "") -> AdminUs
     return admin
 
 
-def _locked_member(session: Session, user_id: int, *, active_only: bool = True) -> User:
+def _locked_member(session: Session, user_id: int, *, active_only: bool = True, field: str = "user_id") -> User:
     """The member's row, locked on Postgres: identity is read and then written, and must not change between."""
     member = session.scalar(select(User).where(User.id == user_id).with_for_update()
                             .execution_options(populate_existing=True)) if user_id else None
     if member is None:
-        raise NetworkError(f"找不到会员 {user_id}：店主需先用微信登录一次商城。")
+        raise NetworkError(f"找不到会员 {user_id}：店主需先用微信登录一次商城。", field=field)
     if active_only and not member.is_active:
-        raise NetworkError("该会员账号已停用。")
+        raise NetworkError("该会员账号已停用。", field=field)
     return member
 
 
@@ -350,14 +356,14 @@ def _shops_of(session: Session, user_id: int) -> tuple[Outlet | None, FactorySto
 def _region(session: Session, region_id: int | None) -> Region:
     region = session.get(Region, region_id) if region_id else None
     if region is None:
-        raise NetworkError("请选择区域。")
+        raise NetworkError("请选择区域。", field="region_id")
     return region
 
 
 def _name(raw: str | None, what: str) -> str:
     name = " ".join((raw or "").split())
     if not 2 <= len(name) <= 32:
-        raise NetworkError(f"{what}需为 2 到 32 个字。")
+        raise NetworkError(f"{what}需为 2 到 32 个字。", field="name")
     return name
 
 

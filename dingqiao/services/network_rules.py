@@ -65,7 +65,7 @@ def region_choices(session: Session) -> list[RegionChoice]:
 def refuse_taken_region(session: Session, region: Region) -> None:
     holder = factory_stores_by_region(session, [region.id]).get(region.id)
     if holder is not None:
-        raise RegionTaken(f"「{region.name}」已有工厂店（{holder.name}），每个区域只设一家工厂店。")
+        raise RegionTaken(f"「{region.name}」已有工厂店（{holder.name}），每个区域只设一家工厂店。", field="region_id")
 
 
 def open_restocks(session: Session, location_id: int) -> list[RestockOrder]:

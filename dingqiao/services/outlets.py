@@ -173,28 +173,28 @@ def factory_owned_by(session: Session, user_id: int) -> FactoryStore | None:
 def clean_name(raw: str) -> str:
     name = " ".join(raw.split())
     if not 2 <= len(name) <= 32:
-        raise OutletProfileError("店名需为 2 到 32 个字。")
+        raise OutletProfileError("店名需为 2 到 32 个字。", field="name")
     return name
 
 
 def clean_address(raw: str) -> str:
     address = " ".join(raw.split())
     if not 5 <= len(address) <= 120:
-        raise OutletProfileError("请填写详细地址（5 到 120 个字）。")
+        raise OutletProfileError("请填写详细地址（5 到 120 个字）。", field="address")
     return address
 
 
 def clean_phone(raw: str) -> str:
     phone = raw.strip()
     if not PHONE_PATTERN.match(phone):
-        raise OutletProfileError("请填写可以联系到门店的电话。")
+        raise OutletProfileError("请填写可以联系到门店的电话。", field="phone")
     return phone
 
 
 def clean_opening_hours(raw: str) -> str:
     hours = " ".join(raw.split())
     if len(hours) > 32:
-        raise OutletProfileError("营业时间最多 32 个字。")
+        raise OutletProfileError("营业时间最多 32 个字。", field="opening_hours")
     return hours
 
 
@@ -204,9 +204,9 @@ def clean_typed_position(latitude: str, longitude: str) -> tuple[int, int] | Non
         return None
     position = parse_position(latitude, longitude)
     if position is None:
-        raise OutletProfileError("坐标无效：请点「使用我的位置」，或填写纬度和经度（GCJ-02，单位为度）。")
+        raise OutletProfileError("坐标无效：请点「使用我的位置」，或填写纬度和经度（GCJ-02，单位为度）。", field="latitude")
     if not in_china(position):
-        raise OutletProfileError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。")
+        raise OutletProfileError("坐标不在中国境内：请检查纬度和经度是否填反（杭州约为纬度 30.27、经度 120.15）。", field="latitude")
     return position
 
 

@@ -101,7 +101,7 @@ def _open_refund(session: Session, order: Order, expected: OrderStatus, reason: 
 def _clean_reason(raw: str | None, missing: str) -> str:
     reason = " ".join((raw or "").split())[:MAX_REASON_LENGTH]
     if not reason:
-        raise RefundError(missing)
+        raise RefundError(missing, field="reason")
     return reason
 
 

@@ -101,7 +101,7 @@ def open_case(session: Session, user_id: int, *, kind: str, subject: str, body: 
         if order_no is not None:
             order = session.scalar(select(Order).where(Order.order_no == order_no, Order.user_id == user_id))
             if order is None:
-                raise NotFound("订单不存在。")
+                raise NotFound("订单不存在。", field="order_no")
         now = utcnow()
         case = ServiceCase(case_no=new_case_no(now), user_id=user_id, order_id=order.id if order else None,
                            kind=kind, subject=subject, status=CaseStatus.OPEN, created_at=now, updated_at=now)
@@ -313,22 +313,22 @@ def _parse_kind(raw: str | None) -> CaseKind:
     try:
         return CaseKind((raw or "").strip())
     except ValueError:
-        raise CaseError("请选择问题类型。") from None
+        raise CaseError("请选择问题类型。", field="kind") from None
 
 
 def _clean_subject(raw: str | None) -> str:
     subject = " ".join((raw or "").split())
     if len(subject) > MAX_SUBJECT_LENGTH:
-        raise CaseError(f"标题不能超过 {MAX_SUBJECT_LENGTH} 个字。")
+        raise CaseError(f"标题不能超过 {MAX_SUBJECT_LENGTH} 个字。", field="subject")
     return subject
 
 
 def _clean_body(raw: str | None) -> str:
     body = (raw or "").replace("\r\n", "\n").strip()
     if not body:
-        raise CaseError("请填写留言内容。")
+        raise CaseError("请填写留言内容。", field="body")
     if len(body) > MAX_BODY_LENGTH:
-        raise CaseError(f"留言不能超过 {MAX_BODY_LENGTH} 个字。")
+        raise CaseError(f"留言不能超过 {MAX_BODY_LENGTH} 个字。", field="body")
     return body
 
 
@@ -337,17 +337,19 @@ def _excerpt(body: str, length: int = 60) -> str:
     return flat if len(flat) <= length else flat[:length] + "…"
 
 
+PHOTOS = "photos"  # the argument (and the form's file input) a refused photo is about
+
+
 def _save_photos(photos: Sequence[BinaryIO], upload_folder: str, max_bytes: int) -> list[SavedImage]:
     """Check and store every photo, or none: a refused one removes those already stored."""
     if len(photos) > MAX_PHOTOS:
-        raise CaseError(f"每条留言最多 {MAX_PHOTOS} 张图片。")
+        raise CaseError(f"每条留言最多 {MAX_PHOTOS} 张图片。", field=PHOTOS)
     saved: list[SavedImage] = []
     with removed_on_failure(upload_folder, saved):
         for number, stream in enumerate(photos, start=1):
             try:
                 saved.append(save_image(stream, upload_folder, PHOTO_KIND, max_bytes))
             except UploadRefused as exc:
-                if len(photos) == 1:
-                    raise
-                raise UploadRefused(f"第 {number} 张图片：{exc.message}") from None
+                message = exc.message if len(photos) == 1 else f"第 {number} 张图片：{exc.message}"
+                raise UploadRefused(message, field=PHOTOS) from None
     return saved

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..db import run, write_transaction
-from ..models import (AdminUser, CountsAt, GrantMode, Identity, IdentityApplication, IdentityRuleVersion, Order,
+from ..models import (OPEN_APPLICATION, AdminUser, CountsAt, GrantMode, Identity, IdentityApplication, IdentityRuleVersion, Order,
                       OrderStatus, Outlet, RestockItem, RestockOrder, UpgradeMetric, UpgradeTarget, User)
 from ..money import format_yuan
 from . import DomainError
@@ -149,6 +149,19 @@ class UpgradeProgress:
     @property
     def summary(self) -> str:
         return rule_summary(self.rule)
+
+    @property
+    def may_apply_now(self) -> bool:
+        """Whether the page offers the application form: the rule is open to this identity and no application
+        of theirs is waiting or in review."""
+        pending = self.application is not None and self.application.status in OPEN_APPLICATION
+        return self.can_apply and self.open and not pending
+
+    @property
+    def application_fields(self) -> frozenset[str]:
+        """What the form asks (``ApplicationInput``'s fields): an outlet also gives its hours and position."""
+        common = {"region_id", "shop_name", "address", "phone"}
+        return frozenset(common | {"opening_hours", "latitude"} if self.target == UpgradeTarget.OUTLET else common)
 
 
 def upgrade_progress(session: Session, user: User) -> list[UpgradeProgress]:

@@ -17,6 +17,7 @@ This module holds applying (the applicant's form, filing, withdrawing) and admin
 review, and is where callers import every upgrade name from; the rules and the measure are in
 ``upgrade_rules``, granting by purchase or receipt in ``upgrade_grants``.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,10 +29,10 @@ from ..db import write_transaction
 from ..models import (OPEN_APPLICATION, AdminUser, ApplicationStatus, GrantMode, IdentityApplication,
                       IdentityRuleVersion, Region, UpgradeTarget, User)
 from ..models.base import utcnow
-from . import NotFound, submissions
+from . import DomainError, NotFound, submissions
 from .audit import record_audit
 from .network import RegionTaken, refuse_taken_region
-from .outlets import PHONE_PATTERN, parse_position
+from .outlets import clean_address, clean_name, clean_opening_hours, clean_phone, parse_position
 from .upgrade_grants import (_IDENTITY, _advance, _decide, _grant,  # noqa: F401 - re-exported
                              _open_application, on_purchase_counted, on_restock_received)
 from .upgrade_rules import (APPLIES_FROM, ENTRY_FEE_METRICS, MAX_THRESHOLD_FEN,  # noqa: F401 - re-exported
@@ -58,28 +59,29 @@ def _clean(form: ApplicationInput) -> dict:
     if form.target not in set(UpgradeTarget):
         raise UpgradeError("请选择申请的身份。")
     target = UpgradeTarget(form.target)
-    name = " ".join(form.shop_name.split())
-    address = " ".join(form.address.split())
-    if not 2 <= len(name) <= 32:
-        raise UpgradeError("店名需为 2 到 32 个字。")
-    if not 5 <= len(address) <= 120:
-        raise UpgradeError("请填写详细地址（5 到 120 个字）。")
+    # The shop's details under the rules its owner's profile form keeps (services/outlets.py).
+    name = _checked(clean_name, form.shop_name, "shop_name")
+    address = _checked(clean_address, form.address, "address")
     if form.region_id is None:
-        raise UpgradeError("请选择所在区域。")
-    phone = form.phone.strip()
-    if not PHONE_PATTERN.match(phone):
-        raise UpgradeError("请填写可以联系到门店的电话。")
-    hours = " ".join(form.opening_hours.split())
-    if len(hours) > 32:
-        raise UpgradeError("营业时间最多 32 个字。")
+        raise UpgradeError("请选择所在区域。", field="region_id")
+    phone = _checked(clean_phone, form.phone, "phone")
+    hours = _checked(clean_opening_hours, form.opening_hours, "opening_hours")
     position = parse_position(form.latitude, form.longitude) if (form.latitude or form.longitude) else None
     if (form.latitude or form.longitude) and position is None:
-        raise UpgradeError("地图位置无效，请重新点击「使用我的位置」。")
+        raise UpgradeError("地图位置无效，请重新点击「使用我的位置」。", field="latitude")
     if target == UpgradeTarget.OUTLET and position is None:
-        raise UpgradeError("请点击「使用我的位置」标出门店位置，附近的会员才能找到您。")
+        raise UpgradeError("请点击「使用我的位置」标出门店位置，附近的会员才能找到您。", field="latitude")
     return {"target": target, "region_id": form.region_id, "shop_name": name, "address": address,
             "latitude_e6": position[0] if position else None, "longitude_e6": position[1] if position else None,
             "phone": phone, "opening_hours": hours}
+
+
+def _checked(rule: Callable[[str], str], raw: str, field: str) -> str:
+    """``rule``'s result, or its refusal as this service's, about the application's ``field``."""
+    try:
+        return rule(raw)
+    except DomainError as exc:
+        raise UpgradeError(exc.message, field=field) from None
 
 
 def apply_for_identity(session: Session, user_id: int, form: ApplicationInput,
@@ -101,7 +103,7 @@ def apply_for_identity(session: Session, user_id: int, form: ApplicationInput,
             raise UpgradeError(f"暂未开放{target.label}申请。")
         region = session.get(Region, values["region_id"])
         if region is None:
-            raise UpgradeError("请选择所在区域。")
+            raise UpgradeError("请选择所在区域。", field="region_id")
         if target == UpgradeTarget.FACTORY:
             _refuse_taken_region(session, region)
         if _open_application(session, user_id) is not None:
@@ -139,7 +141,7 @@ def _refuse_taken_region(session: Session, region: Region) -> None:
     try:
         refuse_taken_region(session, region)
     except RegionTaken as taken:
-        raise UpgradeError(taken.message) from None
+        raise UpgradeError(taken.message, field="region_id") from None
 
 
 

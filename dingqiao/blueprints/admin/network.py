@@ -8,6 +8,7 @@ here before anything is read, and again in the service)."""
 from flask import Blueprint, render_template, request, session, url_for
 
 from ...extensions import db
+from ...forms import place_refusal
 from ...models import MONEY_REVIEWERS, AdminRole
 from ...services import DomainError, Forbidden, NotFound, network
 from ...web import redirect_after_post, render_page
@@ -76,14 +77,14 @@ def move_outlet(outlet_id: int):
     form = MoveForm()
     if request.method == "GET":
         return _move_page(outlet_id, form)
+    if not form.validate():  # each problem next to its field
+        return _move_page(outlet_id, form, status=400)
     try:
-        if not form.validate():
-            raise DomainError(form.first_error())
         moved = network.move_outlet(db.session, outlet_id=outlet_id, **form.values(), admin_id=current_admin().id)
     except (Forbidden, NotFound):
         raise
-    except DomainError as exc:
-        return _move_page(outlet_id, form, error=exc.message, status=400)
+    except DomainError as exc:  # next to the field it names, else above the form
+        return _move_page(outlet_id, form, error="" if place_refusal(form, exc) else exc.message, status=400)
     cancelled = "、".join(moved.cancelled_restock_nos)
     session[NOTICE_KEY] = (f"已将「{moved.outlet.name}」划入「{moved.outlet.region.name}」"
                            + (f"，并取消未发货的进货单 {cancelled}。" if cancelled else "。"))
@@ -101,16 +102,16 @@ def members():
 
 def _submit(name: str, create, notice):
     """Parse form ``name``, call ``create`` with its values; back to the network page with ``notice(made)``, or
-    the page again with the form as typed and what is wrong with it."""
+    the page again with the form as typed and what is wrong with it next to each field."""
     form = FORMS[name]()
+    if not form.validate():  # each problem next to its field
+        return _network_page(typed={name: form}, status=400)
     try:
-        if not form.validate():
-            raise DomainError(form.first_error())
         made = create(db.session, **form.values(), admin_id=current_admin().id)
     except Forbidden:
         raise
-    except DomainError as exc:
-        return _network_page(typed={name: form}, error=exc.message, status=400)
+    except DomainError as exc:  # next to the field it names, else above the form
+        return _network_page(typed={name: form}, error="" if place_refusal(form, exc) else exc.message, status=400)
     session[NOTICE_KEY] = notice(made)
     return redirect_after_post(url_for("admin_network.index", _anchor="network"))
 

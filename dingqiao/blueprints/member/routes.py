@@ -3,7 +3,7 @@ import io
 from pathlib import Path
 
 import qrcode
-from flask import Blueprint, abort, current_app, jsonify, make_response, request, send_file, url_for
+from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, send_file, url_for
 from jinja2_fragments.flask import render_block
 
 from ...extensions import db
@@ -14,11 +14,13 @@ from ...services.network_rules import region_choices
 from ...services.posters import poster_png, product_poster_input, share_reward_fen, shop_poster_input
 from ...services.redemption import staff_outlet_ids
 from ...services.team import team_board, team_trends
-from ...forms import refusal_status
+from ...forms import place_refusal, refusal_status
 from ...services.upgrades import apply_for_identity, upgrade_progress, withdraw_application
 from ...services.wallet import wallet_view
 from ...wechat import WeChatError, js_sdk
-from ...web import arg_id, error_response, html_response, public_url, redirect_after_post, render_page
+from ...services import DomainError
+from ...web import (arg_id, domain_error_status, error_response, html_response, public_url, redirect_after_post,
+                    render_page, wants_fragment)
 from ..common import current_member, require_member
 from .forms import PhoneForm, UpgradeForm
 
@@ -133,18 +135,40 @@ def share_reward():
 @bp.get("/upgrade")
 def upgrade():
     """身份升级: each identity's rule in one sentence, how far the member is, and the application form."""
+    return _upgrade_page()
+
+
+def _upgrade_page(form: UpgradeForm | None = None, status_code: int = 200):
+    """The page, or (htmx) only the refused ``form`` again: its refusals next to their fields, all typed kept."""
     member = current_member()
-    return render_page("me/upgrade.html", member=member, progress=upgrade_progress(db.session, member),
-                       regions=region_choices(db.session))
+    progress, regions = upgrade_progress(db.session, member), region_choices(db.session)
+    shown = _form_shown(progress, form)
+    if shown is not None and wants_fragment():
+        return html_response(render_template("me/_upgrade_form.html", p=shown, regions=regions, form=form),
+                             status_code)
+    return render_page("me/upgrade.html", status_code=status_code, member=member, progress=progress,
+                       regions=regions, form=form)
+
+
+def _form_shown(progress: list, form: UpgradeForm | None):
+    """The target whose application form the page shows and ``form`` was sent from, if any."""
+    return next((p for p in progress if form is not None and p.target.value == form.target.data and p.may_apply_now),
+                None)
 
 
 @bp.post("/upgrade")
 def apply():
-    """The application's rules are services/upgrades.py's: a refusal lands in the page's message area while the
-    form (htmx) keeps what was typed."""
+    """The application's rules are services/upgrades.py's: a refusal about one field comes back next to it, the
+    rest (closed, already applied, not this identity's to ask) in the page's message area."""
     form = UpgradeForm()
     form.validate()  # parses only: nothing here refuses
-    apply_for_identity(db.session, current_member().id, form.application())
+    try:
+        apply_for_identity(db.session, current_member().id, form.application())
+    except DomainError as exc:
+        shown = _form_shown(upgrade_progress(db.session, current_member()), form)
+        if shown is None or exc.field not in shown.application_fields or not place_refusal(form, exc):
+            raise  # about nothing the page's form shows: in the message area
+        return _upgrade_page(form, domain_error_status(exc))
     return redirect_after_post(url_for("me.upgrade"))
 
 

@@ -329,7 +329,37 @@
     holdSender(sender, pressed);
     loadingStarted();
     dismissErrors();  // an old error would read as the answer to this new request
+    clearFieldSlots(sender);
   });
+
+  // A refusal about one field (the DQ-Field header, web.error_response) is said next to that field when the form
+  // sent has a place for it (templates/_field_errors.html, slot); else it stays in #flash. What was typed stays.
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var xhr = evt.detail.xhr;
+    var field = xhr && xhr.status >= 400 ? xhr.getResponseHeader("DQ-Field") : null;
+    var sender = evt.detail.requestConfig && evt.detail.requestConfig.dqSender;
+    if (!field || !/^[a-z_]+$/.test(field) || !sender || !sender.querySelector) { return; }
+    var slot = sender.querySelector('[data-field-slot="' + field + '"]');
+    if (!slot) { return; }
+    var inert = document.createElement("template");  // parsed, never run or loaded
+    inert.innerHTML = evt.detail.serverResponse;
+    var message = document.createElement("span");
+    message.className = "dq-field-error";
+    message.setAttribute("role", "alert");
+    message.textContent = inert.content.textContent.trim();
+    evt.detail.target = slot;
+    evt.detail.serverResponse = message.outerHTML;
+    var input = sender.elements && sender.elements[field];
+    if (input && input.setAttribute) { input.setAttribute("aria-invalid", "true"); }
+  });
+
+  function clearFieldSlots(form) {
+    Array.prototype.forEach.call(form.querySelectorAll ? form.querySelectorAll("[data-field-slot]") : [], function (slot) {
+      slot.textContent = "";
+      var input = form.elements && form.elements[slot.getAttribute("data-field-slot")];
+      if (input && input.removeAttribute) { input.removeAttribute("aria-invalid"); }
+    });
+  }
 
   document.addEventListener("htmx:afterRequest", function (evt) {
     var sender = evt.detail.requestConfig && evt.detail.requestConfig.dqSender;

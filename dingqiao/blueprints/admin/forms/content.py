@@ -5,6 +5,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 
+from ....forms import place_refusal
 from ....models import ArticleKind, BannerTarget
 from ....services import content
 from ....templating import local_time
@@ -29,11 +30,8 @@ class ContentForm(FlaskForm):
         """Put the service's refusal under the field it is about; what is about no field is returned, for the
         top of the form."""
         # The service names its field; an upload refused (uploads.UploadRefused) is about the form's image.
-        field = refusal.field if isinstance(refusal, content.ContentError) else self.image_field
-        if field and field in self:
-            self[field].errors = [*self[field].errors, refusal.message]
-            return None
-        return refusal.message
+        default = None if isinstance(refusal, content.ContentError) else self.image_field
+        return None if place_refusal(self, refusal, default) else refusal.message
 
 
 class BannerForm(ContentForm):
