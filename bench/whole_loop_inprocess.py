@@ -73,6 +73,38 @@ def profile_by_package(loop: Callable[[int], None], loops: int) -> None:
         print(f"    {seconds / total:6.1%}  {package}")
 
 
+def make_loops(world, raw: RawLoop, collisions: Counter) -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """The loop's two versions (loop number → one place, pay, redeem): through the services, and in raw SQL.
+    Also bench/loop_instructions.py's."""
+
+    def through_services(number: int) -> None:
+        buyer, outlet = world.buyers[number % BUYERS], world.outlets[number % OUTLETS]
+        while True:
+            try:
+                order = place_order(db.session, db.session.get(User, buyer.id), outlet.id,
+                                    {world.product_id: 1}, timeout_minutes=15, from_cart=False)
+                break
+            except IntegrityError:  # an order number met another one (see raw_sql_loop.RawLoop.place)
+                db.session.remove()
+                collisions["services"] += 1
+        order_no = order.order_no
+        db.session.remove()
+        apply_payment(db.session, DEMO_SETTINGS, out_trade_no=order_no, transaction_id=f"42{order_no[2:]}",
+                      total_fee=PRICE_FEN, mch_id=DEMO_SETTINGS.mch_id, appid=DEMO_SETTINGS.app_id, raw={})
+        code = db.session.scalar(select(Order.pickup_code).where(Order.order_no == order_no))
+        db.session.remove()
+        redeem(db.session, outlet.owner_id, code)
+        db.session.remove()
+
+    def in_raw_sql(number: int) -> None:
+        buyer, outlet = world.buyers[number % BUYERS], world.outlets[number % OUTLETS]
+        order_no = raw.place(buyer.id, outlet.id, world.product_id)
+        code = raw.pay(order_no, f"42{order_no[2:]}", PRICE_FEN)
+        raw.redeem(outlet.owner_id, code)
+
+    return through_services, in_raw_sql
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=2)
@@ -87,31 +119,7 @@ def main() -> None:
             raw = RawLoop.connect(url)
 
             collisions = Counter()
-
-            def through_services(number: int) -> None:
-                buyer, outlet = world.buyers[number % BUYERS], world.outlets[number % OUTLETS]
-                while True:
-                    try:
-                        order = place_order(db.session, db.session.get(User, buyer.id), outlet.id,
-                                            {world.product_id: 1}, timeout_minutes=15, from_cart=False)
-                        break
-                    except IntegrityError:  # an order number met another one (see raw_sql_loop.RawLoop.place)
-                        db.session.remove()
-                        collisions["services"] += 1
-                order_no = order.order_no
-                db.session.remove()
-                apply_payment(db.session, DEMO_SETTINGS, out_trade_no=order_no, transaction_id=f"42{order_no[2:]}",
-                              total_fee=PRICE_FEN, mch_id=DEMO_SETTINGS.mch_id, appid=DEMO_SETTINGS.app_id, raw={})
-                code = db.session.scalar(select(Order.pickup_code).where(Order.order_no == order_no))
-                db.session.remove()
-                redeem(db.session, outlet.owner_id, code)
-                db.session.remove()
-
-            def in_raw_sql(number: int) -> None:
-                buyer, outlet = world.buyers[number % BUYERS], world.outlets[number % OUTLETS]
-                order_no = raw.place(buyer.id, outlet.id, world.product_id)
-                code = raw.pay(order_no, f"42{order_no[2:]}", PRICE_FEN)
-                raw.redeem(outlet.owner_id, code)
+            through_services, in_raw_sql = make_loops(world, raw, collisions)
 
             sent = []
             counting = event.listens_for(db.engine, "before_cursor_execute")(lambda *_: sent.append(1))
