@@ -577,7 +577,15 @@ def test_finance_reviews_refunds_on_the_admin_page_and_an_operator_cannot(app, c
     assert staff.post(f"/admin/refunds/{first_id}/approve", data={"csrf_token": csrf_token(staff)}).status_code == 302
     empty_reason = staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": ""})
     assert empty_reason.status_code == 409 and "拒绝原因" in empty_reason.get_data(as_text=True)
-    staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": "超出售后期"})
+    # From the queue (htmx): said next to the row's reason input, which has its place; then the whole queue again.
+    assert f'id="reject-{second_id}-reason-error"' in staff.get("/admin/refunds").get_data(as_text=True)
+    blank = staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": "  "},
+                       headers={"HX-Request": "true"})
+    assert blank.headers["DQ-Field"] == "reason" and "拒绝原因" in blank.get_data(as_text=True)
+    assert order_state(app, paid[1]).status == OrderStatus.PAID
+    done = staff.post(f"/admin/refunds/{second_id}/reject", data={"csrf_token": csrf_token(staff), "reason": "超出售后期"},
+                      headers={"HX-Request": "true"})
+    assert done.status_code == 204 and done.headers["HX-Redirect"] == "/admin/refunds"
     assert order_state(app, paid[0]).status == OrderStatus.REFUNDED
     assert order_state(app, paid[1]).status == OrderStatus.PAID
     assert "没有待处理的退款" in staff.get("/admin/refunds").get_data(as_text=True)

@@ -371,8 +371,9 @@ def test_a_rejection_needs_a_reason_and_tells_the_applicant(app, world):
         publish(db.session, OUTLET_RULE)
         application = apply_for_identity(db.session, world.buyer, shop(region_id=make_region().id))
         operator = create_admin(db.session, "ops4", "long-enough-pw", AdminRole.OPERATOR)
-        with pytest.raises(UpgradeError, match="原因"):
+        with pytest.raises(UpgradeError, match="原因") as refused:
             reject_application(db.session, operator, application.id, "  ")
+        assert refused.value.field == "reason"  # said next to the queue row's reason input
         reject_application(db.session, operator, application.id, "地址与营业执照不符")
         assert db.session.get(IdentityApplication, application.id).status == ApplicationStatus.REFUSED
         message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.event == "identity_refused"))

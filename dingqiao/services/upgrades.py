@@ -178,7 +178,7 @@ def reject_application(session: Session, admin: AdminUser, application_id: int, 
     _reviewer(admin)
     reason = " ".join((reason or "").split())[:200]
     if not reason:
-        raise UpgradeError("请填写不通过的原因，申请人会看到它。")
+        raise UpgradeError("请填写不通过的原因，申请人会看到它。", field="reason")
     with write_transaction(session):
         if submissions.claim(session, submission_key, actor=f"admin:{admin.id}", action="application.reject", target=application_id) is not None:
             return session.get(IdentityApplication, application_id)

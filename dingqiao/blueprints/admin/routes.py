@@ -106,7 +106,8 @@ def approve_refund_view(refund_id: int):
 def reject_refund_view(refund_id: int):
     reject_refund(db.session, current_admin(), refund_id, ReasonForm().reason.data or "",
                   submission_key=request.form.get(SUBMISSION_KEY))
-    return redirect(safe_next(request.form.get("next") or url_for("admin.refunds")))
+    # htmx (a refused reason is said next to it, in the row); a plain post gets the plain redirect.
+    return redirect_after_post(safe_next(request.form.get("next") or url_for("admin.refunds")), status=302)
 
 
 @bp.get("/withdrawals")
@@ -255,7 +256,7 @@ def reject_application_view(application_id: int):
     done = upgrades.reject_application(db.session, current_admin(), application_id, ReasonForm().reason.data or "",
                                        submission_key=request.form.get(SUBMISSION_KEY))
     session["application_results"] = [f"「{done.shop_name}」：已拒绝"]
-    return redirect(url_for("admin.applications"))
+    return redirect_after_post(url_for("admin.applications"), status=302)  # htmx, as the refund's rejection
 
 
 @bp.get("/restocks")
