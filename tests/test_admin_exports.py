@@ -8,6 +8,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -239,20 +240,23 @@ def test_a_superadmin_may_export_money(app, client, boundaries):
     assert download(client, "withdrawals", "csv").status_code == 200
 
 
-@pytest.mark.parametrize("dates, message", [
-    ({"start": "", "end": "2026-11-30"}, "请选择开始日期和结束日期。"),
-    ({"start": "2026-11-01"}, "请选择开始日期和结束日期。"),
-    ({"start": "2026-11-30", "end": "2026-11-01"}, "结束日期不能早于开始日期。"),
-    ({"start": "2025-01-01", "end": "2026-01-02"}, "一次最多导出 366 天"),  # 367 days
-    ({"start": "2026-02-30", "end": "2026-03-01"}, "日期格式不正确"),
-    ({"start": "20261101", "end": "2026-11-30"}, "日期格式不正确"),
+@pytest.mark.parametrize("dates, message, field", [
+    ({"start": "", "end": "2026-11-30"}, "请选择开始日期和结束日期。", "start"),
+    ({"start": "2026-11-01"}, "请选择开始日期和结束日期。", "end"),
+    ({"start": "2026-11-30", "end": "2026-11-01"}, "结束日期不能早于开始日期。", "end"),
+    ({"start": "2025-01-01", "end": "2026-01-02"}, "一次最多导出 366 天", "end"),  # 367 days
+    ({"start": "2026-02-30", "end": "2026-03-01"}, "日期格式不正确", "start"),
+    ({"start": "20261101", "end": "2026-11-30"}, "日期格式不正确", "start"),
 ])
-def test_invalid_ranges_show_the_form_again_with_a_chinese_message(app, client, boundaries, dates, message):
+def test_invalid_ranges_show_the_form_again_with_a_chinese_message(app, client, boundaries, dates, message, field):
     log_in_admin(client, boundaries.finance_id)
     response = download(client, "orders", "csv", **dates)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert message in page and 'name="start"' in page
+    # Next to the day it is about, that field marked; not above the form.
+    assert re.search(rf'name="{field}"[^>]*aria-invalid="true"[^>]*><span class="dq-field-error"[^>]*>{message}', page)
+    assert "dq-toast--error" not in page
     assert export_audits(app) == []
 
 

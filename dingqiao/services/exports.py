@@ -111,7 +111,7 @@ def kinds_for(admin: AdminUser) -> list[ExportKind]:
     return [kind for kind in ExportKind if kind not in FINANCE_ONLY]
 
 
-def _parse_day(raw: str | None) -> date | None:
+def _parse_day(raw: str | None, field: str) -> date | None:
     raw = (raw or "").strip()
     if not raw:
         return None
@@ -124,24 +124,24 @@ def _parse_day(raw: str | None) -> date | None:
         else:
             # A range's ends become UTC datetimes a day apart: 9999-12-31 or 0001-01-01 would overflow there.
             if not FIRST_DAY <= day <= LAST_DAY:
-                raise DomainError(f"日期需在 {FIRST_DAY.year} 年到 {LAST_DAY.year} 年之间。")
+                raise DomainError(f"日期需在 {FIRST_DAY.year} 年到 {LAST_DAY.year} 年之间。", field=field)
             return day
-    raise DomainError("日期格式不正确，请按 年-月-日 选择。")
+    raise DomainError("日期格式不正确，请按 年-月-日 选择。", field=field)
 
 
 def parse_export(kind: str | None, first: str | None, last: str | None, file_format: str | None) -> Export:
     """Read the form's values; a clear Chinese message for anything missing or out of bounds."""
     if kind not in set(ExportKind):
-        raise DomainError("请选择要导出的内容。")
+        raise DomainError("请选择要导出的内容。", field="kind")
     if file_format not in set(ExportFormat):
         raise DomainError("请选择导出格式（CSV 或 Excel）。")
-    first_day, last_day = _parse_day(first), _parse_day(last)
+    first_day, last_day = _parse_day(first, "start"), _parse_day(last, "end")
     if first_day is None or last_day is None:
-        raise DomainError("请选择开始日期和结束日期。")
+        raise DomainError("请选择开始日期和结束日期。", field="start" if first_day is None else "end")
     if last_day < first_day:
-        raise DomainError("结束日期不能早于开始日期。")
+        raise DomainError("结束日期不能早于开始日期。", field="end")
     if (last_day - first_day).days + 1 > MAX_DAYS:
-        raise DomainError(f"一次最多导出 {MAX_DAYS} 天，请缩小日期范围。")
+        raise DomainError(f"一次最多导出 {MAX_DAYS} 天，请缩小日期范围。", field="end")
     return Export(ExportKind(kind), ExportFormat(file_format), first_day, last_day)
 
 

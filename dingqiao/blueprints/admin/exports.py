@@ -6,6 +6,7 @@ from flask import Blueprint, Response, render_template, request, stream_with_con
 from werkzeug.wsgi import wrap_file
 
 from ...extensions import db
+from ...forms import place_refusal
 from ...models.base import utcnow
 from ...services import DomainError, Forbidden, exports
 from ...services.periods import china_today
@@ -24,7 +25,7 @@ def _form(form: ExportForm, status: int = 200, error: str | None = None):
               "start": form.start.data or today.replace(day=1).isoformat(),
               "end": form.end.data or today.isoformat()}
     return render_template("admin/exports.html", admin=admin, kinds=exports.kinds_for(admin), values=values,
-                           error=error), status
+                           form=form, error=error), status
 
 
 @bp.get("/")
@@ -44,7 +45,7 @@ def download():
     except DomainError as exc:
         if isinstance(exc, Forbidden):
             raise
-        return _form(form, 400, exc.message)
+        return _form(form, 400, None if place_refusal(form, exc) else exc.message)  # next to its field if it has one
     if export.format is exports.ExportFormat.CSV:
         response = Response(stream_with_context(exports.write_csv(export, rows)), mimetype="text/csv")
     else:
