@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import FactoryStore, LocationKind, Region, RestockOrder, RestockStatus, StockLocation
+from ..models import FactoryStore, LocationKind, Region, RestockOrder, RestockStatus, SiteStatus, StockLocation
 from . import Conflict, DomainError
 
 IN_TRANSIT = (RestockStatus.SHIPPING, RestockStatus.SHIPPED)
@@ -40,6 +40,12 @@ def factory_stores_by_region(session: Session, region_ids=None) -> dict[int, Fac
     if region_ids is not None:
         query = query.where(FactoryStore.region_id.in_(list(region_ids)))
     return {store.region_id: store for store in session.scalars(query)}
+
+
+def supplying_factory_store(session: Session, region_id: int) -> FactoryStore | None:
+    """The factory store a region's outlets restock from: the region's one, while it is open for business."""
+    store = factory_stores_by_region(session, [region_id]).get(region_id)
+    return store if store is not None and store.status == SiteStatus.ACTIVE else None
 
 
 def taken_regions(session: Session) -> dict[int, str]:

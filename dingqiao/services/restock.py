@@ -23,7 +23,6 @@ from ..models import (
     RestockItem,
     RestockOrder,
     RestockStatus,
-    SiteStatus,
     StockLocation,
     StockReason,
 )
@@ -34,7 +33,7 @@ from .messages import enqueue_message
 from .orders import new_number
 from .outlets import factory_owned_by, outlet_owned_by
 from .stock import add_stock, take_stock
-from .network import platform_location_id
+from .network_rules import platform_location_id, supplying_factory_store
 from .upgrades import on_restock_received
 
 MAX_LINE_QUANTITY = 9_999
@@ -70,8 +69,7 @@ def supplier_location_id(session: Session, buyer_location_id: int) -> tuple[int,
     location = session.get(StockLocation, buyer_location_id)
     if location.kind == LocationKind.OUTLET:
         outlet = session.scalar(select(Outlet).where(Outlet.location_id == buyer_location_id))
-        factory = session.scalar(select(FactoryStore).where(FactoryStore.region_id == outlet.region_id,
-                                                            FactoryStore.status == SiteStatus.ACTIVE))
+        factory = supplying_factory_store(session, outlet.region_id)
         if factory is None:
             raise RestockError("您所在区域暂无工厂店，请联系平台客服进货。")
         return factory.location_id, "outlet"
