@@ -454,7 +454,9 @@ def test_a_member_files_an_outlet_application_with_her_location(page, base_url):
     form.get_by_label("详细地址").fill("杭州市西湖区文二路 88 号")
     form.get_by_label("联系电话").fill("13900000000")
     form.get_by_role("button", name="提交资料，达标后开通").click()
-    expect(page.locator("#flash")).to_contain_text("使用我的位置")  # no position yet: refused, nothing saved
+    # No position yet: refused, nothing saved, and said under the 使用我的位置 button; what was typed stays.
+    expect(form.locator(".dq-field-error")).to_contain_text("请点击「使用我的位置」")
+    expect(form.get_by_label("店名")).to_have_value("刘洋社区小店")
     form.get_by_role("button", name="使用我的位置").click()
     expect(form.locator("[data-locate-status]")).to_contain_text("已定位：30.28010, 120.13020")
     form.get_by_role("button", name="提交资料，达标后开通").click()
