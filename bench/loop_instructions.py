@@ -11,14 +11,13 @@ whole_loop_inprocess.py and raw_sql_loop.py into the other checkout). Prints ins
 version and the services' share of raw SQL's speed (raw instructions ÷ services instructions). SQLite only.
 """
 import argparse
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+from callgrind import count_child, counting, require_valgrind
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ("services", "raw SQL")
@@ -27,15 +26,7 @@ WARMUP_LOOPS = 30
 
 def count_one(version: str, loops: int) -> int:
     """Instructions executed by ``loops`` loops of ``version``, counted by callgrind in a child process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        child = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/out",
-             sys.executable, __file__, "--child", version, "--loops", str(loops)],
-            capture_output=True, text=True, cwd=ROOT)
-        collected = re.search(r"Collected : (\d+)", child.stderr)
-        if child.returncode != 0 or not collected:
-            raise RuntimeError(f"{version}: {child.stdout[-2000:]}{child.stderr[-2000:]}")
-        return int(collected.group(1))
+    return count_child(__file__, "--child", version, "--loops", str(loops))
 
 
 def loop_in_child(version: str, loops: int) -> None:
@@ -56,11 +47,9 @@ def loop_in_child(version: str, loops: int) -> None:
         loop = through_services if version == "services" else in_raw_sql
         for number in range(WARMUP_LOOPS):
             loop(number)
-        switch = ["callgrind_control", "--instr={}", str(os.getpid())]
-        subprocess.run([part.format("on") for part in switch], check=True, capture_output=True)
-        for number in range(WARMUP_LOOPS, WARMUP_LOOPS + loops):
-            loop(number)
-        subprocess.run([part.format("off") for part in switch], check=True, capture_output=True)
+        with counting():
+            for number in range(WARMUP_LOOPS, WARMUP_LOOPS + loops):
+                loop(number)
         raw.close()
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -73,8 +62,7 @@ def main() -> None:
     if args.child:
         loop_in_child(args.child, args.loops)
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian package valgrind)")
+    require_valgrind()
     print(f"instructions per loop (place → pay → redeem), in-process, SQLite, {args.loops} loops each (callgrind)")
     counts = {version: count_one(version, args.loops) / args.loops for version in VERSIONS}
     for version, count in counts.items():

@@ -13,14 +13,13 @@ running worker) counting is switched on for --requests requests of one page. Nee
 own work per request (the same for every app) is not in these counts, so the shares are lower than over HTTP.
 """
 import argparse
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+
+from callgrind import count_child, counting, require_valgrind
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("bare JSON", "home /", "product page")
@@ -28,15 +27,7 @@ PAGES = ("bare JSON", "home /", "product page")
 
 def count_one(page: str, requests: int) -> int:
     """Instructions executed by ``requests`` requests of ``page``, counted by callgrind in a child process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        child = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/out",
-             sys.executable, __file__, "--child", page, "--requests", str(requests)],
-            capture_output=True, text=True, cwd=ROOT)
-        collected = re.search(r"Collected : (\d+)", child.stderr)
-        if child.returncode != 0 or not collected:
-            raise RuntimeError(f"{page}: {child.stdout[-2000:]}{child.stderr[-2000:]}")
-        return int(collected.group(1))
+    return count_child(__file__, "--child", page, "--requests", str(requests))
 
 
 def serve_in_child(page: str, requests: int) -> None:
@@ -79,11 +70,9 @@ def serve_in_child(page: str, requests: int) -> None:
     assert answer.status_code == 200 and "Set-Cookie" not in answer.headers, (answer.status_code, answer.headers)
     if page != "bare JSON":
         assert "ref=" in client.get(f"/products/{product_id}").get_data(as_text=True), "not the member's page"
-    switch = ["callgrind_control", "--instr={}", str(os.getpid())]
-    subprocess.run([part.format("on") for part in switch], check=True, capture_output=True)
-    for _ in range(requests):
-        client.get(path)
-    subprocess.run([part.format("off") for part in switch], check=True, capture_output=True)
+    with counting():
+        for _ in range(requests):
+            client.get(path)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -97,8 +86,7 @@ def main() -> None:
     if args.child:
         serve_in_child(args.child, args.requests)
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian package valgrind)")
+    require_valgrind()
     print(f"instructions per request, in-process, SQLite, {args.requests} requests each (callgrind)")
     pages = [page for page in PAGES if page == PAGES[0] or not args.page or page in args.page]
     counts = {page: count_one(page, args.requests) / args.requests for page in pages}
