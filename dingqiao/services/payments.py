@@ -1,25 +1,23 @@
 """WeChat Pay: starting a payment, and the one transition to PAID that the notify, the "I have paid"
 check and demo pay all go through.
 
-Payment and PaymentEvent rows are written one way only, by the prebuilt statements below (``db.run``): every
-pay notify writes them, so the money path needs them fast, and the rarer writers (the prepay id, a late
-result) use the same ones."""
+Payment and PaymentEvent rows are written one way only, by the payment aggregate's query module
+(services/payment_queries.py: prebuilt statements behind named functions): every pay notify writes them, so the
+money path needs them fast, and the rarer writers (the prepay id, a late result) use the same ones."""
 import json
 import secrets
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import run, write_transaction
+from ..db import write_transaction
 from ..models import (
     Order,
     OrderStatus,
     Payment,
     PaymentEvent,
     PaymentEventKind,
-    PaymentStatus,
     RefundStatus,
     RefusedNotify,
     User,
@@ -37,53 +35,11 @@ from .orders import (
     reached_wechat,
 )
 from .audit import record_audit
+from . import payment_queries as queries
 from .commissions import current_rule
 from .settlement import on_order_paid
 
 PICKUP_CODE_DIGITS = 12
-
-
-# Prebuilt (see db.run): the statements of the PAID transition, which every pay notify runs.
-_ORDER_TO_PAY = (select(Order.id, Order.order_no, Order.user_id, Order.outlet_id, Order.total_fen)
-                 .where(Order.order_no == bindparam("order_no")))
-_PAID_BY_ANOTHER = select(Payment.id).where(Payment.transaction_id == bindparam("transaction_id"),
-                                            Payment.order_id != bindparam("order_id"))
-_CODE_TAKEN = select(Order.id).where(Order.pickup_code == bindparam("code"))
-_MARK_PAID = (update(Order).where(Order.id == bindparam("order_id"), Order.status == OrderStatus.PENDING_PAYMENT)
-              .values(status=OrderStatus.PAID, paid_at=bindparam("now"), pickup_code=bindparam("code"),
-                      rule_version_id=bindparam("rule_id")))
-_ORDER_STATUS = select(Order.status).where(Order.id == bindparam("order_id"))
-_PAYMENT_OF = select(Payment.id, Payment.transaction_id).where(Payment.out_trade_no == bindparam("out_trade_no"))
-_ADD_PAYMENT = insert(Payment)
-_PAYMENT_PREPAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
-                    .values(prepay_id=bindparam("prepay_id"), api=bindparam("api")))
-_PAYMENT_PAID = (update(Payment).where(Payment.id == bindparam("payment_id"))
-                 .values(status=PaymentStatus.PAID, transaction_id=bindparam("paid_by"), paid_at=bindparam("now")))
-_ADD_EVENT = insert(PaymentEvent)
-_LATE_RESULT_OF = select(PaymentEvent.id).where(PaymentEvent.kind == PaymentEventKind.LATE_RESULT,
-                                                PaymentEvent.transaction_id == bindparam("transaction_id"))
-
-
-def _add_event(session: Session, kind: PaymentEventKind, *, out_trade_no: str, transaction_id: str, amount_fen: int,
-               detail: str, needs_attention: bool) -> None:
-    """One row of what happened to a payment, for finance."""
-    run(session, _ADD_EVENT, {"kind": kind, "out_trade_no": out_trade_no, "transaction_id": transaction_id,
-                              "amount_fen": amount_fen, "detail": detail, "needs_attention": needs_attention})
-
-
-def _count_refused(dialect_insert):
-    """One statement per refused notify, whatever the flood: the row of its (source, reason) is created or counted
-    up atomically, so concurrent refusals never lose a count nor collide on the unique key."""
-    return dialect_insert(RefusedNotify).values(
-        source=bindparam("source"), reason=bindparam("reason"), count=1, first_seen_at=bindparam("now"),
-        last_seen_at=bindparam("now"), last_detail=bindparam("detail"),
-    ).on_conflict_do_update(
-        index_elements=[RefusedNotify.source, RefusedNotify.reason],
-        set_={"count": RefusedNotify.count + 1, "last_seen_at": bindparam("now"), "last_detail": bindparam("detail")},
-    )
-
-
-_COUNT_REFUSED = {"sqlite": _count_refused(sqlite.insert), "postgresql": _count_refused(postgresql.insert)}
 REFUSED_DETAIL_CHARS = 1000
 REFUSED_SHOWN = 20
 
@@ -92,7 +48,7 @@ def new_pickup_code(session: Session) -> str:
     """12 random digits from `secrets` (10^12 codes), unused by any order."""
     while True:
         code = f"{secrets.randbelow(10**PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
-        if run(session, _CODE_TAKEN, {"code": code}).scalar() is None:
+        if not queries.pickup_code_taken(session, code):
             return code
 
 
@@ -121,12 +77,12 @@ def start_payment(session: Session, gateway: PayGateway, user: User, order_no: s
     )
     try:
         with write_transaction(session):
-            stored = run(session, _PAYMENT_OF, {"out_trade_no": order.order_no}).one_or_none()
+            stored = queries.payment_of(session, order.order_no)
             if stored is None:
-                run(session, _ADD_PAYMENT, {"order_id": order.id, "out_trade_no": order.order_no,
-                                            "amount_fen": order.total_fen, "prepay_id": prepay_id, "api": gateway.api})
+                queries.add_prepaid_payment(session, order_id=order.id, out_trade_no=order.order_no,
+                                            amount_fen=order.total_fen, prepay_id=prepay_id, api=gateway.api)
             else:
-                run(session, _PAYMENT_PREPAID, {"payment_id": stored.id, "prepay_id": prepay_id, "api": gateway.api})
+                queries.set_prepay_id(session, stored.id, prepay_id=prepay_id, api=gateway.api)
     except IntegrityError:
         session.rollback()  # a second tap stored it first; WeChat gave both the same prepay id
     return gateway.jsapi_params(prepay_id)
@@ -166,8 +122,8 @@ def record_refused_notify(session: Session, source: str, reason: str, body: byte
     # A NUL goes, as Postgres cannot store one in text.
     sample = f"{detail}\n{body[:REFUSED_DETAIL_CHARS].decode('utf-8', 'replace')}".replace("\x00", "\ufffd")
     with write_transaction(session):
-        run(session, _COUNT_REFUSED[session.get_bind().dialect.name],
-            {"source": source, "reason": reason, "now": utcnow(), "detail": sample[:2 * REFUSED_DETAIL_CHARS]})
+        queries.count_refused_notify(session, source=source, reason=reason, now=utcnow(),
+                                     detail=sample[:2 * REFUSED_DETAIL_CHARS])
 
 
 def recent_refused_notifies(session: Session, limit: int = REFUSED_SHOWN) -> list[RefusedNotify]:
@@ -277,40 +233,39 @@ def apply_payment(session: Session, expected: WeChatSettings, *, out_trade_no: s
     by the same UPDATE that marks it paid."""
     detail = json.dumps(raw, ensure_ascii=False, sort_keys=True)[:4000]
     with write_transaction(session):
-        order = run(session, _ORDER_TO_PAY, {"order_no": out_trade_no}).one_or_none()
+        order = queries.order_to_pay(session, out_trade_no)
 
         def record(kind: PaymentEventKind, attention: bool) -> None:
-            _add_event(session, kind, out_trade_no=out_trade_no, transaction_id=transaction_id, amount_fen=total_fee,
-                       detail=detail, needs_attention=attention)
+            queries.add_event(session, kind, out_trade_no=out_trade_no, transaction_id=transaction_id,
+                              amount_fen=total_fee, detail=detail, needs_attention=attention)
 
         if order is None:
             record(PaymentEventKind.UNKNOWN_ORDER, True)
             return False
         # A transaction that already paid another order is not this order's money (nor one to refund for it).
         # Two such notifies at once still cannot both be stored: transaction_id is unique.
-        paid_another = run(session, _PAID_BY_ANOTHER, {"transaction_id": transaction_id, "order_id": order.id}).scalar()
         if (total_fee != order.total_fen or mch_id != expected.mch_id or appid != expected.app_id
-                or paid_another is not None):
+                or queries.paid_by_another_order(session, transaction_id, order.id)):
             record(PaymentEventKind.MISMATCH, True)
             return False
         now = utcnow()
         rule = current_rule(session)
-        marked = run(session, _MARK_PAID, {"order_id": order.id, "now": now, "code": new_pickup_code(session),
-                                           "rule_id": rule.id if rule else None}).rowcount
-        payment = run(session, _PAYMENT_OF, {"out_trade_no": out_trade_no}).one_or_none()
-        if marked == 1:
+        marked = queries.mark_paid(session, order.id, now=now, pickup_code=new_pickup_code(session),
+                                   rule_id=rule.id if rule else None)
+        payment = queries.payment_of(session, out_trade_no)
+        if marked:
             if payment is None:
-                run(session, _ADD_PAYMENT, {"order_id": order.id, "out_trade_no": out_trade_no, "amount_fen": total_fee,
-                                            "status": PaymentStatus.PAID, "transaction_id": transaction_id,
-                                            "paid_at": now, "api": "v3" if raw.get("api") == "v3" else "v2"})
+                queries.add_paid_payment(session, order_id=order.id, out_trade_no=out_trade_no, amount_fen=total_fee,
+                                         transaction_id=transaction_id, now=now,
+                                         api="v3" if raw.get("api") == "v3" else "v2")
             else:
-                run(session, _PAYMENT_PAID, {"payment_id": payment.id, "paid_by": transaction_id, "now": now})
+                queries.set_paid(session, payment.id, transaction_id=transaction_id, now=now)
             record(PaymentEventKind.ACCEPTED, False)
             record_audit(session, actor_kind="system", actor_id=None, action="payment.accepted", target_type="order",
                          target_id=order.order_no, detail={"amount": total_fee, "transaction_id": transaction_id})
             on_order_paid(session, order, rule)
             return True
-        status = run(session, _ORDER_STATUS, {"order_id": order.id}).scalar()
+        status = queries.order_status(session, order.id)
         if status == OrderStatus.CANCELLED:
             # Money for a cancelled order: an admin refunds it, from the one offer this transaction gets (a
             # unique index; a savepoint turns a repeated or concurrent delivery into a duplicate).
@@ -331,7 +286,7 @@ def record_late_result(session: Session, *, reference: str, wechat_id: str, amou
     rejected; a payout paid after its money went back to the wallet): never dropped silently, one event for
     finance per WeChat id. Joins the caller's transaction."""
     with write_transaction(session):
-        if run(session, _LATE_RESULT_OF, {"transaction_id": wechat_id[:64]}).scalar() is None:
-            _add_event(session, PaymentEventKind.LATE_RESULT, out_trade_no=reference[:64],
+        if not queries.late_result_recorded(session, wechat_id[:64]):
+            queries.add_event(session, PaymentEventKind.LATE_RESULT, out_trade_no=reference[:64],
                        transaction_id=wechat_id[:64], amount_fen=amount_fen, detail=detail, needs_attention=True)
 
