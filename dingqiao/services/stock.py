@@ -1,17 +1,17 @@
 """Stock changes at one location. Each is one conditional UPDATE (never read-then-write) plus its movement row,
 in the caller's transaction; ``flask check-stock`` checks that every level is the sum of its movements.
 
-Levels and movements are written one way only: the prebuilt statements below, run with ``db.run`` (every order
-reserves, every pickup hands over, so the money path needs them fast; the rarer moves use the same ones). No
-``StockLevel`` or ``StockMovement`` object is loaded or added while they are written, so none goes stale."""
+Levels and movements are written one way only: the stock aggregate's query module (services/stock_queries.py:
+prebuilt statements behind named functions, for the money path's speed)."""
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import insert_or_ignore, run, write_transaction
+from ..db import write_transaction
 from ..models import FactoryStore, Outlet, Product, StockLevel, StockLocation, StockMovement, StockReason
 from . import Conflict, DomainError, NotFound
+from . import stock_queries as queries
 from .audit import record_audit
 
 MAX_ADJUSTMENT = 100_000
@@ -22,103 +22,47 @@ class OutOfStock(Conflict):
     pass
 
 
-# Prebuilt (see db.run): every order reserves, every pickup hands over, every unpaid cancel releases.
-_RESERVE = (update(StockLevel)
-            .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
-                   StockLevel.available >= bindparam("units"))
-            .values(reserved=StockLevel.reserved + bindparam("units")))
-_RELEASE = (update(StockLevel)
-            .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
-                   StockLevel.reserved >= bindparam("units"))
-            .values(reserved=StockLevel.reserved - bindparam("units")))
-_HAND_OVER = (update(StockLevel)
-              .where(StockLevel.location_id == bindparam("at"),
-                     StockLevel.product_id == bindparam("product"),
-                     StockLevel.reserved >= bindparam("units"), StockLevel.on_hand >= bindparam("units"))
-              .values(on_hand=StockLevel.on_hand - bindparam("units"),
-                      reserved=StockLevel.reserved - bindparam("units")))
-_TAKE = (update(StockLevel)
-         .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
-                StockLevel.on_hand - StockLevel.reserved >= bindparam("units"))
-         .values(on_hand=StockLevel.on_hand - bindparam("units")))
-_ADD = (update(StockLevel)
-        .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"))
-        .values(on_hand=StockLevel.on_hand + bindparam("units")))
-_ADJUST = (update(StockLevel)  # by a signed delta, never below what is reserved
-           .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"),
-                  StockLevel.on_hand + bindparam("delta") >= StockLevel.reserved)
-           .values(on_hand=StockLevel.on_hand + bindparam("delta")))
-_SET_THRESHOLD = (update(StockLevel)
-                  .where(StockLevel.location_id == bindparam("at"), StockLevel.product_id == bindparam("product"))
-                  .values(low_stock_threshold=bindparam("threshold")))
-_AVAILABLE = select(StockLevel.on_hand - StockLevel.reserved).where(StockLevel.location_id == bindparam("at"),
-                                                                    StockLevel.product_id == bindparam("product"))
-_LEVEL_ID = select(StockLevel.id).where(StockLevel.location_id == bindparam("at"),
-                                        StockLevel.product_id == bindparam("product"))
-_ADD_MOVEMENT = insert(StockMovement)
-
-
-def _add_movement(session: Session, *, location_id: int, product_id: int, reason: StockReason, on_hand_delta: int = 0,
-                  reserved_delta: int = 0, order_id: int | None = None, restock_order_id: int | None = None,
-                  note: str = "") -> None:
-    """The movement row that goes with every change of a level."""
-    run(session, _ADD_MOVEMENT, {"location_id": location_id, "product_id": product_id, "reason": reason,
-                                 "on_hand_delta": on_hand_delta, "reserved_delta": reserved_delta,
-                                 "order_id": order_id, "restock_order_id": restock_order_id, "note": note})
-
-
 def reserve_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int,
                   product_name: str = "") -> None:
-    where = {"at": location_id, "product": product_id, "units": quantity}
-    if run(session, _RESERVE, where).rowcount != 1:
+    if not queries.reserve(session, location_id, product_id, quantity):
         raise OutOfStock(f"{product_name or '商品'}在该门店库存不足，请减少数量或换一家门店。")
-    _add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=quantity,
+    queries.add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=quantity,
                   reason=StockReason.RESERVE, order_id=order_id)
 
 
 def release_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
-    where = {"at": location_id, "product": product_id, "units": quantity}
-    if run(session, _RELEASE, where).rowcount != 1:
+    if not queries.release(session, location_id, product_id, quantity):
         # The reservation this order made is gone: stock bookkeeping is broken, stop rather than guess.
         raise RuntimeError(f"no reservation of {quantity} for product {product_id} at location {location_id}")
-    _add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=-quantity,
+    queries.add_movement(session, location_id=location_id, product_id=product_id, reserved_delta=-quantity,
                   reason=StockReason.RELEASE, order_id=order_id)
 
 
 def hand_over_stock(session: Session, *, location_id: int, product_id: int, quantity: int, order_id: int) -> None:
     """Redemption: the reserved goods leave the outlet with the buyer."""
-    where = {"at": location_id, "product": product_id, "units": quantity}
-    if run(session, _HAND_OVER, where).rowcount != 1:
+    if not queries.hand_over(session, location_id, product_id, quantity):
         raise RuntimeError(f"order {order_id}: no reservation of {quantity} × product {product_id} to hand over")
-    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
+    queries.add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity,
                   reserved_delta=-quantity, reason=StockReason.REDEEM, order_id=order_id)
 
 
 def take_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
                restock_order_id: int | None = None, note: str = "", product_name: str = "") -> None:
     """Goods leave a location (shipped to another): only from what is on hand and not reserved for buyers."""
-    where = {"at": location_id, "product": product_id, "units": quantity}
-    if run(session, _TAKE, where).rowcount != 1:
-        available = run(session, _AVAILABLE, where).scalar() or 0
+    if not queries.take(session, location_id, product_id, quantity):
+        available = queries.available(session, location_id, product_id)
         raise OutOfStock(f"{product_name or '商品'}可发库存只有 {available} 件，不够发 {quantity} 件。")
-    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity, reason=reason,
+    queries.add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=-quantity, reason=reason,
                   restock_order_id=restock_order_id, note=note)
 
 
 def add_stock(session: Session, *, location_id: int, product_id: int, quantity: int, reason: StockReason,
               restock_order_id: int | None = None, note: str = "") -> None:
     """Goods arrive at a location; its level row is created on first arrival."""
-    _ensure_level(session, location_id, product_id)
-    run(session, _ADD, {"at": location_id, "product": product_id, "units": quantity})
-    _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=quantity, reason=reason,
+    queries.ensure_level(session, location_id, product_id)
+    queries.add(session, location_id, product_id, quantity)
+    queries.add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=quantity, reason=reason,
                   restock_order_id=restock_order_id, note=note)
-
-
-def _ensure_level(session: Session, location_id: int, product_id: int) -> None:
-    """The location's (empty) level row of the product, unless it has one: made once, however many try at once."""
-    if run(session, _LEVEL_ID, {"at": location_id, "product": product_id}).scalar() is None:
-        insert_or_ignore(session, StockLevel, [{"location_id": location_id, "product_id": product_id, "on_hand": 0,
-                                                "reserved": 0, "low_stock_threshold": 0}], ("location_id", "product_id"))
 
 
 # ---------------------------------------------------------------- the owner's stock page
@@ -179,10 +123,10 @@ def adjust_stock(session: Session, *, location_id: int, product_id: int, delta: 
     with write_transaction(session):
         if session.get(Product, product_id) is None or session.get(StockLocation, location_id) is None:
             raise NotFound("商品不存在。")
-        _ensure_level(session, location_id, product_id)
-        if run(session, _ADJUST, {"at": location_id, "product": product_id, "delta": delta}).rowcount != 1:
+        queries.ensure_level(session, location_id, product_id)
+        if not queries.adjust(session, location_id, product_id, delta):
             raise StockError("调整后库存会少于已被订单预留的数量，不能调整。")
-        _add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=delta,
+        queries.add_movement(session, location_id=location_id, product_id=product_id, on_hand_delta=delta,
                       reason=StockReason.ADJUST, note=note)
         record_audit(session, actor_kind=actor_kind, actor_id=actor_id, action="stock.adjust",
                      target_type="stock_location", target_id=location_id,
@@ -195,8 +139,8 @@ def set_low_stock_threshold(session: Session, *, location_id: int, product_id: i
     with write_transaction(session):
         if session.get(Product, product_id) is None:
             raise NotFound("商品不存在。")
-        _ensure_level(session, location_id, product_id)
-        run(session, _SET_THRESHOLD, {"at": location_id, "product": product_id, "threshold": threshold})
+        queries.ensure_level(session, location_id, product_id)
+        queries.set_threshold(session, location_id, product_id, threshold)
 
 
 class StockError(DomainError):
