@@ -142,6 +142,15 @@ def current_rule(session: Session) -> CommissionRuleVersion | None:
     return session.execute(_CURRENT_RULE).scalar()
 
 
+_ANY_RULE = select(CommissionRuleVersion.id).limit(1)
+
+
+def rule_published(session: Session) -> bool:
+    """Whether the shop may sell: a commission rule has been published (orders.NOT_OPEN_YET says why not). Asked by
+    every order, so one prebuilt read of an id rather than loading the rule."""
+    return run(session, _ANY_RULE).scalar() is not None
+
+
 def create_rule_version(session: Session, admin: AdminUser, rule: RuleInput) -> CommissionRuleVersion:
     """Rules are never edited: a change is a new version; paid orders keep the version they were paid under."""
     require(admin, Duty.MONEY, "只有财务或超级管理员可以修改佣金规则。")

@@ -21,7 +21,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from . import Conflict, NotFound, submissions
-from .commissions import current_rule
+from .commissions import rule_published
 from .stock import release_stock, reserve_stock
 
 MAX_ORDER_LINES = 30
@@ -87,7 +87,7 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
             if first is None:
                 raise OrderError("订单已提交，请到“我的订单”查看。")
             return first
-        if current_rule(session) is None:
+        if not rule_published(session):
             raise OrderError(NOT_OPEN_YET)
         outlet = run(session, _OUTLET, {"outlet_id": outlet_id}).one_or_none()
         if outlet is None or outlet.status != SiteStatus.ACTIVE:

@@ -30,7 +30,7 @@ from ..models.base import utcnow
 from . import DomainError, NotFound
 from .accounts import create_admin
 from .audit import record_audit
-from .commissions import RuleInput, current_rule
+from .commissions import RuleInput, rule_published
 from .logins import LoginClient, open_login_session
 from .network import platform_location_id
 from .upgrades import IdentityRuleInput, create_identity_rule, current_identity_rule, validate_identity_rule
@@ -192,7 +192,7 @@ def setup_progress(session: Session) -> SetupProgress:
         shop_name=row.name if row else DEFAULT_SHOP_NAME,
         warehouse=platform_location_id(session) is not None,
         regions=count(Region), factory_stores=count(FactoryStore), outlets=count(Outlet), members=count(User),
-        commission_rule=current_rule(session) is not None,
+        commission_rule=rule_published(session),
         identity_rules=all(current_identity_rule(session, target) is not None for target in UpgradeTarget),
         finished_at=row.setup_finished_at if row else None,
     )

@@ -74,7 +74,7 @@ def home_strip_html() -> Markup:
 def shop_open() -> bool:
     """Whether members can buy: not before a commission rule is published (orders.NOT_OPEN_YET says why)."""
     return cached(("shop_open",), current_app.config["HOME_CONTENT_CACHE_SECONDS"],
-                  lambda: commissions.current_rule(db.session) is not None)
+                  lambda: commissions.rule_published(db.session))
 
 
 @bp.get("/")
