@@ -8,6 +8,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -282,6 +283,19 @@ def log_in_member(client, user_id: int) -> str:
 
 class Unexpected(Exception):
     """Raised in place of anything but a domain error inside ``run_concurrently``: always a bug."""
+
+
+def wait_for(condition, what: str, seconds: float = 30, *, step: float = 0.1, explain=None):
+    """The one way a test waits for something another thread or process does: poll ``condition`` every ``step``
+    seconds until it returns something true (which is returned), or fail after ``seconds`` saying ``what`` and, if
+    given, ``explain()`` (a server's last log lines). Generous deadlines, never a fixed sleep: CI shares its cores."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if value := condition():
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {seconds:g} s: {what}" + (f"\n{explain()}" if explain else ""))
+        time.sleep(step)
 
 
 def run_concurrently(app, work, arguments: list[tuple], timeout: float = 120) -> list:

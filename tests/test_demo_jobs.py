@@ -9,11 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.gunicorn_server import ROOT, Visitor, free_port
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
@@ -81,10 +81,10 @@ def answers(visitor: Visitor) -> bool:
 
 
 def wait(condition, deadline: float, what: str, lines: list[str], process: subprocess.Popen) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
+    """``wait_for`` while the demo runs: it stopping is a failure at once, with its last lines."""
+
+    def alive_and(condition):
         assert process.poll() is None, "".join(lines[-80:])
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"waited {deadline} s for {what}\n" + "".join(lines[-80:]))
+        return condition()
+
+    wait_for(lambda: alive_and(condition), what, deadline, step=1, explain=lambda: "".join(lines[-80:]))

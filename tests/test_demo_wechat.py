@@ -4,7 +4,6 @@ demo's weeks of trade and served on a real HTTP server; people act through HTTP 
 the member confirms on the simulator's 确认收款 page, the worker sends template messages, a page asks for its JS-SDK
 config, a stranger follows a member's QR code — and the simulator answers as WeChat would, notifies included."""
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
@@ -33,7 +32,7 @@ from dingqiao.services.invariants import check_money
 from dingqiao.wechat.demo import DEMO_APP_ID
 from dingqiao.wechat.simulator import start_demo_wechat
 from dingqiao.worker import run as run_delivery
-from tests.conftest import empty_database
+from tests.conftest import empty_database, wait_for
 from tests.gunicorn_server import Visitor
 from tests.live_server import live_server
 
@@ -71,16 +70,6 @@ def demo(database_url, tmp_path, monkeypatch) -> Iterator[Demo]:
             yield Demo(app, url, settings["WECHAT_BASE_URL"])
     finally:
         empty_database(app)
-
-
-def wait_until(condition, what: str, seconds: float = DEADLINE_SECONDS):
-    """Poll ``condition`` until it holds (returning its value) or the deadline passes."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def member(demo: Demo, user_id: int) -> Visitor:
@@ -158,7 +147,7 @@ def test_finance_approves_a_refund_and_wechat_completes_it(demo, notified):
     assert finance(demo).post(f"/admin/refunds/{refund_id}/approve").status_code == 302
     notify = rf"REFUND.SUCCESS</td><td>{demo.url}/wechat/pay/v3/refund-notify</td><td>204"
     if notified:
-        wait_until(lambda: re.search(notify, console(demo)), "our server takes WeChat's refund notify (204)")
+        wait_for(lambda: re.search(notify, console(demo)), "our server takes WeChat's refund notify (204)", DEADLINE_SECONDS)
     assert query(demo, select(Order.status).where(Order.id == order.id)) == OrderStatus.REFUNDED
     assert "款项已原路退回" in buyer.get(f"/orders/{order.order_no}").text
     out_refund_no = query(demo, select(Refund.out_refund_no).where(Refund.id == refund_id))
@@ -191,7 +180,8 @@ def test_a_payout_waits_for_the_members_confirmation_on_wechats_page_then_is_pai
     assert "已到账" in earner.get("/wallet/").text
     paid = query(demo, select(LedgerEntry.withdrawal_id).where(LedgerEntry.kind == LedgerKind.WITHDRAWAL_PAID))
     assert paid == withdrawal.id
-    wait_until(lambda: "MCHTRANSFER.BILL.FINISHED</td><td>" + demo.url in console(demo), "the transfer notify is sent")
+    wait_for(lambda: "MCHTRANSFER.BILL.FINISHED</td><td>" + demo.url in console(demo), "the transfer notify is sent",
+             DEADLINE_SECONDS)
     assert_money_adds_up(demo)
 
 

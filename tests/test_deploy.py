@@ -3,9 +3,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
+from tests.conftest import wait_for
 from tests.gunicorn_server import ROOT, free_port
 
 
@@ -25,15 +25,14 @@ def test_gunicorn_serves_wsgi_app_with_the_committed_config(tmp_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        body = None
-        while time.monotonic() < deadline and body is None:
+        def healthz() -> str | None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                    body = response.read().decode()
+                    return response.read().decode()
             except OSError:
-                time.sleep(0.2)
-        assert body is not None, "gunicorn did not answer within 30 s"
+                return None
+
+        body = wait_for(healthz, "gunicorn answering /healthz", 30, step=0.2)
         assert '"status":"ok"' in body and '"dialect":"sqlite"' in body
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -4,7 +4,6 @@ on, the nightly jobs keep China time, the real jobs do their work, and the dashb
 passed in; nothing waits on a timer, only on conditions with generous deadlines."""
 import multiprocessing
 import threading
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -27,7 +26,7 @@ from dingqiao.services.jobs import (
     job_statuses,
 )
 from dingqiao.services.orders import place_order
-from tests.conftest import Unexpected, empty_database, log_in_admin, make_config, run_concurrently
+from tests.conftest import Unexpected, empty_database, log_in_admin, make_config, run_concurrently, wait_for
 from tests.factories import make_outlet, make_product, make_user, stock
 
 T = datetime(2026, 3, 1, 20, 0)  # naive UTC: 04:00 on 2 March in China
@@ -69,13 +68,6 @@ def kept_runs(app, name: str) -> list[JobRun]:
         runs = db.session.scalars(select(JobRun).where(JobRun.job_name == name).order_by(JobRun.id)).all()
         db.session.expunge_all()
         return runs
-
-
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {DEADLINE_SECONDS} s: {what}"
-        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------------------------ schedules
@@ -202,7 +194,8 @@ def test_the_loop_outlives_failing_jobs_until_it_is_stopped(app):
     loop = threading.Thread(target=run_forever, args=(app, stop, 0.01, (fast_broken, fast_counted)), daemon=True)
     loop.start()
     try:
-        wait_for(lambda: calls.count("counted") >= 2 and calls.count("broken") >= 2, "two passes with both jobs")
+        wait_for(lambda: calls.count("counted") >= 2 and calls.count("broken") >= 2, "two passes with both jobs",
+                 DEADLINE_SECONDS, step=0.02)
         assert loop.is_alive()
     finally:
         stop.set()
@@ -220,7 +213,8 @@ def test_the_worker_thread_starts_once_per_process_and_only_when_jobs_are_on(app
     try:
         assert start_in_worker(app) is started and started.thread.daemon
         wait_for(lambda: job_row_or_none(app, "cancel-expired-orders") is not None
-                 and job_row_or_none(app, "cancel-expired-orders").runs >= 1, "the worker's loop ran the jobs")
+                 and job_row_or_none(app, "cancel-expired-orders").runs >= 1, "the worker's loop ran the jobs",
+                 DEADLINE_SECONDS, step=0.02)
     finally:
         started.stop.set()
         started.thread.join(timeout=DEADLINE_SECONDS)

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +19,7 @@ import requests
 
 from tests.gunicorn_server import CSRF_META, ORDER_URL, PICKUP_CODE, USER_AGENT, free_port
 from tests.test_single_file import single_file  # noqa: F401 (a fixture: dist/dingqiao, built once)
-from tests.conftest import v3_settings
+from tests.conftest import v3_settings, wait_for
 from tests.fake_wechat import FakeWeChatUser
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
@@ -49,7 +48,7 @@ class Shop:
                                         cwd=self.home, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: self._answers(), STARTUP_DEADLINE, f"{self.url}/healthz", self)
+        wait_for(lambda: self._answers(), f"{self.url}/healthz", STARTUP_DEADLINE, step=0.2, explain=self.last_lines)
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -62,10 +61,13 @@ class Shop:
         except requests.RequestException:
             return False
 
+    def last_lines(self) -> str:
+        return "".join(self.lines[-80:])
+
     def setup_link(self) -> str:
         found = []
-        wait_for(lambda: found.extend(re.findall(r"https?://\S+/setup/\S+", "".join(self.lines))) or found, 60,
-                 "the setup link on the console", self)
+        wait_for(lambda: found.extend(re.findall(r"https?://\S+/setup/\S+", "".join(self.lines))) or found,
+                 "the setup link on the console", 60, step=0.2, explain=self.last_lines)
         return found[-1]
 
     def stop(self) -> None:
@@ -76,15 +78,6 @@ class Shop:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=60)
-
-
-def wait_for(condition, deadline: float, what: str, shop: Shop | None = None) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"waited {deadline} s for {what}\n" + ("".join(shop.lines[-80:]) if shop else ""))
 
 
 class Browser:

@@ -19,6 +19,7 @@ import pytest
 import requests
 from alembic.script import ScriptDirectory
 
+from tests.conftest import wait_for
 from tests.gunicorn_server import ROOT, free_port
 
 # The command and the file run the default home (SQLite) whatever database the suite runs on: once is enough.
@@ -42,15 +43,6 @@ def command_env(home: Path, **extra) -> dict:
             **extra}
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
 class Server:
     """`dingqiao serve` (or the single file's) in its own process group, its output in a file."""
 
@@ -72,7 +64,7 @@ class Server:
         return answer if answer.status_code == 200 else None
 
     def wait_until_healthy(self, timeout: float = 90) -> float:
-        answer = wait_for(self.healthz, timeout, "serve answering /healthz")
+        answer = wait_for(self.healthz, "serve answering /healthz", timeout)
         assert answer.json()["status"] == "ok" and answer.json()["database"]["dialect"] == "sqlite"
         return time.monotonic() - self.started
 
@@ -171,8 +163,8 @@ def test_worker_runs_the_jobs_alone_and_stops_on_sigterm(tmp_path):
         worker = subprocess.Popen([VENV_COMMAND, "worker"], cwd=tmp_path, env=command_env(home), stdout=output,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: "Scheduled jobs running" in log.read_text() or worker.poll() is not None, 90,
-                 "the worker starting its jobs")
+        wait_for(lambda: "Scheduled jobs running" in log.read_text() or worker.poll() is not None,
+                 "the worker starting its jobs", 90)
         assert worker.poll() is None, log.read_text()
         assert schema_revision(home / "dingqiao.sqlite3") == HEAD
         os.killpg(worker.pid, signal.SIGTERM)
