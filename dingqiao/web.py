@@ -146,15 +146,18 @@ def _cache_name(script_root: str, key: tuple) -> str:
 # bench/page_instructions.py), though an address depends only on its endpoint and values and on where the request
 # came in — mount point, host, port and scheme, all in the WSGI environ once ProxyFix has read the proxy's headers.
 # So they are remembered per app under exactly those (a memo, nothing expires: the URL map never changes while the
-# app runs), at most URLS_PER_APP of them.
+# app runs), at most URLS_PER_APP of them. A long value is built each time and not kept: it comes from the request
+# (a login link's ?next= carries the visitor's own path), and keeping it would let visitors fill a worker's memory.
 URLS_PER_APP = 4096
+KEPT_VALUE_CHARS = 64
 _URL_ENVIRON = ("SCRIPT_NAME", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
 
 
 def page_url(endpoint: str, **values) -> str:
     """``url_for`` for pages (templates' ``url_for`` is this one): the same address, built once per app."""
     context = request_context()
-    if context is None or context.app.url_default_functions:
+    if (context is None or context.app.url_default_functions
+            or any(isinstance(value, str) and len(value) > KEPT_VALUE_CHARS for value in values.values())):
         return url_for(endpoint, **values)
     environ = context.request.environ
     if endpoint[:1] == ".":  # relative to the request's blueprint

@@ -57,6 +57,19 @@ def product_id(app) -> int:
         return make_product(name="洗衣液").id
 
 
+def test_a_value_from_the_request_is_not_kept(app, client, monkeypatch):
+    """A visitor's login link carries their own path (?next=): long values are built each time, never kept, so
+    requests with ever new query strings cannot fill a worker's memory."""
+    client.get(f"/?pad=first{'x' * 200}")
+    kept = app.extensions["dingqiao.page_urls"]
+    before = len(kept)
+    for number in range(50):
+        page = client.get(f"/?pad={number}{'x' * 200}").get_data(as_text=True)
+        assert f"pad%3D{number}{'x' * 200}" in page  # the login link's next=, built for this request
+    assert not any(len(str(part)) > web.KEPT_VALUE_CHARS for key in kept for part in key), "a long value was kept"
+    assert len(kept) == before
+
+
 def test_a_page_under_a_mount_point_links_under_it_and_the_same_page_at_the_root_does_not(app, client):
     product = product_id(app)
     mounted = client.get(f"/products/{product}", base_url="http://shop.example/dq").get_data(as_text=True)
