@@ -156,8 +156,7 @@ _URL_ENVIRON = ("SCRIPT_NAME", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.
 def page_url(endpoint: str, **values) -> str:
     """``url_for`` for pages (templates' ``url_for`` is this one): the same address, built once per app."""
     context = request_context()
-    if (context is None or context.app.url_default_functions
-            or any(isinstance(value, str) and len(value) > KEPT_VALUE_CHARS for value in values.values())):
+    if context is None or context.app.url_default_functions:
         return url_for(endpoint, **values)
     environ = context.request.environ
     if endpoint[:1] == ".":  # relative to the request's blueprint
@@ -171,9 +170,12 @@ def page_url(endpoint: str, **values) -> str:
         pass
     except TypeError:  # a value that cannot be a key (a list of query values): built each time
         return url_for(endpoint, **values)
+    address = url_for(endpoint, **values)
+    if any(isinstance(value, str) and len(value) > KEPT_VALUE_CHARS for value in values.values()):
+        return address  # only looked up (never found): kept values are short
     if len(urls) >= URLS_PER_APP:
         urls.clear()
-    address = urls[key] = url_for(endpoint, **values)
+    urls[key] = address
     return address
 
 
