@@ -15,32 +15,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..db import rows_as, run, write_transaction
+from ..db import write_transaction
 from ..models import (
     AdminUser,
     CommissionKind,
     CommissionLine,
     CommissionRuleVersion,
     CommissionStatus,
-    FactoryStore,
     LedgerKind,
     Order,
-    OrderItem,
-    OrderStatus,
-    Outlet,
-    ReferralBinding,
-    SiteStatus,
-    User,
 )
 from ..models.base import utcnow
 from ..money import format_yuan
 from . import DomainError
+from . import commission_queries as queries
 from .audit import record_audit
+from .commission_queries import Line
 from .messages import enqueue_rows, message_row
 from .policy import Duty, require
 from .wallet import post_entry
@@ -142,13 +136,10 @@ def current_rule(session: Session) -> CommissionRuleVersion | None:
     return session.execute(_CURRENT_RULE).scalar()
 
 
-_ANY_RULE = select(CommissionRuleVersion.id).limit(1)
-
-
 def rule_published(session: Session) -> bool:
     """Whether the shop may sell: a commission rule has been published (orders.NOT_OPEN_YET says why not). Asked by
     every order, so one prebuilt read of an id rather than loading the rule."""
-    return run(session, _ANY_RULE).scalar() is not None
+    return queries.any_rule(session)
 
 
 def create_rule_version(session: Session, admin: AdminUser, rule: RuleInput) -> CommissionRuleVersion:
@@ -175,57 +166,12 @@ def preview(rule: RuleInput, order_total_fen: int = 10_000, depth_available: int
     }
 
 
-# Prebuilt (see db.run): the pay and pickup transactions run these.
-_UPLINE = select(ReferralBinding.upline_id).where(ReferralBinding.user_id == bindparam("user_id"))
-_PAYEES = (
-    select(Outlet.owner_user_id, FactoryStore.owner_user_id.label("factory_owner_id"))
-    .outerjoin(FactoryStore, and_(FactoryStore.region_id == Outlet.region_id,
-                                  FactoryStore.status == SiteStatus.ACTIVE))  # one per region at most
-    .where(Outlet.id == bindparam("outlet_id"))
-)
-_ACTIVE_USERS = select(User.id).where(User.id.in_(bindparam("ids", expanding=True)), User.is_active.is_(True))
-_ITEMS = (select(OrderItem.id, OrderItem.subtotal_fen).where(OrderItem.order_id == bindparam("order_id"))
-          .order_by(OrderItem.id))
-_ADD_LINE = insert(CommissionLine).returning(CommissionLine.id)
-_RULE_COOLING_DAYS = select(CommissionRuleVersion.cooling_days).where(CommissionRuleVersion.id == bindparam("rule_id"))
-_SCHEDULE = (update(CommissionLine)
-             .where(CommissionLine.order_id == bindparam("order"), CommissionLine.status == CommissionStatus.FROZEN)
-             .values(available_at=bindparam("from_when")))
-
-
-def _settle_due(*conditions):
-    """FROZEN → SETTLED for lines whose date has come, of orders picked up and without an open after-sales
-    case; returns what the wallets need."""
-    return (
-        update(CommissionLine)
-        .where(CommissionLine.status == CommissionStatus.FROZEN, CommissionLine.available_at <= bindparam("now"),
-               CommissionLine.order_id.in_(select(Order.id).where(Order.status == OrderStatus.COMPLETED,
-                                                                  Order.after_sales_open.is_(False))),
-               *conditions)
-        .values(status=CommissionStatus.SETTLED, settled_at=bindparam("now"))
-        .returning(CommissionLine.id, CommissionLine.order_id, CommissionLine.beneficiary_user_id,
-                   CommissionLine.amount_fen, CommissionLine.kind)
-    )
-
-
-_SETTLE_DUE = _settle_due()  # the cooling cron
-_SETTLE_DUE_OF_ORDER = _settle_due(CommissionLine.order_id == bindparam("order"))  # a pickup
-
-
-class Line(NamedTuple):
-    id: int
-    order_id: int
-    beneficiary_user_id: int
-    amount_fen: int
-    kind: str
-
-
 def upline_chain(session: Session, user_id: int, depth: int) -> list[int]:
     """The user's uplines, nearest first, at most ``depth`` of them."""
     chain: list[int] = []
     current = user_id
     while len(chain) < depth:
-        upline = run(session, _UPLINE, {"user_id": current}).scalar()
+        upline = queries.upline_of(session, current)
         if upline is None or upline == user_id or upline in chain:
             break
         chain.append(upline)
@@ -239,7 +185,7 @@ def write_order_lines(session: Session, order, rule: CommissionRuleVersion | Non
     balance. ``order``: anything with the order's ``id``, ``user_id`` and ``outlet_id``."""
     if rule is None:
         return []
-    outlet_owner, factory_owner = run(session, _PAYEES, {"outlet_id": order.outlet_id}).one()
+    outlet_owner, factory_owner = queries.payees(session, order.outlet_id)
     beneficiaries: list[tuple[str, int, int, int | None]] = []  # kind, level, rate, user
     for level, upline in enumerate(upline_chain(session, order.user_id, rule.referral_depth), start=1):
         kind = CommissionKind.DIRECT if level == 1 else CommissionKind.TEAM
@@ -247,19 +193,17 @@ def write_order_lines(session: Session, order, rule: CommissionRuleVersion | Non
         beneficiaries.append((kind, level, rate, upline))
     beneficiaries.append((CommissionKind.SERVICE_FEE, 0, rule.service_fee_bps, outlet_owner))
     beneficiaries.append((CommissionKind.REGIONAL, 0, rule.regional_bps, factory_owner))
-    active = set(run(session, _ACTIVE_USERS, {"ids": [b[3] for b in beneficiaries if b[3]]}).scalars())
+    active = queries.active_user_ids(session, [b[3] for b in beneficiaries if b[3]])
 
     lines = []
-    for item_id, subtotal in run(session, _ITEMS, {"order_id": order.id}).all():
+    for item_id, subtotal in queries.item_subtotals(session, order.id):
         for kind, level, rate, user_id in beneficiaries:
             amount = subtotal * rate // BPS
             if user_id is None or user_id == order.user_id or user_id not in active or amount <= 0:
                 continue
-            line_id = run(session, _ADD_LINE, {
-                "order_id": order.id, "order_item_id": item_id, "kind": kind, "level": level,
-                "beneficiary_user_id": user_id, "rule_version_id": rule.id, "base_fen": subtotal, "rate_bps": rate,
-                "amount_fen": amount, "status": CommissionStatus.FROZEN,
-            }).scalar_one()
+            line_id = queries.add_line(session, order_id=order.id, order_item_id=item_id, kind=kind, level=level,
+                                       beneficiary_user_id=user_id, rule_version_id=rule.id, base_fen=subtotal,
+                                       rate_bps=rate, amount_fen=amount)
             lines.append(Line(line_id, order.id, user_id, amount, kind))
     # Wallet rows are locked in user-id order by every writer, so two orders never deadlock on Postgres.
     for line in sorted(lines, key=lambda line: (line.beneficiary_user_id, line.id)):
@@ -273,21 +217,20 @@ def settle_order_lines(session: Session, order, now: datetime | None = None) -> 
     (then ``settle_due_lines`` finishes the job). Returns how many lines were settled now. ``order``: anything
     with the order's ``id`` and ``rule_version_id``."""
     now = now or utcnow()
-    cooling_days = (run(session, _RULE_COOLING_DAYS, {"rule_id": order.rule_version_id}).scalar() or 0
-                    if order.rule_version_id else 0)
+    cooling_days = queries.cooling_days(session, order.rule_version_id) if order.rule_version_id else 0
     # Every frozen line gets its date first: a line the next statement cannot settle now (the order is not
     # COMPLETED, or after-sales is open) is left for settle_due_lines instead of being forgotten.
-    run(session, _SCHEDULE, {"order": order.id, "from_when": now + timedelta(days=cooling_days)})
+    queries.schedule_frozen(session, order.id, now + timedelta(days=cooling_days))
     if cooling_days:
         return 0
-    return _settle(session, _SETTLE_DUE_OF_ORDER, {"order": order.id, "now": now})
+    return _settle(queries.settle_due(session, now, order.id), session)
 
 
 def settle_due_lines(session: Session, now: datetime | None = None) -> int:
     """For cron: lines of picked-up orders whose cooling period has ended become available."""
     now = now or utcnow()
     with write_transaction(session):
-        return _settle(session, _SETTLE_DUE, {"now": now})
+        return _settle(queries.settle_due(session, now), session)
 
 
 def reverse_order_lines(session: Session, order: Order, now: datetime | None = None) -> None:
@@ -320,10 +263,9 @@ def reverse_order_lines(session: Session, order: Order, now: datetime | None = N
                            commission_line_id=line.id, order_id=order.id, memo=memo)
 
 
-def _settle(session: Session, statement, params: dict) -> int:
-    """Run one of the _SETTLE_DUE statements and credit what it settled. A line a concurrent refund moved
-    first no longer matches (Postgres re-checks the row), so it is neither settled nor credited."""
-    settled = rows_as(Line, run(session, statement, params))
+def _settle(settled: list[Line], session: Session) -> int:
+    """Credit what ``queries.settle_due`` settled. A line a concurrent refund moved first no longer matched
+    (Postgres re-checks the row), so it is neither settled nor credited."""
     _credit_settled(session, settled)
     return len(settled)
 

@@ -3,13 +3,12 @@ status inside one write transaction, so a duplicate or concurrent change finds n
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ..china_time import CHINA_TIME
-from ..db import run, write_transaction
+from ..db import write_transaction
 from ..models import (
-    CartItem,
     Order,
     OrderItem,
     OrderStatus,
@@ -21,6 +20,7 @@ from ..models import (
 )
 from ..models.base import utcnow
 from . import Conflict, NotFound, submissions
+from . import order_queries as queries
 from .commissions import rule_published
 from .stock import release_stock, reserve_stock
 
@@ -58,11 +58,7 @@ def transition(session: Session, order_id: int, expected: OrderStatus, new: Orde
 
 
 # Prebuilt (see db.run): every checkout runs these.
-_OUTLET = select(Outlet.id, Outlet.status, Outlet.location_id).where(Outlet.id == bindparam("outlet_id"))
 _PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
-_TAKE_FROM_CART = delete(CartItem).where(CartItem.user_id == bindparam("user_id"),
-                                         CartItem.product_id.in_(bindparam("ids", expanding=True)))
-_ADD_ITEM = insert(OrderItem)
 
 
 def place_order(session: Session, user: User, outlet_id: int, quantities: dict[int, int], *,
@@ -89,7 +85,7 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
             return first
         if not rule_published(session):
             raise OrderError(NOT_OPEN_YET)
-        outlet = run(session, _OUTLET, {"outlet_id": outlet_id}).one_or_none()
+        outlet = queries.pickup_outlet(session, outlet_id)
         if outlet is None or outlet.status != SiteStatus.ACTIVE:
             raise OrderError("请选择一个营业中的自提门店。")
         products = {p.id: p for p in session.execute(_PRODUCTS, {"ids": list(quantities)}).scalars()}
@@ -98,8 +94,7 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
             if product is None or not product.is_on_sale:
                 raise OrderError("有商品已下架，请返回购物车查看。")
         if from_cart:
-            removed = run(session, _TAKE_FROM_CART, {"user_id": user.id, "ids": list(quantities)}).rowcount
-            if removed != len(quantities):
+            if queries.take_from_cart(session, user.id, list(quantities)) != len(quantities):
                 raise OrderError("购物车已变化（订单可能已提交），请到“我的订单”查看。")
         identity = user.identity
         lines = [(products[pid], qty, products[pid].price_for(identity)) for pid, qty in sorted(quantities.items())]
@@ -117,8 +112,8 @@ def place_order(session: Session, user: User, outlet_id: int, quantities: dict[i
         session.flush()
         # Products in id order: concurrent orders lock stock rows in the same order (no deadlock on Postgres).
         for product, qty, price in lines:
-            run(session, _ADD_ITEM, {"order_id": order.id, "product_id": product.id, "product_name": product.name,
-                                     "unit_price_fen": price, "quantity": qty, "subtotal_fen": price * qty})
+            queries.add_item(session, order_id=order.id, product_id=product.id, product_name=product.name,
+                             unit_price_fen=price, quantity=qty)
             reserve_stock(session, location_id=outlet.location_id, product_id=product.id, quantity=qty,
                           order_id=order.id, product_name=product.name)
         submissions.remember(session, submission_key, order.id)

@@ -8,23 +8,15 @@ import re
 from dataclasses import dataclass
 from datetime import timezone
 
-from sqlalchemy import bindparam, select, union, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ..china_time import CHINA_TIME
-from ..db import run, write_transaction
-from ..models import (
-    FactoryStore,
-    Order,
-    OrderItem,
-    OrderStatus,
-    Outlet,
-    OutletStaff,
-    SiteStatus,
-    User,
-)
+from ..db import write_transaction
+from ..models import Order, OrderStatus, Outlet, SiteStatus, User
 from ..models.base import utcnow
 from . import Conflict, Forbidden, NotFound, submissions
+from . import pickup_queries as pickups
 from .audit import record_audit
 from .settlement import on_order_redeemed
 from .stock import hand_over_stock
@@ -50,18 +42,10 @@ def clean_code(raw: str | None) -> str:
     return code
 
 
-_STAFF_OUTLETS = union(
-    select(Outlet.id).where(Outlet.owner_user_id == bindparam("user_id")),
-    select(OutletStaff.outlet_id).where(OutletStaff.user_id == bindparam("user_id")),
-    select(Outlet.id).where(Outlet.region_id.in_(
-        select(FactoryStore.region_id).where(FactoryStore.owner_user_id == bindparam("user_id")))),
-)  # prebuilt (see db.run): every outlet page and every pickup asks
-
-
 def staff_outlet_ids(session: Session, user_id: int) -> set[int]:
     """Outlets this person may redeem for: their own, the one they are staff of, and every outlet in the
     region of a factory store they own."""
-    return set(run(session, _STAFF_OUTLETS, {"user_id": user_id}).scalars())
+    return pickups.staff_outlet_ids(session, user_id)
 
 
 def mask_name(name: str) -> str:
@@ -102,19 +86,6 @@ def find_for_redemption(session: Session, staff_user_id: int, raw_code: str) -> 
 
 
 # Prebuilt (see db.run): every pickup runs these.
-_ORDER_BY_CODE = (select(Order.id, Order.order_no, Order.user_id, Order.outlet_id, Order.rule_version_id,
-                         Order.total_fen, Outlet.location_id, Outlet.status.label("outlet_status"),
-                         Outlet.name.label("outlet_name"))
-                  .join(Outlet, Outlet.id == Order.outlet_id).where(Order.pickup_code == bindparam("code")))
-_COMPLETE = (update(Order)
-              .where(Order.id == bindparam("order_id"), Order.status == OrderStatus.PAID,
-                     Order.after_sales_open.is_(False))
-              .values(status=OrderStatus.COMPLETED, redeemed_at=bindparam("now"),
-                      redeemed_by_user_id=bindparam("staff_user_id")))
-_ITEMS = (select(OrderItem.product_id, OrderItem.quantity).where(OrderItem.order_id == bindparam("order_id"))
-          .order_by(OrderItem.product_id))
-
-
 def redeem(session: Session, staff_user_id: int, raw_code: str, submission_key: str | None = None) -> Order:
     """Hand the order over. A repeat of ``submission_key`` (a double tap on 确认核销) answers with the order the
     first one handed over, instead of "already used"."""
@@ -123,18 +94,17 @@ def redeem(session: Session, staff_user_id: int, raw_code: str, submission_key: 
         earlier = submissions.claim(session, submission_key, actor=f"member:{staff_user_id}", action="redeem", target=raw_code)
         if earlier is not None:
             return session.get(Order, earlier, populate_existing=True)
-        order = run(session, _ORDER_BY_CODE, {"code": code}).one_or_none()
+        order = pickups.order_by_code(session, code)
         if order is None:
             raise NotFound("核销码不存在，请核对后重试。")
         if order.outlet_id not in staff_outlet_ids(session, staff_user_id):
             raise Forbidden(f"该订单不在本店自提（自提门店：{order.outlet_name}），不能核销。")
         if order.outlet_status != SiteStatus.ACTIVE:
             raise RedeemError("本店已暂停营业，暂不能核销。")
-        moved = run(session, _COMPLETE, {"order_id": order.id, "now": utcnow(), "staff_user_id": staff_user_id}).rowcount
-        if moved != 1:
+        if not pickups.mark_redeemed(session, order.id, now=utcnow(), staff_user_id=staff_user_id):
             _check_redeemable(session.get(Order, order.id, populate_existing=True))
             raise RedeemError("订单状态已变化，请刷新后重试。")
-        for product_id, quantity in run(session, _ITEMS, {"order_id": order.id}).all():
+        for product_id, quantity in pickups.order_lines(session, order.id):
             hand_over_stock(session, location_id=order.location_id, product_id=product_id, quantity=quantity,
                             order_id=order.id)
         on_order_redeemed(session, order)

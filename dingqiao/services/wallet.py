@@ -3,16 +3,16 @@ append-only ledger entry, in the caller's transaction; nothing else writes balan
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..china_time import CHINA_TIME
-from ..db import run
-from ..models import (EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, LedgerEntry, Order, User, Wallet,
+from ..models import (EARNING_COMMISSION_STATES, CommissionKind, CommissionLine, Order, User, Wallet,
                       Withdrawal)
 from ..models.base import utcnow
 from . import Conflict, NotFound
+from . import ledger_queries as ledger
 from .audit import record_audit
 from .periods import bucket_sums, last_months, to_utc
 
@@ -46,28 +46,6 @@ class Posted(NamedTuple):
     wallet_id: int
 
 
-def _move_balances(covered: bool):
-    statement = (
-        update(Wallet)
-        .where(Wallet.user_id == bindparam("owner"))
-        .values(
-            available_fen=Wallet.available_fen + bindparam("available"),
-            frozen_fen=Wallet.frozen_fen + bindparam("frozen"),
-            withdrawing_fen=Wallet.withdrawing_fen + bindparam("withdrawing"),
-            total_earned_fen=Wallet.total_earned_fen + bindparam("earned"),
-            withdrawn_fen=Wallet.withdrawn_fen + bindparam("withdrawn"),
-        )
-        .returning(Wallet.id)
-    )
-    return statement.where(Wallet.available_fen >= bindparam("needs_available")) if covered else statement
-
-
-# Prebuilt (see db.run): every ledger movement runs these two.
-_MOVE = _move_balances(covered=False)
-_MOVE_IF_COVERED = _move_balances(covered=True)
-_ADD_ENTRY = insert(LedgerEntry).returning(LedgerEntry.id)
-
-
 def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0, frozen: int = 0,
                withdrawing: int = 0, earned: int = 0, withdrawn: int = 0, needs_available: int | None = None,
                commission_line_id: int | None = None, withdrawal_id: int | None = None,
@@ -77,24 +55,24 @@ def post_entry(session: Session, user_id: int, kind: str, *, available: int = 0,
     happens while the available balance covers that much — checked by the UPDATE itself, so concurrent
     withdrawals can never overdraw. A Wallet object loaded earlier in the same transaction is not updated
     (db.run): read the balance again after posting."""
-    deltas = {"owner": user_id, "available": available, "frozen": frozen, "withdrawing": withdrawing,
-              "earned": earned, "withdrawn": withdrawn}
+    deltas = {"available": available, "frozen": frozen, "withdrawing": withdrawing, "earned": earned,
+              "withdrawn": withdrawn}
     if needs_available is not None:
-        wallet_id = run(session, _MOVE_IF_COVERED, {**deltas, "needs_available": needs_available}).scalar()
+        wallet_id = ledger.move_balances(session, user_id, **deltas, needs_available=needs_available)
         if wallet_id is None:  # not enough in it (no wallet is a balance of nothing)
             raise InsufficientBalance("可用余额不足。")
     else:
-        wallet_id = run(session, _MOVE, deltas).scalar()
+        wallet_id = ledger.move_balances(session, user_id, **deltas)
         if wallet_id is None:
             # Its first movement: make the wallet. Another transaction may be making it right now (committed
             # after our UPDATE looked), so this is no reason to refuse: wallet_for absorbs the race.
             wallet_for(session, user_id)
-            wallet_id = run(session, _MOVE, deltas).scalar_one()
-    entry_id = run(session, _ADD_ENTRY, {
-        "wallet_id": wallet_id, "kind": kind, "available_delta_fen": available, "frozen_delta_fen": frozen,
-        "withdrawing_delta_fen": withdrawing, "commission_line_id": commission_line_id,
-        "withdrawal_id": withdrawal_id, "order_id": order_id, "memo": memo,
-    }).scalar_one()
+            wallet_id = ledger.move_balances(session, user_id, **deltas)
+            if wallet_id is None:
+                raise RuntimeError(f"user {user_id}'s wallet was not made")
+    entry_id = ledger.add_entry(session, wallet_id=wallet_id, kind=kind, available=available, frozen=frozen,
+                                withdrawing=withdrawing, commission_line_id=commission_line_id,
+                                withdrawal_id=withdrawal_id, order_id=order_id, memo=memo)
     record_audit(session, actor_kind="system", actor_id=None, action=f"ledger.{kind}", target_type="wallet",
                  target_id=wallet_id, detail={
                      "entry": entry_id, "user": user_id, "available": available, "frozen": frozen,
