@@ -46,6 +46,7 @@ def _settle_due(*conditions):
 
 _SETTLE_DUE = _settle_due()  # the cooling cron
 _SETTLE_DUE_OF_ORDER = _settle_due(CommissionLine.order_id == bindparam("order"))  # a pickup
+_ANY_RULE = select(CommissionRuleVersion.id).limit(1)
 
 
 class Line(NamedTuple):
@@ -54,7 +55,6 @@ class Line(NamedTuple):
     beneficiary_user_id: int
     amount_fen: int
     kind: str
-_ANY_RULE = select(CommissionRuleVersion.id).limit(1)
 
 
 def any_rule(session: Session) -> bool:

@@ -57,7 +57,7 @@ def transition(session: Session, order_id: int, expected: OrderStatus, new: Orde
     return changed == 1
 
 
-# Prebuilt (see db.run): every checkout runs these.
+# Prebuilt (an ORM select, built once): every checkout loads its products with it.
 _PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
 
 

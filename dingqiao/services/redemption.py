@@ -85,7 +85,6 @@ def find_for_redemption(session: Session, staff_user_id: int, raw_code: str) -> 
     return PickupView(order, mask_name(buyer.nickname if buyer else ""), outlet)
 
 
-# Prebuilt (see db.run): every pickup runs these.
 def redeem(session: Session, staff_user_id: int, raw_code: str, submission_key: str | None = None) -> Order:
     """Hand the order over. A repeat of ``submission_key`` (a double tap on 确认核销) answers with the order the
     first one handed over, instead of "already used"."""
