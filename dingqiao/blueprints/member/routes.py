@@ -138,10 +138,10 @@ def upgrade():
     return _upgrade_page()
 
 
-def _upgrade_page(form: UpgradeForm | None = None, status_code: int = 200):
+def _upgrade_page(form: UpgradeForm | None = None, status_code: int = 200, progress: list | None = None):
     """The page, or (htmx) only the refused ``form`` again: its refusals next to their fields, all typed kept."""
     member = current_member()
-    progress, regions = upgrade_progress(db.session, member), region_choices(db.session)
+    progress, regions = progress or upgrade_progress(db.session, member), region_choices(db.session)
     shown = _form_shown(progress, form)
     if shown is not None and wants_fragment():
         return html_response(render_template("me/_upgrade_form.html", p=shown, regions=regions, form=form),
@@ -165,10 +165,11 @@ def apply():
     try:
         apply_for_identity(db.session, current_member().id, form.application())
     except DomainError as exc:
-        shown = _form_shown(upgrade_progress(db.session, current_member()), form)
+        progress = upgrade_progress(db.session, current_member())
+        shown = _form_shown(progress, form)
         if shown is None or exc.field not in shown.application_fields or not place_refusal(form, exc):
             raise  # about nothing the page's form shows: in the message area
-        return _upgrade_page(form, domain_error_status(exc))
+        return _upgrade_page(form, domain_error_status(exc), progress)
     return redirect_after_post(url_for("me.upgrade"))
 
 
