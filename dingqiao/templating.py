@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from flask import Flask, current_app, url_for
 from flask_wtf.csrf import generate_csrf
+from jinja2 import pass_context
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -118,12 +119,13 @@ def jssdk_url() -> str:
     return config["WECHAT_JSSDK_URL"] or static_url("vendor/jweixin/jweixin-1.6.5.js")
 
 
-def head_assets() -> Markup:
+@pass_context
+def head_assets(context) -> Markup:
     """base.html's head after the title (templates/_head_assets.html): the same for every page of one app and mount
-    point, rendered on first use. Keyed by the settings it shows, so an app whose settings change (tests) draws
-    it anew."""
+    point, rendered on first use. Demo mode and the JS-SDK's address are what the page's context already holds
+    (``navigation``). Keyed by the settings it shows, so an app whose settings change (tests) draws it anew."""
+    demo_mode, jssdk = context["demo_mode"], context["wechat_jssdk_url"]
     config = request_context().app.config
-    demo_mode, jssdk = config["DINGQIAO_DEMO"], jssdk_url()
     key = ("head_assets", demo_mode, jssdk, config["WECHAT_BASE_URL"], config["UPLOAD_MAX_BYTES"])
     return _layout_part(key, lambda: Markup(current_app.jinja_env.get_template("_head_assets.html").render(
         demo_mode=demo_mode, wechat_jssdk_url=jssdk)))
