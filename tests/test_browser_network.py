@@ -87,7 +87,9 @@ def test_an_admin_builds_region_factory_store_and_outlet_on_a_desktop(app, brows
         form.get_by_role("button", name="开设核销网点").click()
         expect(page.locator("#outlet-form [role=alert]")).to_contain_text("坐标无效")
         expect(page.locator("#outlet-form").get_by_label("店名")).to_have_value("文三路邻里便利店")
-        assert page.evaluate("() => window.scrollY") > 0  # the page opens at the form that was refused
+        # the page opens at the form that was refused; the browser scrolls to #outlet-form once it has laid the
+        # page out, which on a busy machine may come after the alert is already in place
+        page.wait_for_function("() => window.scrollY > 0", timeout=30_000)
         page.screenshot(path=str(tmp_path / "network-refused.png"), full_page=True)
         form = page.locator("#outlet-form")
         form.get_by_label("纬度").fill("30.279812")
