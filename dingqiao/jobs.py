@@ -22,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +46,7 @@ from .services.jobs import (
     prune_job_runs,
 )
 from .services.payments import expire_unpaid_orders
+from .services.posters import prune_posters
 from .services import submissions
 from .services.refunds import reconcile_refunds
 from .services.withdrawals import reconcile_withdrawals
@@ -142,11 +143,14 @@ def backup(app: Flask, now: datetime, target: Path | None = None, keep_days: int
 
 
 def prune_runs(app: Flask, now: datetime) -> Outcome:
-    """Job runs are kept ``KEEP_RUNS`` (90 days); forms' one-time submission keys a week."""
+    """Job runs are kept ``KEEP_RUNS`` (90 days); forms' one-time submission keys a week; share posters while
+    someone asks for them (``posters.KEEP_UNUSED``, 30 days unused: they are drawn again when asked for)."""
     gone, days = prune_job_runs(db.session, now), KEEP_RUNS.days
     keys = submissions.sweep(db.session, now)
-    return Outcome(True, f"删除 {gone} 条 {days} 天前的任务记录、{keys} 个过期表单提交码 / "
-                         f"Deleted {gone} job run(s) older than {days} days and {keys} expired submission key(s).")
+    posters = prune_posters(app.config["POSTER_FOLDER"], now.replace(tzinfo=timezone.utc).timestamp())
+    return Outcome(True, f"删除 {gone} 条 {days} 天前的任务记录、{keys} 个过期表单提交码、{posters} 张久未使用的海报 / "
+                         f"Deleted {gone} job run(s) older than {days} days, {keys} expired submission key(s) and "
+                         f"{posters} unused poster file(s).")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ and processes try, a live lease is respected and a dead one taken over, a failur
 on, the nightly jobs keep China time, the real jobs do their work, and the dashboard shows it all. Clocks are
 passed in; nothing waits on a timer, only on conditions with generous deadlines."""
 import multiprocessing
+import os
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, update
@@ -293,6 +294,13 @@ def test_the_nightly_backup_writes_into_the_instance_and_old_job_runs_are_pruned
         db.session.add(JobRun(job_name="check-money", owner="recent", started_at=T - timedelta(days=89),
                               finished_at=T - timedelta(days=89), ok=True, summary=""))
         db.session.commit()
+    posters = tmp_path / "instance" / "posters"
+    posters.mkdir()
+    unused, asked_for = posters / "0123456789abcdef.png", posters / "fedcba9876543210.png"
+    for path, last_use in ((unused, NEXT_3AM - timedelta(days=31)), (asked_for, NEXT_3AM - timedelta(days=29))):
+        path.write_bytes(b"png")
+        stamp = last_use.replace(tzinfo=timezone.utc).timestamp()
+        os.utime(path, (stamp, stamp))
     try:
         nightly = (REAL["backup"], REAL["prune-job-runs"])
         run_due(shop, "owner", now=T, jobs=nightly)
@@ -301,6 +309,8 @@ def test_the_nightly_backup_writes_into_the_instance_and_old_job_runs_are_pruned
         [archive] = (tmp_path / "instance" / "backups").glob("dingqiao-*.tar.gz")
         assert str(archive) in runs["backup"].summary
         assert runs["prune-job-runs"].ok and "Deleted 1 job run(s)" in runs["prune-job-runs"].summary
+        assert "1 unused poster file(s)" in runs["prune-job-runs"].summary
+        assert sorted(path.name for path in posters.iterdir()) == [asked_for.name]  # 30 days unused: drawn again
         assert [r.owner for r in kept_runs(shop, "check-money")] == ["recent"]
     finally:
         empty_database(shop)

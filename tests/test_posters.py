@@ -1,6 +1,8 @@
 """推广海报 and the share routes: what the posters show (measured on the pixels), what they are cached by, who
 may have one, and the 分享赚 line that only the member's own page may show (and only when the setting allows)."""
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,14 @@ from dingqiao.extensions import db
 from dingqiao.fonts import cjk_font, find_cjk_font
 from dingqiao.models import CommissionRuleVersion, Identity, Product, ProductImage
 from dingqiao.services import NotFound
-from dingqiao.services.posters import QR_BOX, poster_png, product_poster_input, shop_poster_input
+from dingqiao.services.posters import (
+    KEEP_UNUSED,
+    QR_BOX,
+    poster_png,
+    product_poster_input,
+    prune_posters,
+    shop_poster_input,
+)
 from tests.factories import make_product, make_user
 from tests.test_access import log_in
 
@@ -146,6 +155,48 @@ def test_a_poster_is_kept_while_its_inputs_hold_and_drawn_again_when_one_changes
         other_link = product_poster_input(db.session, member, product.id, "http://x/p?ref=B", upload_folder)
         assert other_link.fingerprint() != with_picture_spec.fingerprint()
     assert sorted(path.suffix for path in cache.iterdir()) == [".png", ".png"]  # no half-written files left
+
+
+def aged(path: Path, days: float) -> None:
+    """Make ``path`` look last used ``days`` ago."""
+    moment = time.time() - days * 86400
+    os.utime(path, (moment, moment))
+
+
+def test_the_nightly_prune_deletes_posters_nobody_asked_for_and_one_asked_for_again_is_kept(app, tmp_path):
+    cache = tmp_path / "posters"
+    with app.app_context():
+        product = make_product(member_price_fen=2990)
+        member = make_user("修剪")
+        upload_folder = app.config["UPLOAD_FOLDER"]
+        old_price = poster_png(product_poster_input(db.session, member, product.id, "http://x/p?ref=A", upload_folder),
+                               str(cache), None)
+        in_use_spec = product_poster_input(db.session, member, product.id, "http://x/p?ref=B", upload_folder)
+        in_use = poster_png(in_use_spec, str(cache), None)
+        recent = poster_png(shop_poster_input(db.session, member, "http://x/?ref=B", upload_folder), str(cache), None)
+        abandoned = cache / "0123456789abcdef.1a2b3c4d.part"  # a writer that died mid-draw
+        abandoned.write_bytes(b"half a png")
+        fresh_part = cache / "0123456789abcdef.5e6f7a8b.part"  # a writer drawing right now
+        fresh_part.write_bytes(b"half a png")
+        unrelated = cache / "README.txt"
+        unrelated.write_text("not ours")
+        for path in (old_price, in_use, unrelated):
+            aged(path, KEEP_UNUSED.days + 5)
+        aged(recent, KEEP_UNUSED.days - 1)
+        aged(abandoned, 1)
+
+        assert poster_png(in_use_spec, str(cache), None) == in_use  # asked for again: served, marked in use
+        assert time.time() - in_use.stat().st_mtime < 3600
+
+        assert prune_posters(str(cache)) == 2
+        assert sorted(path.name for path in cache.iterdir()) == sorted(
+            [in_use.name, recent.name, fresh_part.name, unrelated.name])
+        assert prune_posters(str(cache)) == 0  # nothing more to do
+
+        redrawn = poster_png(product_poster_input(db.session, member, product.id, "http://x/p?ref=A", upload_folder),
+                             str(cache), None)  # a pruned poster asked for again is drawn again
+        assert redrawn == old_price and Image.open(redrawn).size == (750, 1200)
+    assert prune_posters(str(tmp_path / "never-made")) == 0  # a shop whose members never shared
 
 
 def test_the_poster_is_only_the_members_own_and_only_of_a_product_on_sale(app, client):

@@ -90,7 +90,7 @@ SCHEDULE: tuple[JobSpec, ...] = (
     JobSpec("check-stock", "库存核对", DailyAt(3), timedelta(minutes=30)),
     JobSpec("audit-verify", "审计链校验", DailyAt(3), timedelta(minutes=30)),
     JobSpec("backup", "夜间备份", DailyAt(3, 30), timedelta(hours=2)),
-    JobSpec("prune-job-runs", f"清理 {KEEP_RUNS.days} 天前的任务记录", DailyAt(4), timedelta(minutes=10)),
+    JobSpec("prune-job-runs", f"清理 {KEEP_RUNS.days} 天前的任务记录、过期提交码与旧海报", DailyAt(4), timedelta(minutes=10)),
 )
 
 

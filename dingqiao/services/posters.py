@@ -9,8 +9,11 @@ Nothing about commissions is ever drawn: a reward on a shared picture is 诱导�
 (docs/wechat-callback.md, "Sharing and WeChat's rules"). ``share_reward_fen`` is for the member's own page only.
 """
 import hashlib
+import os
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import qrcode
@@ -38,6 +41,11 @@ SHOP_PRODUCTS = 4  # the shop poster's grid
 QR_BOX = (490, 950, 710, 1170)
 FOOTER_TOP = 930
 SHOP_TAGLINE = "社区自提 · 邻里分享 · 品质洗护"
+# A poster is a cache entry: one asked for again is marked in use (its mtime, at most once a day), and the nightly
+# prune deletes those nobody asked for in KEEP_UNUSED; one asked for later is drawn again.
+KEEP_UNUSED = timedelta(days=30)
+MARK_IN_USE_AFTER = timedelta(days=1)
+PART_ABANDONED = timedelta(hours=1)  # a writer's .part file this old was left by a process that died mid-draw
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ def poster_png(spec: PosterInput, cache_dir: str, font_path: str | None) -> Path
     """The poster file for these inputs: reused while they are unchanged, drawn anew when they change.
     Raises fonts.FontMissing (never draws boxes) when no font can draw Chinese."""
     target = Path(cache_dir) / f"{spec.fingerprint()}.png"
-    if target.exists():
+    if _in_use(target):
         return target
     font_file = find_cjk_font(font_path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +130,45 @@ def poster_png(spec: PosterInput, cache_dir: str, font_path: str | None) -> Path
     image.save(partial, "PNG", optimize=True)
     partial.replace(target)  # atomic: a concurrent request never serves half a file
     return target
+
+
+def _in_use(path: Path) -> bool:
+    """Whether the poster is there to serve; one not marked for a day is marked in use now (so the nightly
+    prune keeps it), and one pruned meanwhile is not there: it is drawn again."""
+    try:
+        if path.stat().st_mtime < time.time() - MARK_IN_USE_AFTER.total_seconds():
+            os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def prune_posters(cache_dir: str, now: float | None = None) -> int:
+    """Delete the posters nobody asked for in ``KEEP_UNUSED`` (prices, names and pictures change, and each
+    change leaves the old file behind) and writers' abandoned ``.part`` files; returns how many files went. A
+    poster asked for again after this is drawn again."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return 0
+    now = time.time() if now is None else now
+    gone = 0
+    for entry in os.scandir(folder):
+        name = entry.name
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        if name.endswith(".png"):
+            keep = KEEP_UNUSED
+        elif name.endswith(".part"):
+            keep = PART_ABANDONED
+        else:
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < now - keep.total_seconds():
+                os.unlink(entry.path)
+                gone += 1
+        except FileNotFoundError:  # another process pruned it first
+            pass
+    return gone
 
 
 # ------------------------------------------------------------------------------------------------ drawing

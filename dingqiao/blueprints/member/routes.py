@@ -1,6 +1,5 @@
 """我的: the member's own profile, identity, referral code and wallet summary, and the devices logged in."""
 import io
-from pathlib import Path
 
 import qrcode
 from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, send_file, url_for
@@ -110,7 +109,7 @@ def poster():
     else:
         spec = shop_poster_input(db.session, member, share_link(member), upload_folder)
     try:
-        path = poster_png(spec, str(Path(current_app.instance_path) / "posters"), current_app.config["CJK_FONT_PATH"] or None)
+        path = poster_png(spec, current_app.config["POSTER_FOLDER"], current_app.config["CJK_FONT_PATH"] or None)
     except FontMissing:
         current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
         return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
