@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dingqiao.extensions import db
 from dingqiao.models import (
@@ -14,6 +14,9 @@ from dingqiao.models import (
     AdminUser,
     AuditLog,
     CommissionRuleVersion,
+    DeliveryStatus,
+    Order,
+    OutboxMessage,
     Product,
     Wallet,
     Withdrawal,
@@ -85,6 +88,27 @@ def test_a_member_name_links_to_the_member_page(app, client, paid_world):
     log_in_admin(client, paid_world.finance_id)
     page = client.get("/admin/data/wallets/").get_data(as_text=True)
     assert f'href="/admin/members/{paid_world.parent}">二级</a>' in page
+
+
+def test_orders_and_members_in_the_money_tables_and_the_queues_link_to_their_pages(app, client, paid_world):
+    with app.app_context():
+        order_id = db.session.scalar(select(Order.id).where(Order.order_no == paid_world.order_no))
+        request_refund(db.session, paid_world.buyer, paid_world.order_no, "不想要了")
+        wallet = db.session.scalar(select(Wallet).where(Wallet.user_id == paid_world.parent))
+        db.session.add(Withdrawal(withdrawal_no="W-LOOK-2", user_id=paid_world.parent, wallet_id=wallet.id,
+                                  amount_fen=300, status="requested", payout_method="wechat"))
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.user_id == paid_world.buyer)
+                           .values(status=DeliveryStatus.FAILED, last_error="40037 invalid template_id"))
+        db.session.commit()
+    log_in_admin(client, paid_world.finance_id)
+    order_link = f'<a href="/admin/orders/{order_id}">{paid_world.order_no}</a>'
+    for table in ("payments", "commission_lines", "ledger_entries", "refunds"):  # the order's number, not its id
+        assert order_link in client.get(f"/admin/data/{table}/").get_data(as_text=True), table
+    assert order_link in client.get("/admin/refunds").get_data(as_text=True)
+    parent_link = f'<a href="/admin/members/{paid_world.parent}">二级</a>'
+    assert parent_link in client.get("/admin/withdrawals").get_data(as_text=True)
+    assert f'<a href="/admin/members/{paid_world.buyer}">#{paid_world.buyer}</a>' in client.get(
+        "/admin/messages").get_data(as_text=True)
 
 
 # ---------------------------------------------------------------- the audit log's detail

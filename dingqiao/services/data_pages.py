@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..db import write_transaction
-from ..models import AdminRole, AdminUser, AuditLog, User, Wallet
+from ..models import AdminRole, AdminUser, AuditLog, Order, User, Wallet
 from . import DomainError, cache_versions
 from .accounts import MIN_ADMIN_PASSWORD_LENGTH, check_admin_password  # noqa: F401  (the data page labels its field)
 from .audit import changed_fields, record_audit, snapshot
@@ -94,6 +94,13 @@ def display_names(session: Session, user_ids) -> dict[int, str]:
     if not ids:
         return {}
     return {user.id: user.display_name for user in session.scalars(select(User).where(User.id.in_(ids)))}
+
+
+def order_numbers(session: Session, order_ids) -> dict[int, str]:
+    ids = {order_id for order_id in order_ids if order_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(select(Order.id, Order.order_no).where(Order.id.in_(ids))).all())
 
 
 def wallet_owner(session: Session, wallet_id: int | None) -> int | None:

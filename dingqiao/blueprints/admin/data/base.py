@@ -90,6 +90,7 @@ class DataView(AdminOnly, ModelView):
     column_display_pk = True
     audit_exclude: frozenset[str] = frozenset()
     person_columns: tuple[str, ...] = ()  # member ids shown as names: read for the whole page at once
+    order_columns: tuple[str, ...] = ()  # order ids shown as order numbers: read for the whole page at once
     details_extra: tuple[str, ...] = ()  # shown in the details after the list's columns
 
     def get_details_columns(self):
@@ -104,6 +105,7 @@ class DataView(AdminOnly, ModelView):
         count, rows = super().get_list(*args, **kwargs)
         rows = list(rows)
         columns.people(getattr(row, column) for row in rows for column in self.person_columns)
+        columns.order_numbers(getattr(row, column) for row in rows for column in self.order_columns)
         return count, rows
 
     @property

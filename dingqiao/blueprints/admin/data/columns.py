@@ -1,5 +1,5 @@
-"""How the data pages show a cell: money in yuan, times in China time, a member's id as their name (linking to
-their page), an admin's id as the username, labels for stored words. Formatters take Flask-Admin's
+"""How the data pages show a cell: money in yuan, times in China time, a member's id as their name and an order's
+id as its number (each linking to its page), an admin's id as the username, labels for stored words. Formatters take Flask-Admin's
 ``(view, context, model, name)``."""
 from flask import g, url_for
 from markupsafe import Markup
@@ -63,6 +63,24 @@ def person_link(user_id: int | None):
 def person(_view, _context, model, name):
     """A member id shown as the member's name, linking to their page."""
     return person_link(getattr(model, name))
+
+
+def order_numbers(order_ids) -> dict[int, str]:
+    """Orders' numbers by id."""
+    known = g.setdefault("data_order_numbers", {})
+    missing = {order_id for order_id in order_ids if order_id is not None} - known.keys()
+    if missing:
+        known.update(data_pages.order_numbers(db.session, missing))
+    return known
+
+
+def order(_view, _context, model, name):
+    """An order id shown as the order's number, linking to the order's page."""
+    order_id = getattr(model, name)
+    if order_id is None:
+        return "—"
+    number = order_numbers([order_id]).get(order_id, f"#{order_id}")
+    return Markup('<a href="{}">{}</a>').format(url_for("admin_orders.detail", order_id=order_id), number)
 
 
 def wallet_owner(_view, _context, model, name):

@@ -12,7 +12,7 @@ from ....models import (
 )
 from ....services.exports import PAYOUT_METHOD
 from .base import ReadOnlyView
-from .columns import admin, choices, local, percent, person, wallet_owner, yuan
+from .columns import admin, choices, local, order, percent, person, wallet_owner, yuan
 
 FINANCE = (AdminRole.FINANCE,)
 
@@ -30,8 +30,9 @@ class LedgerView(MoneyView):
                      "commission_line_id": "佣金明细", "withdrawal_id": "提现", "memo": "备注", "created_at": "时间"}
     column_filters = ["kind", "wallet_id", "order_id", "withdrawal_id", "created_at"]
     column_choices = {"kind": choices(LedgerKind)}
+    order_columns = ("order_id",)
     column_formatters = {"available_delta_fen": yuan, "frozen_delta_fen": yuan, "withdrawing_delta_fen": yuan,
-                         "created_at": local, "wallet_id": wallet_owner}
+                         "created_at": local, "wallet_id": wallet_owner, "order_id": order}
 
 
 class WalletView(MoneyView):
@@ -56,9 +57,10 @@ class CommissionLineView(MoneyView):
     column_filters = ["kind", "status", "order_id", "beneficiary_user_id", "created_at"]
     column_choices = {"kind": choices(CommissionKind), "status": choices(CommissionStatus)}
     person_columns = ("beneficiary_user_id",)
+    order_columns = ("order_id",)
     column_formatters = {"base_fen": yuan, "amount_fen": yuan, "rate_bps": percent, "created_at": local,
                          "settled_at": local, "reversed_at": local, "available_at": local,
-                         "beneficiary_user_id": person}
+                         "beneficiary_user_id": person, "order_id": order}
 
 
 class PaymentView(MoneyView):
@@ -68,7 +70,8 @@ class PaymentView(MoneyView):
     column_searchable_list = ["out_trade_no", "transaction_id"]
     column_filters = ["status", "order_id", "created_at"]
     column_choices = {"status": choices(PaymentStatus)}
-    column_formatters = {"amount_fen": yuan, "created_at": local, "paid_at": local}
+    order_columns = ("order_id",)
+    column_formatters = {"amount_fen": yuan, "created_at": local, "paid_at": local, "order_id": order}
 
 
 class RefundView(MoneyView):
@@ -82,8 +85,9 @@ class RefundView(MoneyView):
     column_searchable_list = ["out_refund_no"]
     column_filters = ["status", "order_id", "created_at"]
     column_choices = {"status": choices(RefundStatus)}
+    order_columns = ("order_id",)
     column_formatters = {"amount_fen": yuan, "created_at": local, "reviewed_at": local, "completed_at": local,
-                         "requested_by_user_id": person, "reviewed_by_admin_id": admin}
+                         "requested_by_user_id": person, "reviewed_by_admin_id": admin, "order_id": order}
 
 
 class WithdrawalView(MoneyView):
