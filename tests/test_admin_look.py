@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from dingqiao.extensions import db
 from dingqiao.models import (
@@ -15,6 +15,7 @@ from dingqiao.models import (
     AuditLog,
     CommissionRuleVersion,
     DeliveryStatus,
+    LedgerEntry,
     Order,
     OutboxMessage,
     Product,
@@ -27,7 +28,7 @@ from dingqiao.services.audit import record_audit
 from dingqiao.services.commissions import RuleError, format_percent, parse_rule, percent_to_bps
 from dingqiao.services.refunds import reject_refund, request_refund
 from tests.conftest import csrf_token, log_in_admin, log_in_member
-from tests.factories import make_product
+from tests.factories import make_product, make_user
 from tests.money_world import build_world, buy, pay
 from tests.test_admin_data import admins, audit_rows, product_form  # noqa: F401 - admins is a fixture
 
@@ -109,6 +110,37 @@ def test_orders_and_members_in_the_money_tables_and_the_queues_link_to_their_pag
     assert parent_link in client.get("/admin/withdrawals").get_data(as_text=True)
     assert f'<a href="/admin/members/{paid_world.buyer}">#{paid_world.buyer}</a>' in client.get(
         "/admin/messages").get_data(as_text=True)
+
+
+def test_a_data_page_reads_names_numbers_and_owners_for_the_page_at_once_however_many_rows(app, client, paid_world):
+    def selects_for(url: str) -> int:
+        statements = []
+        with app.app_context():
+            listen = lambda *args: statements.append(args[2])  # noqa: E731 - the statement text
+            event.listen(db.engine, "before_cursor_execute", listen)
+            try:
+                assert client.get(url).status_code == 200
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listen)
+        return sum(statement.lstrip().upper().startswith("SELECT") for statement in statements)
+
+    log_in_admin(client, paid_world.finance_id)
+    url = "/admin/data/ledger_entries/"
+    selects_for(url)  # the first request after login reads what later ones remember
+    few = selects_for(url)
+    for _ in range(2):  # more orders, so more order numbers on the page
+        pay(app, buy(app, paid_world))
+    with app.app_context():  # more members' wallets
+        for number in range(3):
+            wallet = Wallet(user_id=make_user(f"钱包{number}").id)
+            db.session.add(wallet)
+            db.session.flush()
+            db.session.add(LedgerEntry(wallet_id=wallet.id, kind="withdrawal_returned", available_delta_fen=1,
+                                       memo="look"))
+        db.session.commit()
+    page = client.get(url).get_data(as_text=True)
+    assert "钱包2" in page and page.count('href="/admin/orders/') >= 3
+    assert selects_for(url) == few
 
 
 # ---------------------------------------------------------------- the audit log's detail

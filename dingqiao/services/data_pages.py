@@ -103,8 +103,11 @@ def order_numbers(session: Session, order_ids) -> dict[int, str]:
     return dict(session.execute(select(Order.id, Order.order_no).where(Order.id.in_(ids))).all())
 
 
-def wallet_owner(session: Session, wallet_id: int | None) -> int | None:
-    return session.scalar(select(Wallet.user_id).where(Wallet.id == wallet_id)) if wallet_id is not None else None
+def wallet_owners(session: Session, wallet_ids) -> dict[int, int]:
+    ids = {wallet_id for wallet_id in wallet_ids if wallet_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(select(Wallet.id, Wallet.user_id).where(Wallet.id.in_(ids))).all())
 
 
 def admin_usernames(session: Session) -> dict[int, str]:

@@ -91,6 +91,7 @@ class DataView(AdminOnly, ModelView):
     audit_exclude: frozenset[str] = frozenset()
     person_columns: tuple[str, ...] = ()  # member ids shown as names: read for the whole page at once
     order_columns: tuple[str, ...] = ()  # order ids shown as order numbers: read for the whole page at once
+    wallet_columns: tuple[str, ...] = ()  # wallet ids shown as their members' names: read for the whole page at once
     details_extra: tuple[str, ...] = ()  # shown in the details after the list's columns
 
     def get_details_columns(self):
@@ -104,7 +105,8 @@ class DataView(AdminOnly, ModelView):
     def get_list(self, *args, **kwargs):
         count, rows = super().get_list(*args, **kwargs)
         rows = list(rows)
-        columns.people(getattr(row, column) for row in rows for column in self.person_columns)
+        owners = columns.wallet_owners(getattr(row, column) for row in rows for column in self.wallet_columns)
+        columns.people([*(getattr(row, column) for row in rows for column in self.person_columns), *owners.values()])
         columns.order_numbers(getattr(row, column) for row in rows for column in self.order_columns)
         return count, rows
 

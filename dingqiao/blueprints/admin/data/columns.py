@@ -41,16 +41,31 @@ def choices(labels) -> list[tuple[str, str]]:
     return [(str(value), label) for value, label in labels.items()]
 
 
-# A page of rows is read once per request: the names it shows are collected for the whole page
+# A page of rows is read once per request: the names, numbers and owners it shows are collected for the whole page
 # (``DataView.get_list``) and kept for the request, so each cell does not read its own.
+
+def _remembered(key: str, ids, read) -> dict:
+    """Values by id for this request, reading (``read(session, ids)``) only the ids not yet known."""
+    known = g.setdefault(key, {})
+    missing = {one for one in ids if one is not None} - known.keys()
+    if missing:
+        known.update(read(db.session, missing))
+    return known
+
 
 def people(user_ids) -> dict[int, str]:
     """Members' display names by id."""
-    known = g.setdefault("data_people", {})
-    missing = {user_id for user_id in user_ids if user_id is not None} - known.keys()
-    if missing:
-        known.update(data_pages.display_names(db.session, missing))
-    return known
+    return _remembered("data_people", user_ids, data_pages.display_names)
+
+
+def order_numbers(order_ids) -> dict[int, str]:
+    """Orders' numbers by id."""
+    return _remembered("data_order_numbers", order_ids, data_pages.order_numbers)
+
+
+def wallet_owners(wallet_ids) -> dict[int, int]:
+    """Wallets' members by wallet id."""
+    return _remembered("data_wallet_owners", wallet_ids, data_pages.wallet_owners)
 
 
 def person_link(user_id: int | None):
@@ -65,15 +80,6 @@ def person(_view, _context, model, name):
     return person_link(getattr(model, name))
 
 
-def order_numbers(order_ids) -> dict[int, str]:
-    """Orders' numbers by id."""
-    known = g.setdefault("data_order_numbers", {})
-    missing = {order_id for order_id in order_ids if order_id is not None} - known.keys()
-    if missing:
-        known.update(data_pages.order_numbers(db.session, missing))
-    return known
-
-
 def order(_view, _context, model, name):
     """An order id shown as the order's number, linking to the order's page."""
     order_id = getattr(model, name)
@@ -84,11 +90,9 @@ def order(_view, _context, model, name):
 
 
 def wallet_owner(_view, _context, model, name):
-    owners = g.setdefault("data_wallet_owners", {})
+    """A wallet id shown as its member's name, linking to their page."""
     wallet_id = getattr(model, name)
-    if wallet_id not in owners:
-        owners[wallet_id] = data_pages.wallet_owner(db.session, wallet_id)
-    return person_link(owners[wallet_id])
+    return person_link(None if wallet_id is None else wallet_owners([wallet_id]).get(wallet_id))
 
 
 def admin_names() -> dict[int, str]:

@@ -30,7 +30,7 @@ class LedgerView(MoneyView):
                      "commission_line_id": "佣金明细", "withdrawal_id": "提现", "memo": "备注", "created_at": "时间"}
     column_filters = ["kind", "wallet_id", "order_id", "withdrawal_id", "created_at"]
     column_choices = {"kind": choices(LedgerKind)}
-    order_columns = ("order_id",)
+    order_columns, wallet_columns = ("order_id",), ("wallet_id",)
     column_formatters = {"available_delta_fen": yuan, "frozen_delta_fen": yuan, "withdrawing_delta_fen": yuan,
                          "created_at": local, "wallet_id": wallet_owner, "order_id": order}
 
