@@ -285,17 +285,19 @@ class Unexpected(Exception):
     """Raised in place of anything but a domain error inside ``run_concurrently``: always a bug."""
 
 
-def wait_for(condition, what: str, seconds: float = 30, *, step: float = 0.1, explain=None):
+def wait_for(condition, what: str, seconds: float = 30, *, step: float = 0.1, explain=None, pause=time.sleep):
     """The one way a test waits for something another thread or process does: poll ``condition`` every ``step``
     seconds until it returns something true (which is returned), or fail after ``seconds`` saying ``what`` and, if
-    given, ``explain()`` (a server's last log lines). Generous deadlines, never a fixed sleep: CI shares its cores."""
+    given, ``explain()`` (a server's last log lines). Generous deadlines, never a fixed sleep: CI shares its cores.
+    Between polls ``pause(step)``: a browser test passes a Playwright wait (``test_browser.browser_wait_for``),
+    because Playwright delivers its events (requests seen, routes held) only while one of its calls runs."""
     deadline = time.monotonic() + seconds
     while True:
         if value := condition():
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {seconds:g} s: {what}" + (f"\n{explain()}" if explain else ""))
-        time.sleep(step)
+        pause(step)
 
 
 def run_concurrently(app, work, arguments: list[tuple], timeout: float = 120) -> list:

@@ -35,6 +35,7 @@ from tests.conftest import (
     empty_database,
     make_config,
     on_postgres,
+    wait_for,
 )
 from tests.live_server import live_server
 
@@ -232,7 +233,15 @@ def confirm_dialog(page) -> None:
 
 
 def wait_for_htmx(page) -> None:
-    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+    """The page is loaded and htmx has taken up what it last swapped in: htmx binds new content's triggers (and
+    app.js its hooks) only when the swap settles, a moment after the new content is already on the screen."""
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'"
+                           " && !document.querySelector('.htmx-added, .htmx-settling')")
+
+
+def browser_wait_for(page, condition, what: str, seconds: float = 30):
+    """``conftest.wait_for`` for a condition fed by Playwright's events (a request seen, a route held)."""
+    return wait_for(condition, what, seconds, step=0.05, pause=lambda step: page.wait_for_timeout(step * 1000))
 
 
 def load_all_cards(page, total: int) -> None:
@@ -480,6 +489,7 @@ def test_an_outlet_restocks_from_its_factory_store_on_a_phone(page, base_url, tm
     page.screenshot(path=str(tmp_path / "outlet-stock.png"), full_page=True)
     page.get_by_role("link", name="去进货").click()
     page.wait_for_url(f"{base_url}/restock/new")
+    wait_for_htmx(page)  # a boosted link: the form's confirm is htmx's once the swap has settled
     page.locator("input[name^=qty-]").nth(0).fill("12")
     page.get_by_role("button", name="提交进货单").click()
     confirm_dialog(page)

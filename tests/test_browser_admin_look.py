@@ -117,6 +117,7 @@ def test_every_menu_item_opens_a_styled_admin_page_without_console_errors(deskto
     page.goto(f"{admin_site}/admin/data/products/")
     page.locator("table.model-list a[title='编辑记录'], table.model-list a.icon[href*='/edit/']").first.click()
     expect(page.locator("form.admin-form")).to_be_visible()
+    page.wait_for_load_state("load")  # its styles are read next
     assert_admin_page_styled(page, {"name": "商品"})
     page.screenshot(path=str(shots / "product-form.png"), full_page=True)
     assert problems == [], "\n".join(problems)

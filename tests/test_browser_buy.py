@@ -178,6 +178,7 @@ def test_a_restock_past_supply_is_refused_and_the_total_shows_before_placing(pho
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RestockOrder)) == 0
 
+    wait_for_htmx(phone)  # the refused form came back in place: its total listens once the swap has settled
     quantity.fill("3")
     expect(total).to_contain_text(f"¥{price * 3 // 100}.{price * 3 % 100:02d}")
     expect(total).to_contain_text("共 3 件")

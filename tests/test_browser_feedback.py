@@ -15,6 +15,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     admin_site,
     base_url,
     browser,
+    browser_wait_for,
     demo_login,
     demo_seeds,
     demo_site,
@@ -48,6 +49,7 @@ def place_an_order(page, base_url: str) -> str:
     page.goto(f"{base_url}/products/1")
     page.get_by_role("button", name="立即购买").click()
     page.wait_for_url(re.compile(r".*/checkout/.*"))
+    wait_for_htmx(page)  # the boosted page's buttons are htmx's once the swap has settled
     page.get_by_role("button", name="提交订单").click()
     page.wait_for_url(re.compile(r".*/orders/DQ\d+$"))
     expect(page.locator(".dq-status__label")).to_have_text("待支付")
@@ -69,6 +71,7 @@ def test_a_button_is_held_while_its_request_runs_and_a_double_tap_adds_once(page
     expect(page.locator("#dq-loading")).to_have_class(re.compile(r"\bdq-loading--on\b"))
     add.click(force=True)  # a third, impatient tap
     page.wait_for_function("() => document.getElementById('dq-loading').classList.contains('dq-loading--on')")
+    browser_wait_for(page, lambda: held, "the first tap's request reached the network")  # the button is held first
     assert len(held) == 1 and len(posts) == 1, posts
 
     held[0].continue_()
@@ -197,11 +200,14 @@ def test_back_after_paying_shows_the_paid_order_and_the_emptied_cart(page, base_
     expect(page.locator("#flash .dq-toast--ok")).to_be_visible()
     page.locator(".dq-buybar__cart").click()  # boosted: the cart and checkout share one document
     page.wait_for_url(f"{base_url}/cart/")
+    wait_for_htmx(page)  # the boosted page's buttons are htmx's once the swap has settled
     expect(page.locator(".dq-cart__line")).to_have_count(1)
     page.get_by_role("link", name="去结算").click()
     page.wait_for_url(re.compile(r".*/checkout/.*"))
+    wait_for_htmx(page)  # the boosted page's buttons are htmx's once the swap has settled
     page.get_by_role("button", name="提交订单").click()
     page.wait_for_url(re.compile(r".*/orders/DQ\d+$"))
+    wait_for_htmx(page)  # the boosted page's buttons are htmx's once the swap has settled
     page.get_by_role("button", name=re.compile("模拟支付")).click()
     expect(page.locator(".dq-status__label")).to_have_text("待自提")
     wait_for_htmx(page)  # a person reads the page before pressing Back
@@ -216,6 +222,7 @@ def test_back_after_paying_shows_the_paid_order_and_the_emptied_cart(page, base_
     expect(row).to_contain_text("待支付")
     row.click()
     page.wait_for_url(f"{base_url}/orders/{order_no}")
+    wait_for_htmx(page)  # the boosted page's buttons are htmx's once the swap has settled
     page.get_by_role("button", name=re.compile("模拟支付")).click()
     expect(page.locator(".dq-status__label")).to_have_text("待自提")
     wait_for_htmx(page)  # a person reads the page before pressing Back

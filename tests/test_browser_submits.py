@@ -3,7 +3,6 @@ double click on a finance decision at desktop size, each leave exactly one write
 the same form is posted twice straight from the page's own session (page.request), without the browser's help,
 and the server still writes once."""
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from dingqiao.models import (
 from tests.test_browser import (
     admin_desktop,
     browser,  # noqa: F401 - a fixture
+    browser_wait_for,
     demo_app_site,
     demo_seeds,  # noqa: F401 (the module's seeded demo database)
     demo_login,
@@ -84,10 +84,8 @@ class Posts:
         page.on("requestfailed", lambda request: matches(request) and self.ended.append(request))
 
     def wait_until_all_ended(self, page) -> None:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while len(self.ended) < len(self.sent) or not self.sent:
-            assert time.monotonic() < deadline, f"{len(self.sent)} sent, {len(self.ended)} ended"
-            page.wait_for_timeout(50)  # lets Playwright deliver the events; the loop waits for the condition
+        browser_wait_for(page, lambda: self.sent and len(self.ended) >= len(self.sent),
+                         f"every post ended ({len(self.sent)} sent, {len(self.ended)} ended so far)", DEADLINE_SECONDS)
 
 
 def tap_and_confirm(page, tap, outcome) -> list[str]:
