@@ -12,7 +12,7 @@ from dingqiao.services.network import create_outlet, create_region
 from tests.conftest import log_in_member
 from tests.factories import make_user
 from tests.live_server import live_server
-from tests.test_browser import DESKTOP, VIEWPORT, WECHAT_UA, expect, fits_the_screen
+from tests.test_browser import DESKTOP, VIEWPORT, WECHAT_UA, browser_wait_for, expect, fits_the_screen
 from tests.test_browser import browser  # noqa: F401 (a fixture: the module's Chromium)
 
 pytestmark = pytest.mark.browser
@@ -71,12 +71,19 @@ def test_an_admin_builds_region_factory_store_and_outlet_on_a_desktop(app, brows
         form.get_by_label("店主").fill("1390000000")  # typing the phone number suggests the member
         expect(page.locator("#member-options option")).to_have_count(2)
         expect(page.locator(f'#member-options option[value="{factory_owner}"]')).to_contain_text("林总 · 13900000001")
+        # Picking the suggestion asks for suggestions again; a tap on the form's button while that lookup is
+        # still on its way sends the form (the lookup holds nothing). Here the lookup is held until the form went.
+        lookups: list = []
+        page.route("**/admin/network/members?*", lambda route: lookups.append(route))
         form.get_by_label("店主").fill(str(factory_owner))  # what picking the suggestion puts in the field
+        browser_wait_for(page, lambda: lookups, "the member lookup after picking the suggestion")
         form.get_by_label("店名").fill("西湖工厂店")
         form.get_by_label("地址").fill("杭州市西湖区三墩镇振华路 200 号")
         form.get_by_label("电话").fill("0571-88000000")
+        expect(form.get_by_role("button", name="开设工厂店")).to_be_enabled()
         form.get_by_role("button", name="开设工厂店").click()
         expect(page.locator("#network")).to_contain_text("已开设工厂店「西湖工厂店」")
+        page.unroute("**/admin/network/members?*")
 
         form = page.locator("#outlet-form")
         form.get_by_label("区域").select_option(label="杭州市西湖区（HZXH）")

@@ -316,12 +316,19 @@
     return /\bevery\b/.test((elt.getAttribute && elt.getAttribute("hx-trigger")) || "");
   }
 
+  // A lookup as the person types — the member suggestions, the restock total: a GET from a field (or a part) of
+  // a form, not the form being sent. It holds nothing, so a tap on the form's button meanwhile still sends it.
+  function lookupInForm(elt, verb) {
+    var form = elt.closest && elt.closest("form");
+    return Boolean(form) && form !== elt && verb === "get" && !elt.matches(BUTTONS);
+  }
+
   // The button a form was sent with: submit events name it, htmx's request events do not.
   document.addEventListener("submit", function (evt) { evt.target.dqSubmitter = evt.submitter || null; }, true);
 
   document.addEventListener("htmx:beforeSend", function (evt) {
     var elt = evt.detail.elt;
-    if (!elt || inBackground(elt) || pageOwnRequest(elt)) { return; }
+    if (!elt || inBackground(elt) || pageOwnRequest(elt) || lookupInForm(elt, evt.detail.requestConfig.verb)) { return; }
     var sender = senderOf(elt);
     var pressed = sender.dqSubmitter && sender.contains(sender.dqSubmitter) ? sender.dqSubmitter : null;
     sender.dqSubmitter = null;
