@@ -9,10 +9,11 @@ import pytest
 import qrcode
 from PIL import Image
 
+from dingqiao.blueprints.member import routes as member_routes
 from dingqiao.extensions import db
 from dingqiao.fonts import cjk_font, find_cjk_font
 from dingqiao.models import CommissionRuleVersion, Identity, Product, ProductImage
-from dingqiao.services import NotFound
+from dingqiao.services import NotFound, posters
 from dingqiao.services.posters import (
     KEEP_UNUSED,
     QR_BOX,
@@ -197,6 +198,49 @@ def test_the_nightly_prune_deletes_posters_nobody_asked_for_and_one_asked_for_ag
                              str(cache), None)  # a pruned poster asked for again is drawn again
         assert redrawn == old_price and Image.open(redrawn).size == (750, 1200)
     assert prune_posters(str(tmp_path / "never-made")) == 0  # a shop whose members never shared
+
+
+def test_a_poster_this_process_may_not_touch_or_delete_is_still_served_and_the_others_pruned(app, tmp_path,
+                                                                                              monkeypatch):
+    cache = tmp_path / "posters"
+    with app.app_context():
+        member = make_user("只读")
+        upload_folder = app.config["UPLOAD_FOLDER"]
+        specs = [product_poster_input(db.session, member, make_product(member_price_fen=price).id, "http://x/p",
+                                      upload_folder) for price in (1990, 2990)]
+        kept, other = (poster_png(spec, str(cache), None) for spec in specs)
+        for path in (kept, other):
+            aged(path, KEEP_UNUSED.days + 5)
+
+        def refused(path, *args, **kwargs):  # as for another account's file, or a read-only folder
+            raise PermissionError(13, "Permission denied", str(path))
+
+        real_unlink = os.unlink
+        monkeypatch.setattr(posters.os, "utime", refused)
+        monkeypatch.setattr(posters.os, "unlink",
+                            lambda path: refused(path) if str(path).endswith(kept.name) else real_unlink(path))
+        assert poster_png(specs[0], str(cache), None) == kept  # served, though it could not be marked in use
+        assert prune_posters(str(cache)) == 1 and [path.name for path in cache.iterdir()] == [kept.name]
+
+
+def test_a_poster_pruned_between_the_look_and_the_send_is_drawn_again(app, client, monkeypatch):
+    with app.app_context():
+        member_id = make_user("竞态").id
+    log_in(client, member_id)
+    real = member_routes.poster_png
+    calls = []
+
+    def pruned_right_after_the_look(spec, folder, font):
+        path = real(spec, folder, font)
+        calls.append(path)
+        if len(calls) == 1:
+            path.unlink()  # what the nightly prune does in that instant
+        return path
+
+    monkeypatch.setattr(member_routes, "poster_png", pruned_right_after_the_look)
+    response = client.get("/me/poster.png")
+    assert response.status_code == 200 and len(calls) == 2
+    assert png(response).size == (750, 1200)
 
 
 def test_the_poster_is_only_the_members_own_and_only_of_a_product_on_sale(app, client):

@@ -9,6 +9,7 @@ Nothing about commissions is ever drawn: a reward on a shared picture is 诱导�
 (docs/wechat-callback.md, "Sharing and WeChat's rules"). ``share_reward_fen`` is for the member's own page only.
 """
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -28,6 +29,7 @@ from . import catalog
 from .commissions import BPS, current_rule
 from .setup import shop_name
 
+log = logging.getLogger(__name__)
 WIDTH, HEIGHT = 750, 1200
 LAYOUT_VERSION = "2"  # part of every fingerprint: a new design draws every poster again
 BRAND = (7, 193, 96)
@@ -134,12 +136,15 @@ def poster_png(spec: PosterInput, cache_dir: str, font_path: str | None) -> Path
 
 def _in_use(path: Path) -> bool:
     """Whether the poster is there to serve; one not marked for a day is marked in use now (so the nightly
-    prune keeps it), and one pruned meanwhile is not there: it is drawn again."""
+    prune keeps it), and one pruned meanwhile is not there: it is drawn again. A file this process may read but
+    not touch (another account's, a read-only folder) is served all the same."""
     try:
         if path.stat().st_mtime < time.time() - MARK_IN_USE_AFTER.total_seconds():
             os.utime(path)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        log.warning("poster %s served but not marked in use: %s", path.name, exc)
     return True
 
 
@@ -168,6 +173,8 @@ def prune_posters(cache_dir: str, now: float | None = None) -> int:
                 gone += 1
         except FileNotFoundError:  # another process pruned it first
             pass
+        except OSError as exc:  # not ours to delete: the others are pruned all the same
+            log.warning("poster %s not pruned: %s", name, exc)
     return gone
 
 

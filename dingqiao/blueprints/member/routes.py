@@ -108,12 +108,17 @@ def poster():
         spec = product_poster_input(db.session, member, product_id, share_link(member, product_id), upload_folder)
     else:
         spec = shop_poster_input(db.session, member, share_link(member), upload_folder)
+    folder, font = current_app.config["POSTER_FOLDER"], current_app.config["CJK_FONT_PATH"] or None
     try:
-        path = poster_png(spec, current_app.config["POSTER_FOLDER"], current_app.config["CJK_FONT_PATH"] or None)
+        try:
+            response = send_file(poster_png(spec, folder, font), mimetype="image/png", max_age=0, etag=True,
+                                 conditional=True)
+        except FileNotFoundError:  # the nightly prune took it between the look and the send: drawn again
+            response = send_file(poster_png(spec, folder, font), mimetype="image/png", max_age=0, etag=True,
+                                 conditional=True)
     except FontMissing:
         current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
         return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
-    response = send_file(path, mimetype="image/png", max_age=0, etag=True, conditional=True)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
 
