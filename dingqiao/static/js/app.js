@@ -317,10 +317,11 @@
   }
 
   // A lookup as the person types — the member suggestions, the restock total: a GET from a field (or a part) of
-  // a form, not the form being sent. It holds nothing, so a tap on the form's button meanwhile still sends it.
+  // a form, not the form being sent nor a link or button in it. It holds nothing, so a tap on the form's button
+  // meanwhile still sends it.
   function lookupInForm(elt, verb) {
     var form = elt.closest && elt.closest("form");
-    return Boolean(form) && form !== elt && verb === "get" && !elt.matches(BUTTONS);
+    return Boolean(form) && form !== elt && verb === "get" && !elt.matches("a, " + BUTTONS);
   }
 
   // The button a form was sent with: submit events name it, htmx's request events do not.
