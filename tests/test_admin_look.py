@@ -27,6 +27,7 @@ from dingqiao.db import write_transaction
 from dingqiao.services.audit import record_audit
 from dingqiao.services.commissions import RuleError, format_percent, parse_rule, percent_to_bps
 from dingqiao.services.refunds import reject_refund, request_refund
+from dingqiao.services.service_cases import open_case
 from tests.conftest import csrf_token, log_in_admin, log_in_member
 from tests.factories import make_product, make_user
 from tests.money_world import build_world, buy, pay
@@ -101,6 +102,9 @@ def test_orders_and_members_in_the_money_tables_and_the_queues_link_to_their_pag
         db.session.execute(update(OutboxMessage).where(OutboxMessage.user_id == paid_world.buyer)
                            .values(status=DeliveryStatus.FAILED, last_error="40037 invalid template_id"))
         db.session.commit()
+        case_id = open_case(db.session, paid_world.buyer, kind="quality", subject="瓶盖漏液", body="收到时漏了",
+                            order_no=paid_world.order_no, upload_folder=app.config["UPLOAD_FOLDER"],
+                            max_bytes=app.config["UPLOAD_MAX_BYTES"]).id
     log_in_admin(client, paid_world.finance_id)
     order_link = f'<a href="/admin/orders/{order_id}">{paid_world.order_no}</a>'
     for table in ("payments", "commission_lines", "ledger_entries", "refunds"):  # the order's number, not its id
@@ -110,6 +114,10 @@ def test_orders_and_members_in_the_money_tables_and_the_queues_link_to_their_pag
     assert parent_link in client.get("/admin/withdrawals").get_data(as_text=True)
     assert f'<a href="/admin/members/{paid_world.buyer}">#{paid_world.buyer}</a>' in client.get(
         "/admin/messages").get_data(as_text=True)
+    buyer_link = f'<a href="/admin/members/{paid_world.buyer}">王小明</a>'
+    assert buyer_link in client.get("/admin/service/").get_data(as_text=True)
+    case = client.get(f"/admin/service/{case_id}").get_data(as_text=True)
+    assert buyer_link in case and order_link in case
 
 
 def test_a_data_page_reads_names_numbers_and_owners_for_the_page_at_once_however_many_rows(app, client, paid_world):
@@ -125,11 +133,15 @@ def test_a_data_page_reads_names_numbers_and_owners_for_the_page_at_once_however
         return sum(statement.lstrip().upper().startswith("SELECT") for statement in statements)
 
     log_in_admin(client, paid_world.finance_id)
-    url = "/admin/data/ledger_entries/"
+    url, orders = "/admin/data/ledger_entries/", "/admin/data/orders/"
     selects_for(url)  # the first request after login reads what later ones remember
-    few = selects_for(url)
+    few, few_orders = selects_for(url), selects_for(orders)
     for _ in range(2):  # more orders, so more order numbers on the page
         pay(app, buy(app, paid_world))
+    for number in range(2):  # more buyers
+        with app.app_context():
+            buyer = make_user(f"买家{number}").id
+        pay(app, buy(app, paid_world, buyer_id=buyer))
     with app.app_context():  # more members' wallets
         for number in range(3):
             wallet = Wallet(user_id=make_user(f"钱包{number}").id)
@@ -141,6 +153,7 @@ def test_a_data_page_reads_names_numbers_and_owners_for_the_page_at_once_however
     page = client.get(url).get_data(as_text=True)
     assert "钱包2" in page and page.count('href="/admin/orders/') >= 3
     assert selects_for(url) == few
+    assert "买家1" in client.get(orders).get_data(as_text=True) and selects_for(orders) == few_orders
 
 
 # ---------------------------------------------------------------- the audit log's detail

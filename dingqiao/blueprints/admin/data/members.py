@@ -40,6 +40,7 @@ class OrderView(ReadOnlyView):
     column_searchable_list = ["order_no", "user.phone", "outlet.name"]
     column_filters = ["status", "outlet.name", "created_at", "paid_at"]
     column_default_sort = ("id", True)
+    person_columns = ("user_id",)
     column_formatters = {
         "order_no": link("admin_orders.detail", "order_id", lambda order: order.order_no),
         "user": lambda _v, _c, model, _n: person_link(model.user_id),
