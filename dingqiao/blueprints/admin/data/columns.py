@@ -1,8 +1,7 @@
 """How the data pages show a cell: money in yuan, times in China time, a member's id as their name and an order's
-id as its number (each linking to its page), an admin's id as the username, labels for stored words. Formatters take Flask-Admin's
-``(view, context, model, name)``."""
-from flask import g, url_for
-from markupsafe import Markup
+id as its number (each linking to its page, written by templates/admin/_links.html as on the workflow pages), an
+admin's id as the username, labels for stored words. Formatters take Flask-Admin's ``(view, context, model, name)``."""
+from flask import g, get_template_attribute
 
 from ....extensions import db
 from ....money import format_yuan
@@ -24,11 +23,16 @@ def percent(_view, _context, model, name):
     return format_percent(getattr(model, name))
 
 
-def link(endpoint: str, key: str, shown):
-    """A cell that links to one of our own workflow pages (order detail, member detail)."""
+def _admin_link(kind: str, *args):
+    """A link to a member's or an order's page (``kind``: the macro of templates/admin/_links.html)."""
+    return get_template_attribute("admin/_links.html", kind)(*args)
+
+
+def link(kind: str, shown):
+    """A cell that links its row (a member, an order) to the row's workflow page."""
 
     def formatter(_view, _context, model, _name):
-        return Markup('<a href="{}">{}</a>').format(url_for(endpoint, **{key: model.id}), shown(model))
+        return _admin_link(kind, model.id, shown(model))
 
     return formatter
 
@@ -71,8 +75,7 @@ def wallet_owners(wallet_ids) -> dict[int, int]:
 def person_link(user_id: int | None):
     if user_id is None:
         return "—"
-    name = people([user_id]).get(user_id, f"#{user_id}")
-    return Markup('<a href="{}">{}</a>').format(url_for("admin_members.detail", user_id=user_id), name)
+    return _admin_link("member", user_id, people([user_id]).get(user_id, f"#{user_id}"))
 
 
 def person(_view, _context, model, name):
@@ -85,8 +88,7 @@ def order(_view, _context, model, name):
     order_id = getattr(model, name)
     if order_id is None:
         return "—"
-    number = order_numbers([order_id]).get(order_id, f"#{order_id}")
-    return Markup('<a href="{}">{}</a>').format(url_for("admin_orders.detail", order_id=order_id), number)
+    return _admin_link("order", order_id, order_numbers([order_id]).get(order_id, f"#{order_id}"))
 
 
 def wallet_owner(_view, _context, model, name):

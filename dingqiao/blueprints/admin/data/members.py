@@ -22,7 +22,7 @@ class MemberView(ReadOnlyView):
     column_filters = ["identity", "is_active", "created_at"]
     column_choices = {"identity": choices(Identity)}
     column_formatters = {
-        "nickname": link("admin_members.detail", "user_id", lambda user: user.display_name),
+        "nickname": link("member", lambda user: user.display_name),
         "binding.upline": lambda _v, _c, model, _n: model.binding.upline.display_name if model.binding else "—",
         "created_at": local, "last_login_at": local,
     }
@@ -42,7 +42,7 @@ class OrderView(ReadOnlyView):
     column_default_sort = ("id", True)
     person_columns = ("user_id",)
     column_formatters = {
-        "order_no": link("admin_orders.detail", "order_id", lambda order: order.order_no),
+        "order_no": link("order", lambda order: order.order_no),
         "user": lambda _v, _c, model, _n: person_link(model.user_id),
         "outlet": lambda _v, _c, model, _n: model.outlet.name,
         "total_fen": yuan, "created_at": local, "paid_at": local, "redeemed_at": local,
