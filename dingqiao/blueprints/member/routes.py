@@ -109,13 +109,15 @@ def poster():
     else:
         spec = shop_poster_input(db.session, member, share_link(member), upload_folder)
     folder, font = current_app.config["POSTER_FOLDER"], current_app.config["CJK_FONT_PATH"] or None
+
+    def send():
+        return send_file(poster_png(spec, folder, font), mimetype="image/png", max_age=0, etag=True, conditional=True)
+
     try:
         try:
-            response = send_file(poster_png(spec, folder, font), mimetype="image/png", max_age=0, etag=True,
-                                 conditional=True)
+            response = send()
         except FileNotFoundError:  # the nightly prune took it between the look and the send: drawn again
-            response = send_file(poster_png(spec, folder, font), mimetype="image/png", max_age=0, etag=True,
-                                 conditional=True)
+            response = send()
     except FontMissing:
         current_app.logger.error("poster: no CJK font; install fonts-noto-cjk or set CJK_FONT_PATH")
         return error_response("海报暂时无法生成（服务器缺少中文字体），请联系客服。", 503)
